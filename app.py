@@ -1,0 +1,29 @@
+"""Attention Lab: the Streamlit entry point (`streamlit run app.py`).
+
+Pages live in pages/ and stay thin: widgets in, calls to models/ and viz/, figures out.
+"""
+
+import streamlit as st
+
+from models.device import available_devices, default_device
+
+PAGES = [
+    st.Page("pages/text_attention.py", title="Text attention", icon="🔤", default=True),
+]
+
+
+def device_picker() -> str:
+    """Sidebar choice of torch device, defaulting to CUDA, then MPS, then CPU (or $ATTN_DEVICE)."""
+    try:
+        default = default_device()
+    except ValueError as err:
+        st.sidebar.warning(str(err))
+        default = available_devices()[0]
+    devices = available_devices()
+    st.session_state.setdefault("device", default)
+    return st.sidebar.selectbox("Device", devices, key="device", help="Override with the ATTN_DEVICE variable.")
+
+
+st.set_page_config(page_title="Attention Lab", page_icon="🔍", layout="wide")
+device_picker()
+st.navigation(PAGES).run()

@@ -1,0 +1,1 @@
+"""PyTorch models, instrumented so that every attention can be inspected. Never imports Streamlit."""

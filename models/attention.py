@@ -1,0 +1,140 @@
+"""The one multi-head attention of the project, instrumented.
+
+Every model here (BERT, GPT, the encoder-decoder, DETR, the receptive-field lab) attends through
+`MultiHeadAttention`. With `capture=False` it calls the fused
+`torch.nn.functional.scaled_dot_product_attention`, which never builds the weights. With
+`capture=True` it computes the same attention step by step in plain torch and returns an
+`AttentionRecord` holding every intermediate, so that a page can show the real tensors.
+
+Masks are boolean and broadcast to (B, nh, Tq, Tk): True means "may attend", False means
+"masked" (the convention of `scaled_dot_product_attention`). The mask is applied after the
+scaling by 1/sqrt(d_head) and before the softmax.
+"""
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+@dataclass
+class AttentionRecord:
+    """Everything one attention computed, per head. B batch, nh heads, Tq queries, Tk keys."""
+
+    q: Tensor  # (B, nh, Tq, dh) queries, after the projection and the head split
+    k: Tensor  # (B, nh, Tk, dh)
+    v: Tensor  # (B, nh, Tk, dh)
+    scores: Tensor  # (B, nh, Tq, Tk) raw QK^T
+    scale: float  # 1 / sqrt(dh)
+    mask: Tensor | None  # bool, broadcastable to (B, nh, Tq, Tk); True = may attend
+    probs: Tensor  # (B, nh, Tq, Tk) softmax of the masked scaled scores; rows sum to 1
+    out: Tensor  # (B, nh, Tq, dh) per-head outputs A·V, before the heads are merged
+
+    @property
+    def scaled(self) -> Tensor:
+        """(B, nh, Tq, Tk) QK^T / sqrt(dh)."""
+        return self.scores * self.scale
+
+    @property
+    def masked(self) -> Tensor:
+        """(B, nh, Tq, Tk) the scaled scores with -inf where the mask forbids attending."""
+        if self.mask is None:
+            return self.scaled
+        return self.scaled.masked_fill(~self.mask, float("-inf"))
+
+    def detach(self) -> "AttentionRecord":
+        tensors = {k: (v.detach() if isinstance(v, Tensor) else v) for k, v in vars(self).items()}
+        return AttentionRecord(**tensors)
+
+
+def causal_mask(t_q: int, t_k: int | None = None, device=None) -> Tensor:
+    """(Tq, Tk) lower-triangular: query i may attend to keys j <= i (aligned at the end when Tk > Tq)."""
+    t_k = t_q if t_k is None else t_k
+    return torch.ones(t_q, t_k, dtype=torch.bool, device=device).tril(diagonal=t_k - t_q)
+
+
+def local_mask(t: int, radius: int, device=None) -> Tensor:
+    """(T, T) band: query i may attend to keys j with |i - j| <= radius (restricted self-attention)."""
+    if radius < 0:
+        raise ValueError(f"window radius must be >= 0, got {radius}")
+    idx = torch.arange(t, device=device)
+    return (idx[:, None] - idx[None, :]).abs() <= radius
+
+
+def padding_mask(key_padding: Tensor) -> Tensor:
+    """(B, Tk) True at padding -> (B, 1, 1, Tk) True where a key may be attended."""
+    return ~key_padding.bool()[:, None, None, :]
+
+
+def combine_masks(*masks: Tensor | None) -> Tensor | None:
+    """Logical AND of the given boolean masks (broadcasting); None entries are ignored."""
+    present = [m for m in masks if m is not None]
+    if not present:
+        return None
+    out = present[0].bool()
+    for m in present[1:]:
+        out = out & m.bool()
+    return out
+
+
+def attend(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None, capture: bool = False):
+    """Scaled dot-product attention over heads.
+
+    q (B, nh, Tq, dh), k and v (B, nh, Tk, dh), mask bool broadcastable to (B, nh, Tq, Tk).
+    Returns (out (B, nh, Tq, dh), AttentionRecord or None).
+    """
+    if not capture:
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask), None
+    scale = 1.0 / math.sqrt(q.size(-1))
+    scores = q @ k.transpose(-2, -1)  # (B, nh, Tq, Tk)
+    scaled = scores * scale
+    if mask is not None:
+        scaled = scaled.masked_fill(~mask, float("-inf"))
+    probs = scaled.softmax(dim=-1)
+    out = probs @ v  # (B, nh, Tq, dh)
+    return out, AttentionRecord(q=q, k=k, v=v, scores=scores, scale=scale, mask=mask, probs=probs, out=out)
+
+
+class MultiHeadAttention(nn.Module):
+    """Multi-head attention with separate q/k/v projections and an output projection.
+
+    Query, key and value inputs are given separately, so that the same module serves
+    self-attention (BERT, GPT), cross-attention (encoder-decoder, DETR decoder) and DETR's
+    "position on Q and K only" (query = key = src + pos, value = src).
+    """
+
+    def __init__(self, d_model: int, n_heads: int, bias: bool = True):
+        super().__init__()
+        if d_model % n_heads:
+            raise ValueError(f"d_model={d_model} is not divisible by n_heads={n_heads}")
+        self.n_heads = n_heads
+        self.d_head = d_model // n_heads
+        self.q_proj = nn.Linear(d_model, d_model, bias=bias)
+        self.k_proj = nn.Linear(d_model, d_model, bias=bias)
+        self.v_proj = nn.Linear(d_model, d_model, bias=bias)
+        self.out_proj = nn.Linear(d_model, d_model, bias=bias)
+
+    def split_heads(self, x: Tensor) -> Tensor:
+        b, t, _ = x.shape
+        return x.view(b, t, self.n_heads, self.d_head).transpose(1, 2)  # (B, nh, T, dh)
+
+    def forward(
+        self,
+        query: Tensor,
+        key: Tensor | None = None,
+        value: Tensor | None = None,
+        mask: Tensor | None = None,
+        capture: bool = False,
+    ) -> tuple[Tensor, AttentionRecord | None]:
+        """query (B, Tq, d); key, value (B, Tk, d), default to query. Returns ((B, Tq, d), record)."""
+        key = query if key is None else key
+        value = key if value is None else value
+        q = self.split_heads(self.q_proj(query))
+        k = self.split_heads(self.k_proj(key))
+        v = self.split_heads(self.v_proj(value))
+        heads, record = attend(q, k, v, mask=mask, capture=capture)
+        b, _, t, _ = heads.shape
+        merged = heads.transpose(1, 2).reshape(b, t, self.n_heads * self.d_head)  # (B, Tq, d)
+        return self.out_proj(merged), record

@@ -1,0 +1,1 @@
+"""DETR (Carion et al., 2020) on the project's instrumented attention core."""

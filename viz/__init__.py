@@ -1,0 +1,1 @@
+"""Plotly figures built from numpy arrays and labels. Knows no model."""
