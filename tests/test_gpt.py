@@ -1,0 +1,95 @@
+"""GPT: parity with Hugging Face GPT-2, capture parity, causal zeros, our checkpoint round trip."""
+
+import json
+
+import pytest
+import torch
+
+from models.bert import ModelLoadError
+from models.gpt import PRESETS, build_gpt
+from models.gpt_io import ALPHABET, UNKNOWN, CharTokenizer, load_gpt, save_gpt
+
+
+@pytest.fixture(scope="module")
+def gpt2_dir(tmp_path_factory):
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    config = transformers.GPT2Config(
+        vocab_size=101, n_positions=40, n_embd=48, n_layer=3, n_head=4, attn_implementation="eager"
+    )
+    reference = transformers.GPT2Model(config).eval()
+    with torch.no_grad():  # GPT-2 initialises biases and LayerNorms trivially; perturb them so the test bites
+        for p in reference.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    directory = tmp_path_factory.mktemp("gpt2")
+    reference.save_pretrained(directory)
+    return directory, reference
+
+
+def test_gpt2_parity_hidden_states_and_attention(gpt2_dir):
+    directory, reference = gpt2_dir
+    ours = load_gpt(directory).model
+    ids = torch.randint(0, 101, (2, 23), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        expected = reference(ids, output_hidden_states=True, output_attentions=True)
+        got = ours(ids, capture=True)
+    torch.testing.assert_close(got.last_hidden_state, expected.last_hidden_state, atol=1e-5, rtol=0)
+    # HF's hidden_states: the embeddings, each block's output, with the last one after ln_f
+    assert len(expected.hidden_states) == len(got.hidden_states)
+    for ours_h, theirs_h in zip(got.hidden_states[:-1], expected.hidden_states[:-1], strict=True):
+        torch.testing.assert_close(ours_h, theirs_h, atol=1e-5, rtol=0)
+    assert len(expected.attentions) == len(got.attentions) == 3
+    for record, theirs in zip(got.attentions, expected.attentions, strict=True):
+        torch.testing.assert_close(record.probs, theirs, atol=1e-5, rtol=0)
+
+
+def test_gpt2_directory_with_unsupported_option_is_refused(gpt2_dir, tmp_path):
+    directory, _ = gpt2_dir
+    raw = json.loads((directory / "config.json").read_text())
+    raw["scale_attn_by_inverse_layer_idx"] = True
+    (tmp_path / "config.json").write_text(json.dumps(raw))
+    (tmp_path / "model.safetensors").write_bytes((directory / "model.safetensors").read_bytes())
+    with pytest.raises(ModelLoadError, match="scale_attn_by_inverse_layer_idx"):
+        load_gpt(tmp_path)
+
+
+def test_capture_matches_fast_path_and_upper_triangle_is_exactly_zero():
+    torch.manual_seed(0)
+    model = build_gpt(PRESETS["gpt-nano"]).eval()
+    ids = torch.randint(0, 97, (2, 30))
+    with torch.no_grad():
+        fast, slow = model(ids), model(ids, capture=True)
+    torch.testing.assert_close(slow.logits, fast.logits, atol=1e-5, rtol=0)
+    upper = torch.ones(30, 30, dtype=torch.bool).triu(1)
+    for record in slow.attentions:
+        assert (record.probs[..., upper] == 0).all()
+        assert torch.isneginf(record.masked[..., upper]).all()
+        assert torch.isfinite(record.masked[..., ~upper]).all()
+        torch.testing.assert_close(record.probs.sum(-1), torch.ones(2, 2, 30))
+
+
+def test_too_long_input_names_the_context():
+    model = build_gpt(PRESETS["gpt-nano"])
+    with pytest.raises(ValueError, match="context of 64"):
+        model(torch.zeros(1, 65, dtype=torch.long))
+
+
+def test_our_checkpoint_round_trip(tmp_path):
+    torch.manual_seed(0)
+    config = PRESETS["gpt-nano"]
+    model = build_gpt(config).eval()
+    save_gpt(model, config, ALPHABET, tmp_path)
+    loaded = load_gpt(tmp_path)
+    ids = torch.randint(0, 97, (1, 20))
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.model(ids).logits, model(ids).logits)
+    assert loaded.model.lm_head.weight is loaded.model.token_embedding.weight
+
+
+def test_char_tokenizer_marks_unknown_and_truncates_from_the_start():
+    tok = CharTokenizer()
+    enc = tok.encode("héllo\tworld", max_len=8)
+    assert enc.n_dropped == 3 and enc.tokens[0] == "l"
+    assert enc.unknown == ["\t"] and UNKNOWN in enc.tokens
+    assert tok.decode(tok.encode("abc").ids) == "abc"
+    assert tok.encode("é").unknown == ["é"]
