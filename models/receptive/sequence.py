@@ -1,0 +1,368 @@
+"""Sequence models over the same (B, T, d) input, and what each one can see.
+
+Nine models share one input: RNN, LSTM and GRU (one direction or both), a 1-D CNN, full
+self-attention and restricted (local-window) self-attention, the last two on the project's
+attention core. For each we compute the theoretical receptive field (the input positions an output
+may depend on), the effective receptive field |dy_t/dx_s| averaged over random initialisations and
+inputs (Luo et al., 2016), the forward time against the sequence length and the number of
+sequential steps, the quantities of Table 1 of "Attention Is All You Need".
+
+Every non-recurrent layer is the operator followed by tanh, the nonlinearity nn.RNN uses, and no
+layer has a residual connection, so that a gradient can only reach x_s through the operator itself.
+The attention layers carry no positional encoding.
+"""
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from models.attention import MultiHeadAttention, attend, causal_mask
+
+RECURRENT = {"RNN": nn.RNN, "LSTM": nn.LSTM, "GRU": nn.GRU}
+MODEL_NAMES = ("RNN", "LSTM", "GRU", "BiRNN", "BiLSTM", "BiGRU", "CNN", "Self-attention", "Local attention")
+GATES = {"RNN": 1, "LSTM": 4, "GRU": 3}  # weight matrices per recurrent step, for the multiply-add count
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What the lab accepts; beyond these a CPU computation stops being interactive."""
+
+    max_length: int = 512  # sequence length T
+    max_width: int = 256  # model width d
+    max_layers: int = 32  # depth of any stack
+    max_kernel: int = 15  # CNN kernel size
+    max_dilation: int = 16
+    max_inits: int = 32  # random initialisations averaged in the effective receptive field
+    max_timing_length: int = 4096  # longest sequence in the timing sweep
+
+
+LIMITS = Limits()
+
+
+@dataclass(frozen=True)
+class SeqConfig:
+    length: int = 64  # T, positions in the input sequence
+    d_model: int = 32  # d, channels per position (even, for the bidirectional halves)
+    rnn_layers: int = 1  # stacked recurrent layers
+    cnn_layers: int = 4  # depth of the 1-D CNN
+    kernel_size: int = 3  # CNN kernel size k
+    dilation: int = 1  # CNN dilation, the same in every layer
+    attn_layers: int = 1  # stacked attention layers (full and local)
+    n_heads: int = 4  # attention heads; must divide d_model
+    radius: int = 4  # r: local attention sees |t - s| <= r
+    causal: bool = False  # CNN and attention see only s <= t (recurrent models follow their direction)
+
+
+def check_config(cfg: SeqConfig, limits: Limits = LIMITS) -> None:
+    """Raise ValueError naming the limit that cfg breaks, and how to fix it."""
+    bounds = [
+        ("sequence length", cfg.length, 2, limits.max_length),
+        ("width d", cfg.d_model, 2, limits.max_width),
+        ("recurrent layers", cfg.rnn_layers, 1, limits.max_layers),
+        ("CNN depth", cfg.cnn_layers, 1, limits.max_layers),
+        ("attention layers", cfg.attn_layers, 1, limits.max_layers),
+        ("kernel size", cfg.kernel_size, 1, limits.max_kernel),
+        ("dilation", cfg.dilation, 1, limits.max_dilation),
+        ("attention heads", cfg.n_heads, 1, cfg.d_model),
+        ("window radius", cfg.radius, 0, limits.max_length),
+    ]
+    for label, value, low, high in bounds:
+        if not low <= value <= high:
+            raise ValueError(
+                f"{label} = {value} is outside the limit [{low}, {high}]; choose a value inside it"
+            )
+    if cfg.d_model % 2:
+        raise ValueError(
+            f"width d = {cfg.d_model} must be even: a bidirectional model gives d/2 per direction"
+        )
+    if cfg.d_model % cfg.n_heads:
+        raise ValueError(
+            f"width d = {cfg.d_model} is not divisible by {cfg.n_heads} heads; use a divisor of d"
+        )
+
+
+class RecurrentStack(nn.Module):
+    """nn.RNN / nn.LSTM / nn.GRU, batch first; bidirectional models give d/2 channels to each direction."""
+
+    def __init__(self, cell: str, d_model: int, n_layers: int, bidirectional: bool):
+        super().__init__()
+        hidden = d_model // 2 if bidirectional else d_model
+        self.rnn = RECURRENT[cell](d_model, hidden, n_layers, batch_first=True, bidirectional=bidirectional)
+        self.cell, self.n_layers, self.causal = cell, n_layers, not bidirectional
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.rnn(x)[0]  # (B, T, d)
+
+    def field(self, t: int, length: int) -> tuple[int, int]:
+        return (0, t) if self.causal else (0, length - 1)
+
+    def sequential_steps(self, length: int) -> int:
+        return length * self.n_layers  # step t of a layer waits for step t - 1
+
+
+class ConvStack(nn.Module):
+    """1-D convolutions over positions, each followed by tanh; zero padding keeps the length T."""
+
+    def __init__(self, d_model: int, n_layers: int, kernel_size: int, dilation: int, causal: bool):
+        super().__init__()
+        self.convs = nn.ModuleList(
+            nn.Conv1d(d_model, d_model, kernel_size, dilation=dilation) for _ in range(n_layers)
+        )
+        span = (kernel_size - 1) * dilation  # extra positions one layer sees
+        self.pad = (span, 0) if causal else (span // 2, span - span // 2)  # (left, right)
+        self.n_layers, self.causal = n_layers, causal
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = x.transpose(1, 2)  # (B, d, T)
+        for conv in self.convs:
+            h = torch.tanh(conv(F.pad(h, self.pad)))
+        return h.transpose(1, 2)  # (B, T, d)
+
+    def field(self, t: int, length: int) -> tuple[int, int]:
+        left, right = self.pad
+        return max(0, t - self.n_layers * left), min(length - 1, t + self.n_layers * right)
+
+    def sequential_steps(self, length: int) -> int:
+        return self.n_layers
+
+
+def windowed_attention(mha: MultiHeadAttention, x: Tensor, radius: int, causal: bool = False) -> Tensor:
+    """Restricted self-attention computed on windows, O(T * r * d) instead of O(T^2 * d).
+
+    Each query attends to the 2r+1 keys around it through the core's `attend`, with the window as
+    an extra batch dimension; keys past either end are zero padding and masked. Equals
+    `mha(x, mask=local_mask(T, r))` (test_receptive checks it).
+    """
+    b, t, d = x.shape
+    q = mha.split_heads(mha.q_proj(x)).unsqueeze(-2)  # (B, nh, T, 1, dh)
+    k, v = (F.pad(mha.split_heads(p(x)), (0, 0, radius, radius)) for p in (mha.k_proj, mha.v_proj))
+    k = k.unfold(2, 2 * radius + 1, 1).transpose(-1, -2)  # (B, nh, T, 2r+1, dh): window of query i
+    v = v.unfold(2, 2 * radius + 1, 1).transpose(-1, -2)
+    offsets = torch.arange(-radius, radius + 1, device=x.device)
+    pos = torch.arange(t, device=x.device)[:, None] + offsets  # (T, 2r+1) key position of each window slot
+    valid = (pos >= 0) & (pos < t)
+    if causal:
+        valid &= pos <= torch.arange(t, device=x.device)[:, None]
+    heads, _ = attend(q, k, v, mask=valid[:, None, :])  # (B, nh, T, 1, dh)
+    merged = heads.squeeze(-2).transpose(1, 2).reshape(b, t, d)  # (B, T, d)
+    return mha.out_proj(merged)
+
+
+class AttentionStack(nn.Module):
+    """Self-attention layers, each followed by tanh; radius None is full attention, else restricted."""
+
+    def __init__(self, d_model: int, n_layers: int, n_heads: int, radius: int | None, causal: bool):
+        super().__init__()
+        self.layers = nn.ModuleList(MultiHeadAttention(d_model, n_heads) for _ in range(n_layers))
+        self.n_layers, self.radius, self.causal = n_layers, radius, causal
+
+    def forward(self, x: Tensor) -> Tensor:
+        t = x.size(1)
+        mask = causal_mask(t, device=x.device) if self.causal else None
+        for mha in self.layers:
+            if self.radius is None:
+                x = torch.tanh(mha(x, mask=mask)[0])
+            else:
+                x = torch.tanh(windowed_attention(mha, x, self.radius, self.causal))
+        return x
+
+    def field(self, t: int, length: int) -> tuple[int, int]:
+        if self.radius is None:
+            return 0, t if self.causal else length - 1
+        reach = self.n_layers * self.radius
+        return max(0, t - reach), t if self.causal else min(length - 1, t + reach)
+
+    def sequential_steps(self, length: int) -> int:
+        return self.n_layers
+
+
+def build_model(name: str, cfg: SeqConfig) -> nn.Module:
+    """One of MODEL_NAMES, freshly initialised from the current torch seed."""
+    if name in RECURRENT:
+        return RecurrentStack(name, cfg.d_model, cfg.rnn_layers, bidirectional=False)
+    if name.startswith("Bi") and name[2:] in RECURRENT:
+        return RecurrentStack(name[2:], cfg.d_model, cfg.rnn_layers, bidirectional=True)
+    if name == "CNN":
+        return ConvStack(cfg.d_model, cfg.cnn_layers, cfg.kernel_size, cfg.dilation, cfg.causal)
+    if name == "Self-attention":
+        return AttentionStack(cfg.d_model, cfg.attn_layers, cfg.n_heads, None, cfg.causal)
+    if name == "Local attention":
+        return AttentionStack(cfg.d_model, cfg.attn_layers, cfg.n_heads, cfg.radius, cfg.causal)
+    raise ValueError(f"unknown model {name!r}; choose one of {MODEL_NAMES}")
+
+
+def theoretical_field(name: str, cfg: SeqConfig, t: int) -> tuple[int, int]:
+    """(first, last) input position that output t can depend on, inclusive."""
+    return build_model(name, replace(cfg, d_model=2, n_heads=1)).field(t, cfg.length)
+
+
+def input_gradient(model: nn.Module, x: Tensor, t: int) -> Tensor:
+    """(B, T) |dy_t/dx_s| summed over channels, per example; dL/dy_t is 1 on every channel of y_t."""
+    x = x.detach().requires_grad_(True)
+    model(x)[:, t, :].sum().backward()
+    return x.grad.abs().sum(-1)
+
+
+def effective_field(
+    name: str,
+    cfg: SeqConfig,
+    t: int,
+    n_inits: int = 4,
+    batch: int = 4,
+    seed: int = 0,
+    device: str = "cpu",
+) -> np.ndarray:
+    """(T,) mean |dy_t/dx_s| over n_inits random initialisations x batch random inputs (Luo et al., 2016)."""
+    if not 0 <= t < cfg.length:
+        raise ValueError(f"output position t = {t} is outside the sequence [0, {cfg.length - 1}]")
+    total = torch.zeros(cfg.length)
+    for i in range(n_inits):
+        gen = torch.manual_seed(seed + i)
+        model = build_model(name, cfg).to(device)
+        x = torch.randn(batch, cfg.length, cfg.d_model, generator=gen).to(device)  # (B, T, d)
+        total += input_gradient(model, x, t).mean(0).cpu()
+    return (total / n_inits).numpy()
+
+
+def field_width(gradient: np.ndarray, t: int) -> float:
+    """Root-mean-square distance |s - t| under the gradient normalised to a distribution: the ERF radius."""
+    weights = np.asarray(gradient, dtype=float)
+    s = np.arange(weights.size)
+    return float(np.sqrt((weights * (s - t) ** 2).sum() / weights.sum()))
+
+
+def cnn_width_vs_depth(cfg: SeqConfig, depths: list[int], n_inits: int = 4, device: str = "cpu") -> dict:
+    """Effective and theoretical radius of the 1-D CNN at the centre output, for each depth."""
+    t = cfg.length // 2
+    effective, theoretical = [], []
+    for depth in depths:
+        depth_cfg = replace(cfg, cnn_layers=depth, causal=False)
+        effective.append(field_width(effective_field("CNN", depth_cfg, t, n_inits, device=device), t))
+        lo, hi = theoretical_field("CNN", depth_cfg, t)
+        theoretical.append((hi - lo) / 2)
+    return {"depth": np.array(depths), "effective": np.array(effective), "theoretical": np.array(theoretical)}
+
+
+def time_forward(
+    name: str,
+    cfg: SeqConfig,
+    lengths: list[int],
+    repeats: int = 3,
+    device: str = "cpu",
+    progress: Callable[[float], None] | None = None,
+) -> np.ndarray:
+    """Median forward time in seconds of one batch-1 input at each length, on device."""
+    torch.manual_seed(0)
+    model = build_model(name, cfg).to(device).eval()
+    times = []
+    for i, length in enumerate(lengths):
+        x = torch.randn(1, length, cfg.d_model, device=device)
+        runs = []
+        with torch.inference_mode():
+            model(x)  # warm-up: allocator, kernel selection
+            for _ in range(repeats):
+                _sync(device)
+                start = time.perf_counter()
+                model(x)
+                _sync(device)
+                runs.append(time.perf_counter() - start)
+        times.append(float(np.median(runs)))
+        if progress:
+            progress((i + 1) / len(lengths))
+    return np.array(times)
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def connectivity(model: nn.Module, length: int, d_model: int) -> np.ndarray:
+    """(T, T) bool: output t depends on input s, read from the exact zeros of the gradient of one input."""
+    gen = torch.manual_seed(1)
+    x = torch.randn(1, length, d_model, generator=gen, requires_grad=True)
+    y = model(x)
+    rows = []
+    for t in range(length):
+        (grad,) = torch.autograd.grad(y[0, t].sum(), x, retain_graph=True)
+        rows.append(grad[0].abs().sum(-1) > 0)
+    return torch.stack(rows).numpy()
+
+
+def hops_to_connect(adjacency: np.ndarray, causal: bool, max_hops: int) -> int | None:
+    """Fewest layers of this one-layer connectivity after which the two ends of the sequence are linked.
+
+    Causal models need the last output to reach the first input; the others also the first output the
+    last input. None if max_hops layers are not enough.
+    """
+    step = adjacency.astype(np.int64)
+    last, first = step[-1], step[0]  # inputs that the last / first output reaches
+    for hops in range(1, max_hops + 1):
+        if last[0] and (causal or first[-1]):
+            return hops
+        last, first = np.minimum(last @ step, 1), np.minimum(first @ step, 1)
+    return None
+
+
+def complexity_table(cfg: SeqConfig, layer_times: dict[str, float]) -> list[dict]:
+    """Table 1 of "Attention Is All You Need" with the numbers of this configuration.
+
+    layer_times maps "Self-attention", "RNN", "CNN", "Local attention" to a measured forward time of
+    the whole stack in seconds; it is divided by the stack's depth. Multiply-adds are counted from
+    the layer shapes (the mixing step only, as in the paper: attention without its projections).
+    The maximum path length is measured: the connectivity of one layer is read from the exact zeros
+    of its input gradient, and layers are stacked until the two ends of the sequence are linked.
+    """
+    n, d, k, r = cfg.length, cfg.d_model, cfg.kernel_size, cfg.radius
+    one = replace(cfg, d_model=8, n_heads=1, rnn_layers=1, cnn_layers=1, attn_layers=1)
+    torch.manual_seed(0)
+    rows = []
+    specs = [
+        ("Self-attention", "Self-attention", "O(n²·d)", 2 * n * n * d, "O(1)", "O(1)", cfg.attn_layers),
+        ("Recurrent", "RNN", "O(n·d²)", GATES["RNN"] * 2 * n * d * d, "O(n)", "O(n)", cfg.rnn_layers),
+        (
+            "Convolutional",
+            "CNN",
+            "O(k·n·d²)",
+            k * n * d * d,
+            "O(1)",
+            "O(n/k), O(logₖ n) dilated",
+            cfg.cnn_layers,
+        ),
+        (
+            "Self-attention (restricted)",
+            "Local attention",
+            "O(r·n·d)",
+            2 * n * (2 * r + 1) * d,
+            "O(1)",
+            "O(n/r)",
+            cfg.attn_layers,
+        ),
+    ]
+    for label, name, per_layer, macs, seq_ops, path, depth in specs:
+        model = build_model(name, one)
+        if name == "RNN":
+            hops_text = f"{n} steps (1 layer)"
+        else:
+            hops = hops_to_connect(connectivity(model, n, one.d_model), cfg.causal, max_hops=n)
+            hops_text = "never" if hops is None else f"{hops} layer{'s' if hops > 1 else ''}"
+        rows.append(
+            {
+                "layer type": label,
+                "complexity per layer": per_layer,
+                f"multiply-adds per layer (n={n}, d={d})": f"{macs:,}",
+                "time per layer (ms)": f"{1e3 * layer_times[name] / depth:.3f}"
+                if name in layer_times
+                else "",
+                "sequential operations": seq_ops,
+                "sequential steps here": build_model(name, cfg).sequential_steps(n) // depth,
+                "maximum path length": path,
+                "path length measured": hops_text,
+            }
+        )
+    return rows
