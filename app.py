@@ -21,7 +21,9 @@ def device_picker() -> str:
         default = available_devices()[0]
     devices = available_devices()
     st.session_state.setdefault("device", default)
-    return st.sidebar.selectbox("Device", devices, key="device", help="Override with the ATTN_DEVICE variable.")
+    return st.sidebar.selectbox(
+        "Device", devices, key="device", help="Override with the ATTN_DEVICE variable."
+    )
 
 
 st.set_page_config(page_title="Attention Lab", page_icon="🔍", layout="wide")

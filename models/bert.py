@@ -49,7 +49,9 @@ class BertConfig:
         known = {f.name for f in fields(cls)}
         config = cls(**{k: v for k, v in raw.items() if k in known})
         if config.hidden_act not in ACTIVATIONS:
-            raise ModelLoadError(f"hidden_act {config.hidden_act!r} is not supported; use one of {list(ACTIVATIONS)}")
+            raise ModelLoadError(
+                f"hidden_act {config.hidden_act!r} is not supported; use one of {list(ACTIVATIONS)}"
+            )
         if config.hidden_size % config.num_attention_heads:
             raise ModelLoadError(
                 f"hidden_size {config.hidden_size} is not divisible by num_attention_heads "
@@ -228,7 +230,7 @@ class TextModel:
     special_tokens: set[str] = field(default_factory=lambda: {"[CLS]", "[SEP]"})
 
     def encode(self, text: str) -> Encoding:
-        """Wordpieces of `text` with [CLS]/[SEP], cut to the model's positions (the last one kept as [SEP])."""
+        """Wordpieces of `text` with [CLS] and [SEP], cut to the model's positions (the last [SEP] kept)."""
         enc = self.tokenizer.encode(text)
         ids, tokens = list(enc.ids), list(enc.tokens)
         limit = self.config.max_position_embeddings
@@ -260,7 +262,9 @@ def load_bert(path: str | Path | None = None, device: str = "cpu") -> TextModel:
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ModelLoadError(f"{directory / 'config.json'} is not valid JSON ({err})") from err
     if raw.get("model_type", "bert") != "bert":
-        raise ModelLoadError(f"{directory} holds a {raw.get('model_type')!r} model, not a BERT-family encoder")
+        raise ModelLoadError(
+            f"{directory} holds a {raw.get('model_type')!r} model, not a BERT-family encoder"
+        )
     config = BertConfig.from_dict(raw)
     model = BertModel(config)
     state = convert_hf_state_dict(_read_weights(directory))
@@ -277,4 +281,3 @@ def load_bert(path: str | Path | None = None, device: str = "cpu") -> TextModel:
     model.eval().to(device)
     name = raw.get("_name_or_path") or directory.name
     return TextModel(model, _read_tokenizer(directory), config, str(name), device)
-

@@ -6,13 +6,13 @@ import streamlit as st
 
 from models.attention_stats import STATISTICS, head_statistics
 from models.bert import ModelLoadError, TextModel, load_bert
+from ui.uploads import UploadError, decode_text
 from viz.attention import attention_heatmap, head_grid, head_statistic_heatmap, token_strip_html
 
 EXAMPLE = (
     "The animal didn't cross the street because it was too tired. "
     "多头注意力可以理解为注意力做多次，每次注意的点不一样。"
 )
-MAX_UPLOAD_BYTES = 2_000_000
 HEAD_MEAN, HEAD_MAX = "mean over heads", "max over heads"
 
 
@@ -36,22 +36,10 @@ def read_upload() -> None:
     st.session_state.upload_error = None
     if upload is None:
         return
-    data = upload.getvalue()
-    if len(data) > MAX_UPLOAD_BYTES:
-        st.session_state.upload_error = f"{upload.name} is {len(data):,} bytes; the limit is {MAX_UPLOAD_BYTES:,}."
-        return
     try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as err:
-        st.session_state.upload_error = (
-            f"{upload.name} is not UTF-8 text (byte {err.start} cannot be decoded). "
-            "Save it as UTF-8, or paste the text instead."
-        )
-        return
-    if "\x00" in text:
-        st.session_state.upload_error = f"{upload.name} looks like a binary file, not text."
-        return
-    st.session_state.text_input = text
+        st.session_state.text_input = decode_text(upload.getvalue(), upload.name)
+    except UploadError as err:
+        st.session_state.upload_error = str(err)
 
 
 def open_from_overview() -> None:
@@ -123,7 +111,10 @@ st.html(token_strip_html(tokens, text_model.special_tokens))
 left, right = st.columns(2)
 layer = left.selectbox("Layer", range(n_layers), key="layer")
 head = right.selectbox(
-    "Head", [*range(n_heads), HEAD_MEAN, HEAD_MAX], key="head", format_func=lambda h: f"head {h}" if isinstance(h, int) else h
+    "Head",
+    [*range(n_heads), HEAD_MEAN, HEAD_MAX],
+    key="head",
+    format_func=lambda h: f"head {h}" if isinstance(h, int) else h,
 )
 if head == HEAD_MEAN:
     matrix, label = probs[layer].mean(0), "mean over heads"

@@ -12,8 +12,13 @@ from torch import Tensor, nn
 
 
 class PositionEmbeddingSine(nn.Module):
-    def __init__(self, num_pos_feats: int = 128, temperature: float = 10000, normalize: bool = True,
-                 scale: float | None = None):
+    def __init__(
+        self,
+        num_pos_feats: int = 128,
+        temperature: float = 10000,
+        normalize: bool = True,
+        scale: float | None = None,
+    ):
         super().__init__()
         if scale is not None and not normalize:
             raise ValueError("normalize must be True if scale is passed")
