@@ -9,6 +9,7 @@ from models.device import available_devices, default_device
 
 PAGES = [
     st.Page("pages/text_attention.py", title="Text attention", icon="🔤", default=True),
+    st.Page("pages/positional.py", title="Positional encodings", icon="📍"),
 ]
 
 

@@ -162,6 +162,14 @@ def detr_sine(mask: Tensor, num_pos_feats: int = 128) -> Tensor:
     return PositionEmbeddingSine(num_pos_feats, normalize=True)(mask[None])[0]
 
 
+def detr_channel_name(channel: int, num_pos_feats: int = 128) -> str:
+    """What channel c of the DETR encoding holds, e.g. "y sin, pair 3" (pair 0 is the fastest)."""
+    if not 0 <= channel < 2 * num_pos_feats:
+        raise ValueError(f"channel {channel} is outside 0..{2 * num_pos_feats - 1}")
+    axis, j = divmod(channel, num_pos_feats)
+    return f"{'yx'[axis]} {'cos' if j % 2 else 'sin'}, pair {j // 2}"
+
+
 def similarity_to_point(pos: Tensor, y: int, x: int) -> Tensor:
     """(C, H, W) encoding -> (H, W) cosine similarity of every position's encoding with that at (y, x)."""
     if not (0 <= y < pos.shape[1] and 0 <= x < pos.shape[2]):
