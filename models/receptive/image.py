@@ -1,0 +1,109 @@
+"""Receptive fields on images: a 2-D CNN's effective field, and how far self-attention looks.
+
+The CNN's effective receptive field is the gradient map |dy_c/dx| of its centre output over the
+input image, averaged over random initialisations (Luo et al., 2016). The span of a self-attention
+is its mean attention distance: the distance between a query position and the keys, weighted by the
+attention, averaged over queries (Dosovitskiy et al., 2021, figure 7), in the same pixels.
+"""
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+MAX_IMAGE_SIDE = 256  # the gradient maps run a full backward pass per initialisation and depth
+MAX_DEPTH_2D = 32
+
+
+class ConvStack2d(nn.Module):
+    """K×K convolutions with zero padding ("same" size), each followed by tanh."""
+
+    def __init__(self, in_channels: int, channels: int, n_layers: int, kernel_size: int):
+        super().__init__()
+        widths = [in_channels] + [channels] * n_layers
+        self.convs = nn.ModuleList(
+            nn.Conv2d(cin, cout, kernel_size, padding=kernel_size // 2)
+            for cin, cout in zip(widths, widths[1:])
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        for conv in self.convs:
+            x = torch.tanh(conv(x))
+        return x  # (B, channels, H, W)
+
+
+def check_image(image: np.ndarray, depths: list[int], kernel_size: int) -> None:
+    """Raise ValueError naming the limit that the image or the depths break."""
+    if image.ndim != 3:
+        raise ValueError(f"image must be (C, H, W), got shape {image.shape}")
+    if max(image.shape[1:]) > MAX_IMAGE_SIDE:
+        raise ValueError(
+            f"image side {max(image.shape[1:])} exceeds the limit {MAX_IMAGE_SIDE}; downscale it"
+        )
+    if not depths or min(depths) < 1 or max(depths) > MAX_DEPTH_2D:
+        raise ValueError(f"CNN depths {depths} must lie in [1, {MAX_DEPTH_2D}]")
+    if kernel_size < 1 or kernel_size % 2 == 0:
+        raise ValueError(f"kernel size {kernel_size} must be odd, so that the centre output stays centred")
+
+
+def cnn_field_2d(
+    image: np.ndarray,
+    depths: list[int],
+    kernel_size: int = 3,
+    channels: int = 8,
+    n_inits: int = 4,
+    seed: int = 0,
+    progress=None,
+) -> np.ndarray:
+    """(len(depths), H, W) mean |dy_centre/dx| summed over input channels, for a CNN of each depth.
+
+    image (C, H, W) float. The output gradient is 1 on every channel of the centre pixel.
+    """
+    check_image(image, depths, kernel_size)
+    c, h, w = image.shape
+    x = torch.as_tensor(image, dtype=torch.float32)[None]  # (1, C, H, W)
+    maps = np.zeros((len(depths), h, w))
+    for i, depth in enumerate(depths):
+        for j in range(n_inits):
+            torch.manual_seed(seed + j)
+            model = ConvStack2d(c, channels, depth, kernel_size)
+            xg = x.clone().requires_grad_(True)
+            model(xg)[0, :, h // 2, w // 2].sum().backward()
+            maps[i] += xg.grad[0].abs().sum(0).numpy() / n_inits
+        if progress:
+            progress((i + 1) / len(depths))
+    return maps
+
+
+def field_radius_2d(gradient_map: np.ndarray) -> float:
+    """Root-mean-square distance in pixels from the centre, under the map normalised to a distribution."""
+    h, w = gradient_map.shape
+    ys, xs = np.mgrid[0:h, 0:w]
+    dist2 = (ys - h // 2) ** 2 + (xs - w // 2) ** 2
+    return float(np.sqrt((gradient_map * dist2).sum() / gradient_map.sum()))
+
+
+def theoretical_radius_2d(depth: int, kernel_size: int) -> int:
+    """Half the side of the square a depth-layer K×K stack sees: depth * (K - 1) / 2 pixels."""
+    return depth * (kernel_size // 2)
+
+
+def mean_attention_distance(
+    probs: np.ndarray, coords: np.ndarray, query_mask: np.ndarray | None = None
+) -> np.ndarray:
+    """Mean attention distance per leading index: probs (..., N, N) rows summing to 1, coords (N, 2).
+
+    For each query i, sum_j probs[i, j] * |coords_i - coords_j|, averaged over the queries (those
+    where query_mask is True, if given). Returns probs.shape[:-2].
+    """
+    probs = np.asarray(probs, dtype=float)
+    coords = np.asarray(coords, dtype=float)
+    n = coords.shape[0]
+    if probs.shape[-2:] != (n, n) or coords.shape != (n, 2):
+        raise ValueError(
+            f"probs (..., {n}, {n}) and coords ({n}, 2) disagree: got {probs.shape}, {coords.shape}"
+        )
+    dist = np.linalg.norm(coords[:, None] - coords[None], axis=-1)  # (N, N)
+    per_query = (probs * dist).sum(-1)  # (..., N)
+    if query_mask is None:
+        return per_query.mean(-1)
+    return per_query[..., np.asarray(query_mask, dtype=bool)].mean(-1)
