@@ -74,12 +74,15 @@ def cnn_field_2d(
     return maps
 
 
-def field_radius_2d(gradient_map: np.ndarray) -> float:
-    """Root-mean-square distance in pixels from the centre, under the map normalised to a distribution."""
+def field_distance_2d(gradient_map: np.ndarray) -> float:
+    """Mean distance in pixels from the centre under the map normalised to a distribution.
+
+    The same measure as the mean attention distance, so that the two can share an axis.
+    """
     h, w = gradient_map.shape
     ys, xs = np.mgrid[0:h, 0:w]
-    dist2 = (ys - h // 2) ** 2 + (xs - w // 2) ** 2
-    return float(np.sqrt((gradient_map * dist2).sum() / gradient_map.sum()))
+    dist = np.hypot(ys - h // 2, xs - w // 2)
+    return float((gradient_map * dist).sum() / gradient_map.sum())
 
 
 def theoretical_radius_2d(depth: int, kernel_size: int) -> int:

@@ -1,0 +1,444 @@
+"""Figures of the receptive-field lab: gradient profiles, timing, 2-D gradient maps, the conv-as-attention
+construction, norm axes and the residual stack.
+
+Every function takes numpy arrays plus labels, checks their shapes and returns a `go.Figure`; none
+knows a model.
+"""
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.colors import qualitative
+from plotly.subplots import make_subplots
+
+MARGIN = {"l": 10, "r": 10, "t": 50, "b": 10}
+PALETTE = qualitative.Plotly + qualitative.D3
+
+
+def _colour(i: int) -> str:
+    return PALETTE[i % len(PALETTE)]
+
+
+def _vector(values, size: int | None, name: str) -> np.ndarray:
+    values = np.asarray(values, dtype=np.float64)
+    if values.ndim != 1 or (size is not None and values.size != size):
+        want = f"({size},)" if size is not None else "1-D"
+        raise ValueError(f"{name} must be {want}, got shape {values.shape}")
+    return values
+
+
+def effective_field_figure(gradients: dict, fields: dict, t: int, log: bool = True) -> go.Figure:
+    """gradients: model name -> (T,) mean |dy_t/dx_s|; fields: model name -> (first, last) theoretical field.
+
+    Top: each profile divided by its maximum (exact zeros are left out on a log axis: they are the
+    positions the output cannot see). Bottom: each model's theoretical field as a bar over s.
+    """
+    if not gradients:
+        raise ValueError("no model to draw")
+    if set(fields) != set(gradients):
+        raise ValueError(
+            f"fields {sorted(fields)} do not name the same models as gradients {sorted(gradients)}"
+        )
+    length = len(next(iter(gradients.values())))
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.68, 0.32], vertical_spacing=0.04)
+    s = np.arange(length)
+    for i, (name, grad) in enumerate(gradients.items()):
+        grad = _vector(grad, length, f"gradient of {name}")
+        peak = grad.max()
+        shown = grad / peak if peak > 0 else grad
+        if log:
+            shown = np.where(shown > 0, shown, np.nan)
+        fig.add_trace(
+            go.Scatter(
+                x=s,
+                y=shown,
+                name=name,
+                legendgroup=name,
+                mode="lines+markers",
+                marker={"size": 4},
+                line={"color": _colour(i)},
+                customdata=grad,
+                hovertemplate=f"{name}<br>s=%{{x}}<br>|dy/dx| %{{customdata:.3g}}<extra></extra>",
+            ),
+            row=1,
+            col=1,
+        )
+        first, last = fields[name]
+        fig.add_trace(
+            go.Scatter(
+                x=[first - 0.4, last + 0.4],
+                y=[name, name],
+                mode="lines",
+                line={"color": _colour(i), "width": 9},
+                legendgroup=name,
+                showlegend=False,
+                hovertemplate=f"{name}: theoretical field s = {first}..{last}<extra></extra>",
+            ),
+            row=2,
+            col=1,
+        )
+    for row in (1, 2):
+        fig.add_vline(x=t, line={"dash": "dot", "color": "grey"}, row=row, col=1)
+    fig.update_yaxes(title="|∂y_t/∂x_s| / max", type="log" if log else "linear", row=1, col=1)
+    fig.update_yaxes(title="theoretical field", autorange="reversed", row=2, col=1)
+    fig.update_xaxes(title="input position s", range=[-0.5, length - 0.5], row=2, col=1)
+    fig.update_layout(title=f"Effective receptive field of output t = {t}", height=620, margin=MARGIN)
+    return fig
+
+
+def width_vs_depth_figure(depths, effective, theoretical) -> go.Figure:
+    """CNN field radius against depth: effective (from gradients), theoretical, and c·√depth fitted."""
+    depths = _vector(depths, None, "depths")
+    effective = _vector(effective, depths.size, "effective radii")
+    theoretical = _vector(theoretical, depths.size, "theoretical radii")
+    c = float((effective * np.sqrt(depths)).sum() / depths.sum())  # least squares for effective ≈ c·√L
+    dense = np.linspace(depths.min(), depths.max(), 100)
+    fig = go.Figure(
+        [
+            go.Scatter(x=depths, y=theoretical, name="theoretical (half-width)", mode="lines+markers"),
+            go.Scatter(x=depths, y=effective, name="effective (RMS distance)", mode="lines+markers"),
+            go.Scatter(
+                x=dense, y=c * np.sqrt(dense), name=f"{c:.2f}·√depth", mode="lines", line={"dash": "dot"}
+            ),
+        ]
+    )
+    fig.update_layout(
+        title="1-D CNN: field radius against depth",
+        xaxis_title="depth (layers)",
+        yaxis_title="radius (positions)",
+        height=380,
+        margin=MARGIN,
+    )
+    return fig
+
+
+def timing_figure(lengths, times: dict, steps: dict, device: str) -> go.Figure:
+    """lengths (n,); times and steps: model name -> (n,) seconds and sequential steps, log-log."""
+    lengths = _vector(lengths, None, "lengths")
+    fig = make_subplots(
+        rows=1,
+        cols=2,
+        subplot_titles=(f"forward time on {device}", "sequential steps"),
+        horizontal_spacing=0.1,
+    )
+    for i, (name, seconds) in enumerate(times.items()):
+        seconds = _vector(seconds, lengths.size, f"times of {name}")
+        count = _vector(steps[name], lengths.size, f"steps of {name}")
+        style = {"color": _colour(i)}
+        fig.add_trace(
+            go.Scatter(
+                x=lengths, y=seconds * 1e3, name=name, legendgroup=name, line=style, mode="lines+markers"
+            ),
+            row=1,
+            col=1,
+        )
+        fig.add_trace(
+            go.Scatter(x=lengths, y=count, name=name, legendgroup=name, showlegend=False, line=style),
+            row=1,
+            col=2,
+        )
+    fig.update_xaxes(type="log", title="sequence length n")
+    fig.update_yaxes(type="log", title="ms", row=1, col=1)
+    fig.update_yaxes(type="log", title="steps that wait for the previous one", row=1, col=2)
+    fig.update_layout(height=420, margin=MARGIN)
+    return fig
+
+
+def field_maps_figure(maps, depths, radii, image=None) -> go.Figure:
+    """maps (D, H, W) gradient maps of the centre output, one per depth; radii (D,) theoretical half-sides.
+
+    Each map is divided by its maximum; the square the theoretical field covers is outlined. image
+    (H, W) in [0, 1], if given, is drawn first.
+    """
+    maps = np.asarray(maps, dtype=np.float64)
+    if maps.ndim != 3:
+        raise ValueError(f"maps must be (depths, H, W), got shape {maps.shape}")
+    depths = _vector(depths, maps.shape[0], "depths")
+    radii = _vector(radii, maps.shape[0], "radii")
+    panels = [("image", None)] if image is not None else []
+    panels += [(f"depth {int(d)}", m) for d, m in zip(depths, maps)]
+    fig = make_subplots(
+        rows=1, cols=len(panels), subplot_titles=[p[0] for p in panels], horizontal_spacing=0.02
+    )
+    h, w = maps.shape[1:]
+    offset = 0
+    if image is not None:
+        image = np.asarray(image, dtype=np.float64)
+        if image.shape != (h, w):
+            raise ValueError(f"image {image.shape} does not match the maps {(h, w)}")
+        fig.add_trace(go.Heatmap(z=image, colorscale="gray", showscale=False, hoverinfo="skip"), row=1, col=1)
+        offset = 1
+    for i, (m, r) in enumerate(zip(maps, radii)):
+        col = i + 1 + offset
+        fig.add_trace(
+            go.Heatmap(
+                z=m / m.max(),
+                colorscale="Inferno",
+                zmin=0,
+                zmax=1,
+                showscale=i == len(maps) - 1,
+                hovertemplate="y=%{y} x=%{x}<br>%{z:.3g} of max<extra></extra>",
+            ),
+            row=1,
+            col=col,
+        )
+        cy, cx = h // 2, w // 2
+        fig.add_shape(
+            type="rect",
+            x0=cx - r - 0.5,
+            x1=cx + r + 0.5,
+            y0=cy - r - 0.5,
+            y1=cy + r + 0.5,
+            line={"color": "cyan", "dash": "dot"},
+            row=1,
+            col=col,
+        )
+    fig.update_xaxes(showticklabels=False, range=[-0.5, w - 0.5], constrain="domain")
+    fig.update_yaxes(showticklabels=False, autorange="reversed", scaleanchor="x", constrain="domain")
+    for col in range(2, len(panels) + 1):
+        fig.update_yaxes(scaleanchor=f"x{col}", row=1, col=col)
+    fig.update_layout(
+        title="2-D CNN: |∂y_centre/∂x| per depth (dotted: theoretical field)", height=320, margin=MARGIN
+    )
+    return fig
+
+
+def span_figure(cnn_depths, cnn_distances, attention_distances=None) -> go.Figure:
+    """Mean distance in pixels: the CNN's gradient per depth, and each DETR encoder head per layer.
+
+    attention_distances (L, nh) or None (no DETR available).
+    """
+    cnn_depths = _vector(cnn_depths, None, "CNN depths")
+    cnn_distances = _vector(cnn_distances, cnn_depths.size, "CNN distances")
+    fig = make_subplots(
+        rows=1,
+        cols=2,
+        shared_yaxes=True,
+        subplot_titles=("CNN effective field", "DETR encoder self-attention"),
+        horizontal_spacing=0.04,
+    )
+    fig.add_trace(
+        go.Scatter(x=cnn_depths, y=cnn_distances, mode="lines+markers", name="CNN (gradient)"), row=1, col=1
+    )
+    if attention_distances is not None:
+        attention_distances = np.asarray(attention_distances, dtype=np.float64)
+        if attention_distances.ndim != 2:
+            raise ValueError(f"attention distances must be (layers, heads), got {attention_distances.shape}")
+        n_layers, n_heads = attention_distances.shape
+        for h in range(n_heads):
+            fig.add_trace(
+                go.Scatter(
+                    x=np.arange(1, n_layers + 1),
+                    y=attention_distances[:, h],
+                    mode="markers",
+                    marker={"color": _colour(h), "size": 9},
+                    name=f"head {h}",
+                    hovertemplate=f"layer %{{x}} head {h}<br>%{{y:.1f}} px<extra></extra>",
+                ),
+                row=1,
+                col=2,
+            )
+        fig.update_xaxes(dtick=1, row=1, col=2)
+    fig.update_xaxes(title="CNN depth", row=1, col=1)
+    fig.update_xaxes(title="encoder layer", row=1, col=2)
+    fig.update_yaxes(title="mean distance (pixels)", row=1, col=1)
+    fig.update_layout(height=380, margin=MARGIN)
+    return fig
+
+
+def construction_error_figure(alphas, errors, threshold: float = 1e-3) -> go.Figure:
+    """Relative error of the attention-built convolution against the sharpness α, log-log."""
+    alphas = _vector(alphas, None, "alphas")
+    errors = _vector(errors, alphas.size, "errors")
+    shown = np.where(errors > 0, errors, np.nan)  # an exact 0 cannot sit on a log axis
+    fig = go.Figure(
+        go.Scatter(
+            x=alphas,
+            y=shown,
+            mode="lines+markers",
+            name="max |attention − conv| / max |conv|",
+            hovertemplate="α=%{x:.3g}<br>error %{y:.2e}<extra></extra>",
+        )
+    )
+    fig.add_hline(y=threshold, line={"dash": "dot", "color": "grey"}, annotation_text=f"{threshold:g}")
+    fig.update_layout(
+        title="Self-attention reproducing a convolution: error against α",
+        xaxis={"type": "log", "title": "sharpness α"},
+        yaxis={"type": "log", "title": "relative error", "exponentformat": "power"},
+        height=380,
+        margin=MARGIN,
+    )
+    return fig
+
+
+def head_maps_figure(maps, kernel_size: int) -> go.Figure:
+    """maps (K², h, w): the attention of each head from the centre pixel, laid out like the kernel taps."""
+    maps = np.asarray(maps, dtype=np.float64)
+    if maps.ndim != 3 or maps.shape[0] != kernel_size**2:
+        raise ValueError(f"maps must be ({kernel_size**2}, h, w) for a {kernel_size}x{kernel_size} kernel")
+    half = kernel_size // 2
+    titles = [f"Δ=({i - half},{j - half})" for i in range(kernel_size) for j in range(kernel_size)]
+    fig = make_subplots(
+        rows=kernel_size,
+        cols=kernel_size,
+        subplot_titles=titles,
+        horizontal_spacing=0.03,
+        vertical_spacing=0.08,
+    )
+    for idx, m in enumerate(maps):
+        fig.add_trace(
+            go.Heatmap(
+                z=m,
+                zmin=0,
+                zmax=1,
+                colorscale="Blues",
+                showscale=idx == 0,
+                hovertemplate="key offset (%{y}, %{x})<br>weight %{z:.3f}<extra></extra>",
+                x=np.arange(m.shape[1]) - m.shape[1] // 2,
+                y=np.arange(m.shape[0]) - m.shape[0] // 2,
+            ),
+            row=idx // kernel_size + 1,
+            col=idx % kernel_size + 1,
+        )
+    fig.update_xaxes(showticklabels=False)
+    fig.update_yaxes(showticklabels=False, autorange="reversed")
+    fig.update_layout(title="Each head attends to one kernel offset", height=420, margin=MARGIN)
+    return fig
+
+
+def norm_axes_figure(before, after_layer, after_batch, token_labels, row: int, channel: int) -> go.Figure:
+    """Three (N, d) activations (real tokens x channels): before, after layer norm, after batch norm.
+
+    The row `row` outlined is what layer norm averages over (one token, all channels); the column
+    `channel` is what batch norm averages over (one channel, every token of the batch).
+    """
+    before, after_layer, after_batch = (
+        np.asarray(a, dtype=np.float64) for a in (before, after_layer, after_batch)
+    )
+    if before.ndim != 2 or before.shape != after_layer.shape or before.shape != after_batch.shape:
+        raise ValueError(
+            f"the three activations must share one (N, d) shape: {before.shape}, {after_layer.shape}"
+        )
+    n, d = before.shape
+    if len(token_labels) != n:
+        raise ValueError(f"{len(token_labels)} token labels for {n} rows")
+    fig = make_subplots(
+        rows=1,
+        cols=3,
+        shared_yaxes=True,
+        horizontal_spacing=0.02,
+        subplot_titles=("activations", "layer norm: each row alone", "batch norm: each column alone"),
+    )
+    labels = np.broadcast_to(np.asarray(token_labels, dtype=object)[:, None], (n, d))
+    for col, z in enumerate((before, after_layer, after_batch), start=1):
+        lim = float(np.percentile(np.abs(z), 99)) or 1.0
+        fig.add_trace(
+            go.Heatmap(
+                z=z,
+                customdata=labels,
+                colorscale="RdBu",
+                zmid=0,
+                zmin=-lim,
+                zmax=lim,
+                showscale=False,
+                hovertemplate="token %{y}: %{customdata}<br>channel %{x}<br>%{z:.3f}<extra></extra>",
+            ),
+            row=1,
+            col=col,
+        )
+        fig.add_shape(
+            type="rect",
+            x0=-0.5,
+            x1=d - 0.5,
+            y0=row - 0.5,
+            y1=row + 0.5,
+            line={"color": "black"},
+            row=1,
+            col=col,
+        )
+        fig.add_shape(
+            type="rect",
+            x0=channel - 0.5,
+            x1=channel + 0.5,
+            y0=-0.5,
+            y1=n - 0.5,
+            line={"color": "green"},
+            row=1,
+            col=col,
+        )
+    tick = (
+        {"tickmode": "array", "tickvals": list(range(n)), "ticktext": list(token_labels)} if n <= 64 else {}
+    )
+    fig.update_yaxes(autorange="reversed", **tick, row=1, col=1)
+    fig.update_xaxes(title="channel")
+    fig.update_layout(height=max(360, 60 + 12 * n), margin=MARGIN)
+    return fig
+
+
+def norm_stats_figure(stats: dict) -> go.Figure:
+    """stats: label -> dict of token_mean, token_std (N,) and channel_mean, channel_std (d,)."""
+    fig = make_subplots(
+        rows=2,
+        cols=2,
+        subplot_titles=(
+            "mean of each token",
+            "std of each token",
+            "mean of each channel",
+            "std of each channel",
+        ),
+        vertical_spacing=0.14,
+    )
+    places = {"token_mean": (1, 1), "token_std": (1, 2), "channel_mean": (2, 1), "channel_std": (2, 2)}
+    for i, (label, values) in enumerate(stats.items()):
+        for key, (r, c) in places.items():
+            y = _vector(values[key], None, f"{label} {key}")
+            fig.add_trace(
+                go.Scatter(
+                    x=np.arange(y.size),
+                    y=y,
+                    mode="lines",
+                    name=label,
+                    legendgroup=label,
+                    showlegend=key == "token_mean",
+                    line={"color": _colour(i), "width": 1.5},
+                ),
+                row=r,
+                col=c,
+            )
+    fig.update_xaxes(title="token (all sentences)", row=1)
+    fig.update_xaxes(title="channel", row=2)
+    fig.update_layout(height=520, margin=MARGIN)
+    return fig
+
+
+def residual_figure(traces: dict) -> go.Figure:
+    """traces: label -> dict of cosine, effective_rank, grad_norm, each (L+1,) indexed by layer."""
+    fig = make_subplots(
+        rows=1,
+        cols=3,
+        subplot_titles=(
+            "mean cosine between tokens",
+            "effective rank of the tokens",
+            "gradient norm ‖∂L/∂X_l‖",
+        ),
+        horizontal_spacing=0.07,
+    )
+    for i, (label, trace) in enumerate(traces.items()):
+        for col, key in enumerate(("cosine", "effective_rank", "grad_norm"), start=1):
+            y = _vector(trace[key], None, f"{label} {key}")
+            fig.add_trace(
+                go.Scatter(
+                    x=np.arange(y.size),
+                    y=y,
+                    mode="lines+markers",
+                    name=label,
+                    legendgroup=label,
+                    showlegend=col == 1,
+                    line={"color": _colour(i)},
+                ),
+                row=1,
+                col=col,
+            )
+    fig.update_xaxes(title="layer (0 = input)")
+    fig.update_yaxes(type="log", row=1, col=3)
+    fig.update_layout(height=380, margin=MARGIN)
+    return fig
