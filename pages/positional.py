@@ -308,7 +308,8 @@ def detr_section() -> None:
     )
     st.caption(
         "Similarity falls off in both y and x around the point: half the channels see each axis. "
-        "Padded cells repeat the last unpadded position's encoding."
+        "Padding cells get a degenerate encoding (x stops counting, y is 0 down a fully padded "
+        "column); attention masks them, so it does not matter."
     )
 
 
