@@ -1,0 +1,52 @@
+"""Previous-token and induction scores of causal attention heads, measured on repeated random tokens.
+
+On a sequence r r (a random block of n tokens, then the same block again), an induction head at the
+second copy's position i attends to the token *after* the first copy of token i, i.e. key i - n + 1:
+having seen "... A B ... A", it looks at B to predict B. A previous-token head attends to key i - 1.
+Both scores are mean attention weights, so they lie in [0, 1].
+"""
+
+import torch
+from torch import Tensor
+
+
+def previous_token_score(probs: Tensor) -> Tensor:
+    """probs (..., T, T) -> (...): mean over queries i >= 1 of the weight on key i - 1."""
+    if probs.shape[-1] != probs.shape[-2] or probs.shape[-1] < 2:
+        raise ValueError(f"expected square attention (..., T, T) with T >= 2, got {tuple(probs.shape)}")
+    return probs.diagonal(offset=-1, dim1=-2, dim2=-1).mean(-1)
+
+
+def induction_score(probs: Tensor, period: int) -> Tensor:
+    """probs (..., T, T) on a sequence that repeats with `period` -> (...).
+
+    Mean over the queries i >= period (the second copy) of the weight on key i - period + 1.
+    """
+    t = probs.shape[-1]
+    if probs.shape[-2] != t or not 1 <= period < t:
+        raise ValueError(
+            f"expected square attention (..., T, T) and 1 <= period < T, got {tuple(probs.shape)}"
+        )
+    # key = query - (period - 1): the diagonal at offset -(period - 1), from query `period` on
+    return probs.diagonal(offset=-(period - 1), dim1=-2, dim2=-1)[..., 1:].mean(-1)
+
+
+def repeated_random_tokens(batch: int, period: int, low: int, high: int, seed: int = 0) -> Tensor:
+    """(batch, 2 * period) long: random ids in [low, high), each row a block followed by the same block."""
+    generator = torch.Generator().manual_seed(seed)
+    block = torch.randint(low, high, (batch, period), generator=generator)
+    return torch.cat([block, block], dim=1)
+
+
+@torch.no_grad()
+def measure_heads(model, ids: Tensor, period: int) -> dict[str, Tensor]:
+    """Run a causal model (forward(ids, capture=True) -> .attentions) on repeated sequences.
+
+    Returns {"previous_token": (L, H), "induction": (L, H)}, averaged over the batch.
+    """
+    records = model(ids, capture=True).attentions
+    probs = torch.stack([r.probs.float().cpu() for r in records])  # (L, B, H, T, T)
+    return {
+        "previous_token": previous_token_score(probs).mean(1),
+        "induction": induction_score(probs, period).mean(1),
+    }

@@ -1,0 +1,157 @@
+"""One attention, recomputed stage by stage in plain torch from what its module received.
+
+`capture_call` runs a model with a hook on one `MultiHeadAttention` and keeps its inputs (the X that
+the layer attends over, the mask) and its output. `attention_stages` then recomputes, for every head,
+Q = X W_q + b_q, K, V, QKᵀ, the scaling by 1/√d_head, the mask (after scaling, before the softmax,
+S13), the softmax, A·V, the concatenation of the heads and W_o, and the same attention written with
+columns as tokens (A = KᵀQ, output V·A, S5). A test compares every stage with the module's own record.
+"""
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from models.attention import AttentionRecord, MultiHeadAttention
+
+
+@dataclass
+class AttentionCall:
+    """What one MultiHeadAttention received and returned, for the first item of the batch."""
+
+    query: Tensor  # (Tq, d) X on the query side: the layer's input after any pre-norm
+    key: Tensor  # (Tk, d)
+    value: Tensor  # (Tk, d)
+    mask: Tensor | None  # bool broadcastable to (nh, Tq, Tk); True = may attend
+    output: Tensor  # (Tq, d) the module's output, after W_o
+    record: AttentionRecord | None  # the module's own record when the model ran with capture=True
+
+
+def capture_call(module: MultiHeadAttention, run: Callable[[], object]) -> AttentionCall:
+    """Call `run()` (which must call `module` once) and return what the module saw, batch item 0."""
+    seen = {}
+
+    def hook(_module, args, kwargs, output):
+        names = ("query", "key", "value", "mask", "capture")
+        bound = dict(zip(names, args, strict=False)) | kwargs
+        seen.update(bound, output=output)
+
+    handle = module.register_forward_hook(hook, with_kwargs=True)
+    try:
+        run()
+    finally:
+        handle.remove()
+    if not seen:
+        raise RuntimeError("the attention module was not called; pass a run() that calls the model")
+    query = seen["query"]
+    key = query if seen.get("key") is None else seen["key"]
+    value = key if seen.get("value") is None else seen["value"]
+    mask = seen.get("mask")
+    if mask is not None and mask.dim() == 4:
+        mask = mask[0]  # (B, nh|1, Tq|1, Tk) -> (nh|1, Tq|1, Tk)
+    out, record = seen["output"]
+    record = None if record is None else _first_item(record)
+    return AttentionCall(query[0], key[0], value[0], mask, out[0], record)
+
+
+def _first_item(record: AttentionRecord) -> AttentionRecord:
+    mask = record.mask
+    if mask is not None and mask.dim() == 4:
+        mask = mask[0]
+    return AttentionRecord(
+        q=record.q[0],
+        k=record.k[0],
+        v=record.v[0],
+        scores=record.scores[0],
+        scale=record.scale,
+        mask=mask,
+        probs=record.probs[0],
+        out=record.out[0],
+    )
+
+
+@dataclass
+class AttentionStages:
+    """Every stage of one multi-head attention, nh heads, d = nh * d_head channels."""
+
+    x: Tensor  # (Tq, d) X, tokens as rows, channels as columns
+    w_q: Tensor  # (d, d) so that Q = X W_q + b_q; head h owns columns h*dh:(h+1)*dh
+    w_k: Tensor  # (d, d)
+    w_v: Tensor  # (d, d)
+    q: Tensor  # (nh, Tq, dh)
+    k: Tensor  # (nh, Tk, dh)
+    v: Tensor  # (nh, Tk, dh)
+    scores: Tensor  # (nh, Tq, Tk) QKᵀ
+    scale: float  # 1 / sqrt(dh)
+    scaled: Tensor  # (nh, Tq, Tk) QKᵀ / sqrt(dh)
+    mask: Tensor  # (nh, Tq, Tk) bool, True = may attend (all True when the model uses no mask)
+    masked: Tensor  # (nh, Tq, Tk) scaled scores with -inf where masked
+    probs: Tensor  # (nh, Tq, Tk) A = softmax over keys; rows sum to 1
+    heads: Tensor  # (nh, Tq, dh) A·V
+    concat: Tensor  # (Tq, d) the heads side by side: [A_0 V_0 | A_1 V_1 | ...]
+    w_o: Tensor  # (d, d) so that output = concat W_o + b_o
+    output: Tensor  # (Tq, d)
+    # the same attention with columns as tokens (S5): Q_c = Qᵀ (dh, Tq), K_c = Kᵀ, V_c = Vᵀ
+    scores_columns: Tensor  # (nh, Tk, Tq) K_cᵀ Q_c; column j holds query j's scores
+    probs_columns: Tensor  # (nh, Tk, Tq) softmax down each column
+    heads_columns: Tensor  # (nh, dh, Tq) V_c · A
+
+    @property
+    def d_head(self) -> int:
+        return self.q.shape[-1]
+
+
+def _project(x: Tensor, linear: torch.nn.Linear, n_heads: int) -> tuple[Tensor, Tensor]:
+    w = linear.weight.T  # (d_in, d): X W, the row-vector convention
+    y = x @ w if linear.bias is None else x @ w + linear.bias  # (T, d)
+    return w, y.view(y.shape[0], n_heads, -1).transpose(0, 1)  # (nh, T, dh)
+
+
+@torch.no_grad()
+def attention_stages(module: MultiHeadAttention, call: AttentionCall) -> AttentionStages:
+    """Recompute the attention of `call` step by step from its inputs and the module's weights."""
+    nh = module.n_heads
+    w_q, q = _project(call.query, module.q_proj, nh)
+    w_k, k = _project(call.key, module.k_proj, nh)
+    w_v, v = _project(call.value, module.v_proj, nh)
+    t_q, t_k = q.shape[1], k.shape[1]
+    scores = q @ k.transpose(1, 2)  # (nh, Tq, Tk)
+    scale = 1.0 / math.sqrt(q.shape[-1])
+    scaled = scores * scale
+    mask = torch.ones(nh, t_q, t_k, dtype=torch.bool, device=scores.device)
+    if call.mask is not None:
+        mask = mask & call.mask.to(scores.device)
+    masked = torch.where(mask, scaled, torch.full_like(scaled, float("-inf")))
+    probs = torch.softmax(masked, dim=-1)
+    heads = probs @ v  # (nh, Tq, dh)
+    concat = heads.transpose(0, 1).reshape(t_q, -1)  # (Tq, nh * dh)
+    w_o = module.out_proj.weight.T
+    output = concat @ w_o if module.out_proj.bias is None else concat @ w_o + module.out_proj.bias
+    q_c, k_c, v_c = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (nh, dh, T): columns are tokens
+    scores_columns = k_c.transpose(1, 2) @ q_c  # (nh, Tk, Tq)
+    masked_columns = torch.where(mask.transpose(1, 2), scores_columns * scale, float("-inf"))
+    probs_columns = torch.softmax(masked_columns, dim=1)  # each column (query) sums to 1
+    return AttentionStages(
+        x=call.query,
+        w_q=w_q,
+        w_k=w_k,
+        w_v=w_v,
+        q=q,
+        k=k,
+        v=v,
+        scores=scores,
+        scale=scale,
+        scaled=scaled,
+        mask=mask,
+        masked=masked,
+        probs=probs,
+        heads=heads,
+        concat=concat,
+        w_o=w_o,
+        output=output,
+        scores_columns=scores_columns,
+        probs_columns=probs_columns,
+        heads_columns=v_c @ probs_columns,  # (nh, dh, Tq)
+    )
