@@ -105,6 +105,12 @@ if result["n_dropped"]:
         f"The input is longer than the model's {limit} positions: the last "
         f"{result['n_dropped']} wordpieces were dropped (the final [SEP] is kept)."
     )
+n_unknown = tokens.count("[UNK]")
+if n_unknown:
+    st.info(
+        f"{n_unknown} word(s) are not in this model's vocabulary and became [UNK]; they still take part "
+        "in attention. (MiniLM's English vocabulary has the common Chinese characters only.)"
+    )
 st.markdown(f"**{n_tokens} wordpieces** · {text_model.name} · {n_layers} layers × {n_heads} heads")
 st.html(token_strip_html(tokens, text_model.special_tokens))
 

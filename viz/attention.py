@@ -62,7 +62,7 @@ def attention_heatmap(
             hoverongaps=False,
         )
     )
-    size = max(320, min(900, 40 + 14 * max(len(query_labels), len(key_labels))))
+    size = max(320, min(900, 60 + 22 * max(len(query_labels), len(key_labels))))
     fig.update_layout(
         title=title,
         height=size,

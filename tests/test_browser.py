@@ -1,0 +1,23 @@
+"""The app in a real browser: what only a browser shows (Plotly drawing, fonts, clicks)."""
+
+import pytest
+
+from tests.conftest import screenshot
+
+pytestmark = pytest.mark.browser
+
+
+def test_text_attention_in_chromium(page):
+    page.get_by_text("Layer 0, head 0").first.wait_for()
+    text_area = page.get_by_label("Text (any language)")
+    text_area.fill("我有一只猫: every token looks at every other token.")
+    text_area.press("Control+Enter")
+    page.locator("span[title='position 1']", has_text="我").wait_for()
+    page.get_by_test_id("stSelectbox").filter(has_text="Head").click()
+    page.get_by_role("option", name="head 5", exact=True).click()
+    page.get_by_text("Layer 0, head 5").first.wait_for()
+    heatmap = page.locator(".js-plotly-plot").first
+    assert heatmap.locator(".hm image").count() == 1
+    assert page.locator(".js-plotly-plot").nth(1).locator(".hm image").count() == 72
+    assert not page.get_by_test_id("stException").count()
+    assert screenshot(page, "text_attention").stat().st_size > 10_000

@@ -1,0 +1,98 @@
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+import models.bert
+
+PAGE = str(Path(__file__).parents[1] / "pages" / "text_attention.py")
+
+
+def figure(at, key):
+    chart = next(c for c in at.get("plotly_chart") if c.proto.id.endswith(key) or key in c.proto.id)
+    return json.loads(chart.proto.spec)
+
+
+def z_shape(trace):
+    z = trace["z"]
+    if isinstance(z, dict):  # plotly's typed-array encoding: {"dtype", "bdata", "shape": "T, T"}
+        return tuple(int(n) for n in str(z["shape"]).split(","))
+    return np.asarray(z).shape
+
+
+@pytest.fixture
+def forward_calls(monkeypatch):
+    calls = []
+    original = models.bert.BertModel.forward
+
+    def counting(self, *args, **kwargs):
+        calls.append(1)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(models.bert.BertModel, "forward", counting)
+    return calls
+
+
+def run_page(text=None):
+    at = AppTest.from_file(PAGE, default_timeout=120)
+    if text is not None:
+        at.session_state["text_input"] = text
+    return at.run()
+
+
+def test_default_text_shows_every_head_without_rerunning_the_model(forward_calls):
+    at = run_page("A page that changes layer and head. 注意力")
+    assert not at.exception
+    summary = next(m.value for m in at.markdown if "wordpieces**" in m.value)
+    n_tokens = int(summary.split("**")[1].split()[0])
+    assert z_shape(figure(at, "head_heatmap")["data"][0]) == (n_tokens, n_tokens)
+    assert len(figure(at, "overview")["data"]) == 72
+    assert len(at.dataframe[0].value) == 72
+    calls = len(forward_calls)
+    at.selectbox(key="layer").set_value(4).run()
+    at.selectbox(key="head").set_value(7).run()
+    assert not at.exception
+    assert figure(at, "head_heatmap")["layout"]["title"]["text"] == "Layer 4, head 7"
+    at.selectbox(key="head").set_value("mean over heads").run()
+    assert "mean over heads" in figure(at, "head_heatmap")["layout"]["title"]["text"]
+    assert len(forward_calls) == calls
+
+
+@pytest.mark.parametrize("text", ["", "   \n\t "])
+def test_empty_text_asks_for_text(text):
+    at = run_page(text)
+    assert not at.exception
+    assert "Type or upload some text" in at.info[0].value
+
+
+def test_long_text_is_truncated_with_a_notice():
+    at = run_page("token " * 600)
+    assert not at.exception
+    assert "last 90 wordpieces were dropped" in at.warning[0].value
+    assert z_shape(figure(at, "head_heatmap")["data"][0]) == (512, 512)
+
+
+def test_uploads(tmp_path):
+    at = run_page()
+    at.file_uploader(key="text_upload").set_value(
+        ("notes.txt", "上传的文本 works".encode(), "text/plain")
+    ).run()
+    assert not at.exception and not at.error
+    assert at.text_area(key="text_input").value == "上传的文本 works"
+    at.file_uploader(key="text_upload").set_value(
+        ("image.txt", b"\x89PNG\r\n\x1a\n\x00\xff\xfe", "text/plain")
+    ).run()
+    assert not at.exception
+    assert "not UTF-8 text" in at.error[0].value
+    assert at.text_area(key="text_input").value == "上传的文本 works"
+
+
+def test_broken_model_directory_gets_a_message(tmp_path):
+    (tmp_path / "config.json").write_text("{}")
+    at = run_page()
+    at.radio(key="model_source").set_value("Local BERT directory").run()
+    at.text_input(key="model_path").input(str(tmp_path)).run()
+    assert not at.exception
+    assert "Cannot load the model" in at.error[0].value and "model.safetensors" in at.error[0].value
