@@ -10,6 +10,7 @@ from models.device import available_devices, default_device
 PAGES = [
     st.Page("pages/text_attention.py", title="Text attention", icon="🔤", default=True),
     st.Page("pages/positional.py", title="Positional encodings", icon="📍"),
+    st.Page("pages/receptive_fields.py", title="Receptive fields", icon="🔭"),
 ]
 
 

@@ -110,3 +110,12 @@ def mean_attention_distance(
     if query_mask is None:
         return per_query.mean(-1)
     return per_query[..., np.asarray(query_mask, dtype=bool)].mean(-1)
+
+
+def demo_image(size: int = 64) -> np.ndarray:
+    """(3, size, size) in [0, 1]: a disc, a square and a bar on a soft gradient (when no scene is given)."""
+    ys, xs = np.mgrid[0:size, 0:size] / size
+    red = 0.2 + 0.3 * xs + 0.6 * (((xs - 0.3) ** 2 + (ys - 0.35) ** 2) < 0.02)
+    green = 0.2 + 0.3 * ys + 0.6 * ((np.abs(xs - 0.7) < 0.12) & (np.abs(ys - 0.65) < 0.12))
+    blue = 0.3 + 0.6 * ((np.abs(ys - 0.85) < 0.04) & (xs > 0.15) & (xs < 0.6))
+    return np.clip(np.stack([red, green, blue]), 0, 1).astype(np.float32)

@@ -1,0 +1,444 @@
+"""Receptive-field lab: what RNNs, CNNs and self-attention see, measured on the same input (S1-S3, S7-S9)."""
+
+import numpy as np
+import streamlit as st
+import torch
+
+from models.bert import ModelLoadError, TextModel, load_bert
+from models.receptive.conv_attention import error_vs_alpha, head_maps
+from models.receptive.image import (
+    MAX_DEPTH_2D,
+    MAX_IMAGE_SIDE,
+    cnn_field_2d,
+    demo_image,
+    field_distance_2d,
+    theoretical_radius_2d,
+)
+from models.receptive.norms import MAX_RESIDUAL_DEPTH, axis_stats, batch_norm, layer_norm, residual_trace
+from models.receptive.sequence import (
+    LIMITS,
+    MODEL_NAMES,
+    SeqConfig,
+    check_config,
+    cnn_width_vs_depth,
+    complexity_table,
+    effective_field,
+    theoretical_field,
+    time_forward,
+)
+from viz.receptive import (
+    construction_error_figure,
+    effective_field_figure,
+    field_maps_figure,
+    head_maps_figure,
+    norm_axes_figure,
+    norm_stats_figure,
+    residual_figure,
+    span_figure,
+    timing_figure,
+    width_vs_depth_figure,
+)
+
+MAX_SENTENCES = 16
+MAX_SENTENCE_TOKENS = 48
+TIMING_LENGTHS = [2**i for i in range(4, 13)]  # 16 .. 4096
+DEFAULT_SENTENCES = (
+    "The cat sat on the mat.\n"
+    "Attention lets every token look at every other token.\n"
+    "A recurrent network reads one word at a time.\n"
+    "A convolution sees only a small window."
+)
+DEFAULTS = {
+    "rf_models": list(MODEL_NAMES),
+    "rf_length": 64,
+    "rf_width": 32,
+    "rf_rnn_layers": 1,
+    "rf_cnn_layers": 4,
+    "rf_kernel": 3,
+    "rf_dilation": 1,
+    "rf_attn_layers": 1,
+    "rf_heads": 4,
+    "rf_radius": 4,
+    "rf_causal": False,
+    "rf_inits": 4,
+    "rf_t": 32,
+    "rf_log": True,
+    "rf_timing_max": 512,
+    "rf_img_size": 64,
+    "rf_img_kernel": 3,
+    "rf_img_depths": [1, 2, 4, 8, 16],
+    "rf_conv_kernel": 3,
+    "rf_alpha": 10.0,
+    "rf_sentences": DEFAULT_SENTENCES,
+    "rf_norm_layer": 3,
+    "rf_norm_token": 1,
+    "rf_norm_channel": 0,
+    "rf_res_depth": 12,
+}
+
+
+@st.cache_resource(max_entries=2, show_spinner="Loading all-MiniLM-L6-v2…")
+def get_bert(device: str) -> TextModel:
+    return load_bert(device=device)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def field_of(name: str, cfg: SeqConfig, t: int, n_inits: int, device: str) -> np.ndarray:
+    return effective_field(name, cfg, t, n_inits=n_inits, device=device)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def times_of(name: str, cfg: SeqConfig, lengths: tuple[int, ...], device: str) -> np.ndarray:
+    return time_forward(name, cfg, list(lengths), device=device)
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def table_of(cfg: SeqConfig, layer_times: dict) -> list[dict]:
+    return complexity_table(cfg, layer_times)
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def residual_traces(x: np.ndarray, depth: int, n_heads: int) -> dict:
+    x = torch.from_numpy(x)
+    return {
+        "with skip: x + MHA(LN(x))": vars(residual_trace(x, depth, n_heads, skip=True)),
+        "without skip: MHA(LN(x))": vars(residual_trace(x, depth, n_heads, skip=False)),
+    }
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def width_vs_depth(cfg: SeqConfig, depths: tuple[int, ...], n_inits: int, device: str) -> dict:
+    return cnn_width_vs_depth(cfg, list(depths), n_inits=n_inits, device=device)
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def map_2d(size: int, kernel: int, depth: int) -> np.ndarray:
+    return cnn_field_2d(demo_image(size), [depth], kernel_size=kernel)[0]
+
+
+@st.cache_data(max_entries=4, show_spinner=False)
+def construction(kernel: int) -> tuple[np.ndarray, np.ndarray]:
+    return error_vs_alpha(kernel_size=kernel, size=10, alphas=np.logspace(-1, 1.7, 18))
+
+
+@st.cache_data(max_entries=4, show_spinner=False)
+def bert_activations(_model: TextModel, device: str, sentences: tuple[str, ...]) -> dict:
+    """Hidden states of every layer for the batch, with the mask of real tokens and their labels."""
+    encodings = [_model.encode(s) for s in sentences]
+    longest = max(len(e.ids) for e in encodings)
+    ids = torch.zeros(len(encodings), longest, dtype=torch.long)
+    mask = torch.zeros(len(encodings), longest, dtype=torch.long)
+    labels = []
+    for i, e in enumerate(encodings):
+        ids[i, : len(e.ids)] = torch.tensor(e.ids)
+        mask[i, : len(e.ids)] = 1
+        labels += [f"{i}:{tok}" for tok in e.tokens]
+    with torch.no_grad():
+        out = _model.model(ids.to(device), attention_mask=mask.to(device))
+    states = [h.float().cpu() for h in out.hidden_states]  # layer 0 = embeddings, each (B, T, d)
+    return {"states": states, "mask": mask, "labels": labels, "lengths": [len(e.ids) for e in encodings]}
+
+
+def init_state() -> None:
+    for key, value in DEFAULTS.items():
+        st.session_state.setdefault(key, value)
+
+
+def whole(label: str, key: str, help: str | None = None, container=st) -> int:
+    """An integer input without a widget-side range, so that the lab's own limit message is shown."""
+    return int(container.number_input(label, step=1, key=key, help=help))
+
+
+def sequence_controls() -> tuple[SeqConfig, list[str], int, int, bool]:
+    cols = st.columns(4)
+    with cols[0]:
+        length = whole("sequence length T", "rf_length", f"2 to {LIMITS.max_length}")
+        width = whole("width d", "rf_width", f"2 to {LIMITS.max_width}, even")
+        n_inits = whole("random initialisations", "rf_inits", f"1 to {LIMITS.max_inits}; each sees 4 inputs")
+    with cols[1]:
+        cnn_layers = whole("CNN depth", "rf_cnn_layers", f"1 to {LIMITS.max_layers}")
+        kernel = whole("CNN kernel size k", "rf_kernel", f"1 to {LIMITS.max_kernel}")
+        dilation = whole("CNN dilation", "rf_dilation", f"1 to {LIMITS.max_dilation}")
+    with cols[2]:
+        attn_layers = whole("attention layers", "rf_attn_layers", f"1 to {LIMITS.max_layers}")
+        heads = whole("attention heads", "rf_heads", "must divide d")
+        radius = whole("local window radius r", "rf_radius", "local attention sees |t − s| ≤ r")
+    with cols[3]:
+        rnn_layers = whole("recurrent layers", "rf_rnn_layers", f"1 to {LIMITS.max_layers}")
+        causal = st.checkbox("causal CNN and attention", key="rf_causal", help="see only s ≤ t")
+        log = st.checkbox("log scale", key="rf_log")
+    models = st.multiselect("models", MODEL_NAMES, key="rf_models")
+    cfg = SeqConfig(
+        length, width, rnn_layers, cnn_layers, kernel, dilation, attn_layers, heads, radius, causal
+    )
+    check_config(cfg)
+    if not 1 <= n_inits <= LIMITS.max_inits:
+        raise ValueError(f"random initialisations = {n_inits} is outside the limit [1, {LIMITS.max_inits}]")
+    st.session_state.rf_t = min(max(st.session_state.rf_t, 0), length - 1)
+    t = st.slider("output position t", 0, length - 1, key="rf_t")
+    return cfg, models, t, n_inits, log
+
+
+def sequence_section(device: str) -> SeqConfig | None:
+    st.subheader("Effective receptive field on a sequence (S1, S3)")
+    st.caption(
+        "Every model reads the same random (B, T, d) input. For output position t we back-propagate a "
+        "gradient of 1 on every channel of y_t and record |∂y_t/∂x_s| summed over channels, averaged over "
+        "random initialisations and inputs (Luo et al., 2016). The bars under the chart are the "
+        "theoretical fields. Recurrent networks (S1) run over the same sequence as the others; their "
+        "gradient decays with the distance t − s. The CNN sees a sliding window (S3); self-attention "
+        "reaches every position from its first layer (it has no positional encoding here, so its "
+        "gradient is nearly flat)."
+    )
+    try:
+        cfg, models, t, n_inits, log = sequence_controls()
+    except ValueError as err:
+        st.error(str(err))
+        return None
+    if not models:
+        st.warning("Choose at least one model.")
+        return cfg
+    bar = st.progress(0.0, text="measuring gradients…")
+    gradients, fields = {}, {}
+    for i, name in enumerate(models):
+        gradients[name] = field_of(name, cfg, t, n_inits, device)
+        fields[name] = theoretical_field(name, cfg, t)
+        bar.progress((i + 1) / len(models), text=f"measured {name}")
+    bar.empty()
+    st.plotly_chart(effective_field_figure(gradients, fields, t, log=log), key="rf_erf_chart")
+
+    depths = (1, 2, 4, 8, 16)
+    curve = width_vs_depth(cfg, depths, n_inits, device)
+    left, right = st.columns([3, 2])
+    left.plotly_chart(
+        width_vs_depth_figure(curve["depth"], curve["effective"], curve["theoretical"]), key="rf_depth"
+    )
+    right.markdown(
+        "**The CNN's effective field grows like √depth (S3).** Its theoretical field grows linearly "
+        "with depth, (k − 1)·dilation positions per layer, but the gradient is a sum over paths through "
+        "the stack, and most paths stay near the centre: the profile is close to a Gaussian whose width "
+        "grows with the square root of the depth (Luo et al., 2016). Dilation widens both."
+    )
+    return cfg
+
+
+def parallelism_section(cfg: SeqConfig, device: str) -> None:
+    st.subheader("Parallelism: forward time against length (S2)")
+    st.caption(
+        "One batch-1 forward pass per length on the current device, median of 3 after a warm-up. "
+        "A recurrent layer has n steps that each wait for the previous one: its time grows step by step "
+        "with n. Convolution and attention have as many sequential steps as layers; their work grows "
+        "with n (n² for full attention) but runs in parallel."
+    )
+    top = whole("longest length", "rf_timing_max", f"16 to {LIMITS.max_timing_length}")
+    if not 16 <= top <= LIMITS.max_timing_length:
+        st.error(f"longest length = {top} is outside the limit [16, {LIMITS.max_timing_length}]")
+        return
+    lengths = tuple(n for n in TIMING_LENGTHS if n <= top)
+    bar = st.progress(0.0, text="timing…")
+    times, steps = {}, {}
+    for i, name in enumerate(MODEL_NAMES):
+        times[name] = times_of(name, cfg, lengths, device)
+        model_steps = [_steps(name, cfg, n) for n in lengths]
+        steps[name] = np.array(model_steps, dtype=float)
+        bar.progress((i + 1) / len(MODEL_NAMES), text=f"timed {name}")
+    bar.empty()
+    st.plotly_chart(timing_figure(np.array(lengths), times, steps, device), key="rf_timing")
+
+    st.markdown(
+        f"**Table 1 of “Attention Is All You Need”, with this configuration's numbers (n = {cfg.length}).**"
+    )
+    layer_times = {name: float(times_of(name, cfg, (cfg.length,), device)[0]) for name in _TABLE_MODELS}
+    st.dataframe(table_of(cfg, layer_times), hide_index=True)
+    st.caption(
+        "Multiply-adds count the mixing step of one layer from its shapes, as in the paper. Time per "
+        "layer is the measured forward time of the stack divided by its depth. The measured path length "
+        "reads one layer's connectivity from the exact zeros of its input gradient and stacks layers "
+        "until the first and last positions are linked. Our restricted attention gathers a window of "
+        "2r + 1 keys per query, so its work is O(r·n·d) as in the paper, not a masked n × n matrix."
+    )
+
+
+_TABLE_MODELS = ("Self-attention", "RNN", "CNN", "Local attention")
+
+
+def _steps(name: str, cfg: SeqConfig, length: int) -> int:
+    if name in ("CNN",):
+        return cfg.cnn_layers
+    if name in ("Self-attention", "Local attention"):
+        return cfg.attn_layers
+    return length * cfg.rnn_layers
+
+
+def image_section() -> None:
+    st.subheader("Receptive fields on an image")
+    cols = st.columns(3)
+    size = whole("image side (pixels)", "rf_img_size", f"8 to {MAX_IMAGE_SIDE}", container=cols[0])
+    kernel = whole("kernel size", "rf_img_kernel", "odd", container=cols[1])
+    depths = cols[2].multiselect("CNN depths", [1, 2, 4, 8, 16, 24, 32], key="rf_img_depths")
+    if not 8 <= size <= MAX_IMAGE_SIDE:
+        st.error(f"image side = {size} is outside the limit [8, {MAX_IMAGE_SIDE}]")
+        return
+    if not depths:
+        st.warning("Choose at least one depth.")
+        return
+    depths = sorted(depths)
+    bar = st.progress(0.0, text="back-propagating through each depth…")
+    try:
+        maps = []
+        for i, depth in enumerate(depths):
+            maps.append(map_2d(size, kernel, depth))
+            bar.progress((i + 1) / len(depths), text=f"gradient map at depth {depth}")
+    except ValueError as err:
+        st.error(str(err))
+        return
+    finally:
+        bar.empty()
+    maps = np.stack(maps)
+    radii = np.array([theoretical_radius_2d(d, kernel) for d in depths])
+    image = demo_image(size).mean(0)
+    st.plotly_chart(field_maps_figure(maps, depths, radii, image=image), key="rf_maps")
+    distances = [field_distance_2d(m) for m in maps]
+    st.plotly_chart(span_figure(depths, distances, None), key="rf_span")
+    st.info(
+        "DETR comparison pending: the self-attention span of the DETR encoder (mean attention distance "
+        "per layer and head on the same image) needs `load_detr()` from models/detr/detr.py, which is "
+        "not available yet. The CNN side is measured above, in the same unit (mean distance in pixels "
+        f"from the centre output, max depth {MAX_DEPTH_2D})."
+    )
+
+
+def construction_section() -> None:
+    st.subheader("A CNN is a special self-attention (S7)")
+    st.caption(
+        "Cordonnier, Loukas and Jaggi (ICLR 2020): K² heads with a quadratic relative-position score "
+        "−α‖(p − q) − Δ_h‖², one head per kernel offset Δ_h; every head reads the input itself and its "
+        "output projection is the kernel slice W[:, :, Δ_h]. As the sharpness α grows, each head's "
+        "softmax puts all its weight on the pixel at its offset and the sum over heads is the "
+        "convolution. Local-window attention in the sequence lab above is the same idea in 1-D."
+    )
+    left, right = st.columns(2)
+    kernel = left.selectbox("kernel size K", [3, 5], key="rf_conv_kernel")
+    alpha = right.slider("α for the head maps", 0.1, 50.0, key="rf_alpha")
+    alphas, errors = construction(kernel)
+    left.plotly_chart(construction_error_figure(alphas, errors), key="rf_construction")
+    right.plotly_chart(head_maps_figure(head_maps(kernel, alpha), kernel), key="rf_head_maps")
+
+
+def norms_section(device: str) -> None:
+    st.subheader("Layer norm against batch norm on MiniLM activations (S8)")
+    text = st.text_area("sentences, one per line", key="rf_sentences", help=f"1 to {MAX_SENTENCES} sentences")
+    sentences = tuple(s.strip() for s in text.splitlines() if s.strip())
+    if not sentences:
+        st.warning("Enter at least one sentence.")
+        return
+    if len(sentences) > MAX_SENTENCES:
+        st.error(f"{len(sentences)} sentences exceed the limit of {MAX_SENTENCES}; remove some lines")
+        return
+    try:
+        model = get_bert(device)
+    except ModelLoadError as err:
+        st.error(f"MiniLM could not be loaded: {err}")
+        return
+    long = [i for i, s in enumerate(sentences) if len(model.encode(s).ids) > MAX_SENTENCE_TOKENS]
+    if long:
+        st.error(f"sentence {long[0] + 1} has more than {MAX_SENTENCE_TOKENS} tokens, the limit; shorten it")
+        return
+    acts = bert_activations(model, device, sentences)
+    n_layers = len(acts["states"]) - 1
+    cols = st.columns(3)
+    layer = cols[0].slider("hidden state (0 = embeddings)", 0, n_layers, key="rf_norm_layer")
+    n_tokens = len(acts["labels"])
+    st.session_state.rf_norm_token = min(st.session_state.rf_norm_token, n_tokens - 1)
+    row = cols[1].slider("token outlined (layer norm's axis)", 0, n_tokens - 1, key="rf_norm_token")
+    d = acts["states"][0].shape[-1]
+    channel = cols[2].slider("channel outlined (batch norm's axis)", 0, d - 1, key="rf_norm_channel")
+
+    h, mask = acts["states"][layer], acts["mask"]
+    versions = {"before": h, "layer norm": layer_norm(h), "batch norm": batch_norm(h, mask)}
+    real = {k: v[mask.bool()].numpy() for k, v in versions.items()}  # (N, d) real tokens only
+    st.markdown(
+        "Each row is a real token of the batch (sentence:token), each column a channel of d = "
+        f"{d}. **Layer norm** (black row) averages over the d channels of one token, with no other "
+        "sample involved: the same token gets the same result in any batch. **Batch norm** (green "
+        "column) averages one channel over every token of the batch, so a token's result depends on "
+        "the other sentences. Padding is excluded from both."
+    )
+    st.plotly_chart(
+        norm_axes_figure(
+            real["before"], real["layer norm"], real["batch norm"], acts["labels"], row, channel
+        ),
+        key="rf_norm_axes",
+    )
+    stats = {label: vars(axis_stats(v, mask)) for label, v in versions.items()}
+    st.plotly_chart(norm_stats_figure(stats), key="rf_norm_stats")
+
+
+def residual_section(device: str) -> None:
+    st.subheader("Residual connections keep a deep stack from degrading (S9)")
+    depth = whole("attention layers", "rf_res_depth", f"1 to {MAX_RESIDUAL_DEPTH}")
+    if not 1 <= depth <= MAX_RESIDUAL_DEPTH:
+        st.error(f"attention layers = {depth} is outside the limit [1, {MAX_RESIDUAL_DEPTH}]")
+        return
+    sentences = [s.strip() for s in st.session_state.rf_sentences.splitlines() if s.strip()]
+    try:
+        model = get_bert(device)
+    except ModelLoadError as err:
+        st.error(f"MiniLM could not be loaded: {err}")
+        return
+    first = sentences[0] if sentences else DEFAULT_SENTENCES.splitlines()[0]
+    acts = bert_activations(model, device, (first,))
+    x = acts["states"][0][0]  # (T, d): MiniLM's embedding output of the first sentence
+    n_heads = model.config.num_attention_heads
+    st.plotly_chart(residual_figure(residual_traces(x.numpy(), depth, n_heads)), key="rf_residual")
+    st.caption(
+        f"The tokens of “{first}” (MiniLM's embedding output) pass through {depth} randomly initialised "
+        f"attention blocks with {n_heads} heads. Attention averages token vectors, so without the skip "
+        "connection the tokens collapse onto one vector (cosine → 1, effective rank → 1) and what "
+        "distinguished them is gone; the gradient reaching early layers only carries that common "
+        "direction. With the skip, each block adds to the tokens instead of replacing them "
+        "(Dong, Cordonnier and Loukas, 2021)."
+    )
+
+
+def main() -> None:
+    init_state()
+    device = st.session_state.get("device", "cpu")
+    st.title("Receptive-field lab")
+    st.markdown(
+        "What does each output position see? RNN, LSTM, GRU, a CNN and self-attention run on the same "
+        "input, and the lab measures their receptive fields, their parallelism, and the building blocks "
+        "(norms, residuals) around attention."
+    )
+    with st.expander("Claims demonstrated here"):
+        st.markdown(
+            "- **S1** RNNs are very good at sequences: RNN/LSTM/GRU run over the same input as the others.\n"
+            "- **S2** RNNs are hard to parallelise: forward time and sequential steps against length.\n"
+            "- **S3** A CNN is a sliding window with little context: theoretical and effective field "
+            "against depth and kernel size.\n"
+            "- **S7** A CNN is a special self-attention that only looks nearby: local-window attention, "
+            "and multi-head attention reproducing a convolution.\n"
+            "- **S8** Layer norm normalises each sample, batch norm each channel: on MiniLM activations.\n"
+            "- **S9** The residual connection keeps a deep network from degrading: a deep attention "
+            "stack with and without it."
+        )
+    tabs = st.tabs(["Sequences", "Parallelism", "Images", "CNN = attention", "Norms", "Residuals"])
+    with tabs[0]:
+        cfg = sequence_section(device)
+    with tabs[1]:
+        if cfg is None:
+            st.warning("Fix the sequence settings in the first tab.")
+        else:
+            parallelism_section(cfg, device)
+    with tabs[2]:
+        image_section()
+    with tabs[3]:
+        construction_section()
+    with tabs[4]:
+        norms_section(device)
+    with tabs[5]:
+        residual_section(device)
+
+
+if __name__ == "__main__":  # Streamlit runs a page as __main__; the benchmark imports its defaults
+    main()
