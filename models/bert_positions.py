@@ -90,6 +90,15 @@ def run_variants(text_model, ids: list[int], tokens: list[str], seed: int = 0) -
     }
 
 
+def offset_share(probs: np.ndarray, offset: int) -> np.ndarray:
+    """(..., T, T) -> (...) mean weight a query puts on the key `offset` positions away (-1: the previous
+    one), over the queries that have such a key."""
+    t = probs.shape[-1]
+    if not -t < offset < t:
+        raise ValueError(f"offset {offset} does not fit {t} tokens")
+    return np.diagonal(probs, offset, axis1=-2, axis2=-1).mean(-1)
+
+
 def permutation_gap(a: Variant, b: Variant) -> float:
     """Largest |difference| between two runs' attention once both are put back in the original token order:
     zero (to rounding) when the model cannot tell the two orders apart."""

@@ -8,7 +8,7 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-from models.bert_positions import input_parts, permutation_gap, run_variants, shuffled_order
+from models.bert_positions import input_parts, offset_share, permutation_gap, run_variants, shuffled_order
 from models.positional import (
     apply_rope,
     check_size,
@@ -246,6 +246,19 @@ def test_without_positions_shuffling_only_permutes_attention(minilm):
     assert np.abs(variants["positions intact"].probs - variants["positions removed"].probs).max() > 0.1
     shuffled = variants["shuffled"]
     assert [shuffled.tokens[i] for i in np.argsort(shuffled.order)] == encoding.tokens
+    previous = {
+        name: offset_share(v.probs[0, 2], -1) for name, v in variants.items()
+    }  # a previous-token head
+    assert previous["positions intact"] > 0.9 and previous["shuffled"] > 0.9
+    assert previous["positions removed"] < 0.5
+
+
+def test_offset_share_reads_one_diagonal():
+    probs = np.eye(4)[[0, 0, 1, 2]]  # every query but the first attends to the previous key
+    assert offset_share(probs, -1) == pytest.approx(1.0)
+    assert offset_share(probs, 0) == pytest.approx(0.25)
+    with pytest.raises(ValueError, match="offset"):
+        offset_share(probs, 4)
 
 
 # --- figures ---------------------------------------------------------------------------------------

@@ -29,10 +29,15 @@ def _index(labels, size: int, name: str) -> np.ndarray:
     return labels
 
 
-def encoding_heatmap(pe, positions=None, channels=None, title: str = "") -> go.Figure:
+def encoding_heatmap(
+    pe, positions=None, channels=None, title: str = "", clip_percentile: float = 99.0, row_labels=None
+) -> go.Figure:
     """pe (N, d): one row per position, one column per channel; `positions`/`channels` name the rows/columns
-    shown when they are a subsample."""
+    shown when they are a subsample; `row_labels` (e.g. the tokens) become the row tick text. The colour
+    scale is symmetric and saturates at the `clip_percentile` of |pe|, so that a few large entries (learned
+    tables have them) do not wash out the rest; hover shows the true value."""
     pe = _as_2d(pe, "the encoding")
+    limit = float(np.percentile(np.abs(pe), clip_percentile)) if pe.size else 1.0
     positions = _index(positions, pe.shape[0], "positions")
     channels = _index(channels, pe.shape[1], "channels")
     fig = go.Figure(
@@ -41,17 +46,17 @@ def encoding_heatmap(pe, positions=None, channels=None, title: str = "") -> go.F
             x=channels,
             y=positions,
             colorscale="RdBu",
-            zmid=0,
+            zmin=-limit or -1.0,
+            zmax=limit or 1.0,
             hovertemplate="position %{y}<br>channel %{x}<br>value %{z:.4f}<extra></extra>",
         )
     )
-    fig.update_layout(
-        title=title,
-        height=420,
-        margin=MARGIN,
-        xaxis_title="channel",
-        yaxis={"title": "position", "autorange": "reversed"},
-    )
+    yaxis = {"title": "position", "autorange": "reversed"}
+    if row_labels is not None:
+        if len(row_labels) != pe.shape[0]:
+            raise ValueError(f"{len(row_labels)} row labels for {pe.shape[0]} rows")
+        yaxis |= {"tickmode": "array", "tickvals": list(positions), "ticktext": list(row_labels)}
+    fig.update_layout(title=title, height=420, margin=MARGIN, xaxis_title="channel", yaxis=yaxis)
     return fig
 
 
@@ -98,7 +103,7 @@ def similarity_heatmap(sim, positions=None, title: str = "", value_name: str = "
         height=420,
         margin=MARGIN,
         xaxis_title="position n",
-        yaxis={"title": "position m", "autorange": "reversed", "scaleanchor": "x"},
+        yaxis={"title": "position m", "autorange": "reversed"},
     )
     return fig
 
@@ -126,6 +131,7 @@ def channel_maps(pos, channels: list[int], names: list[str] | None = None, title
             col=i + 1,
         )
     fig.update_yaxes(autorange="reversed")
+    fig.update_yaxes(showticklabels=False, selector=lambda axis: axis.anchor != "x")
     fig.update_layout(
         title=title, height=300, margin=MARGIN, coloraxis={"colorscale": "RdBu", "cmin": -1, "cmax": 1}
     )
@@ -176,7 +182,20 @@ def rope_rotation(pairs, pair_ids: list[int], title: str = "") -> go.Figure:
         subplot_titles=[f"pair {i} (channels {2 * i}, {2 * i + 1})" for i in pair_ids],
     )
     positions = np.arange(pairs.shape[1])
+    circle = np.linspace(0, 2 * np.pi, 121)
     for col, (i, xy) in enumerate(zip(pair_ids, pairs, strict=True), start=1):
+        radius = float(np.hypot(*xy[0])) or 1.0  # a rotation keeps the pair's length
+        fig.add_trace(
+            go.Scatter(
+                x=radius * np.cos(circle),
+                y=radius * np.sin(circle),
+                mode="lines",
+                line={"width": 1, "color": "#ddd", "dash": "dot"},
+                hoverinfo="skip",
+            ),
+            row=1,
+            col=col,
+        )
         fig.add_trace(
             go.Scatter(
                 x=xy[:, 0],
@@ -191,7 +210,10 @@ def rope_rotation(pairs, pair_ids: list[int], title: str = "") -> go.Figure:
             row=1,
             col=col,
         )
-        fig.update_yaxes(scaleanchor=f"x{col if col > 1 else ''}", row=1, col=col)
+        fig.update_xaxes(range=[-1.15 * radius, 1.15 * radius], row=1, col=col)
+        fig.update_yaxes(
+            range=[-1.15 * radius, 1.15 * radius], scaleanchor=f"x{col if col > 1 else ''}", row=1, col=col
+        )
     fig.update_layout(
         title=title,
         height=330,
@@ -234,7 +256,7 @@ def offset_profile(offsets, means, spreads, title: str = "") -> go.Figure:
     fig.add_trace(
         go.Scatter(
             x=offsets,
-            y=np.maximum(spreads, 1e-18),
+            y=np.where(spreads > 0, spreads, np.nan),
             mode="markers",
             name="spread",
             marker={"size": 3},
@@ -243,7 +265,7 @@ def offset_profile(offsets, means, spreads, title: str = "") -> go.Figure:
         row=2,
         col=1,
     )
-    fig.update_yaxes(type="log", row=2, col=1)
+    fig.update_yaxes(type="log", exponentformat="power", row=2, col=1)
     fig.update_xaxes(title="offset n − m", row=2, col=1)
     fig.update_layout(title=title, height=480, margin=MARGIN, showlegend=False)
     return fig
@@ -271,7 +293,8 @@ def statistic_comparison(values: dict[str, np.ndarray], name: str) -> go.Figure:
             col=col,
         )
     fig.update_xaxes(title="head", dtick=1)
-    fig.update_yaxes(title="layer", dtick=1, autorange="reversed")
+    fig.update_yaxes(dtick=1, autorange="reversed")
+    fig.update_yaxes(title="layer", row=1, col=1)
     fig.update_layout(
         title=name,
         height=140 + 40 * next(iter(shapes))[0],
