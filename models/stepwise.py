@@ -52,8 +52,8 @@ def capture_call(module: MultiHeadAttention, run: Callable[[], object]) -> Atten
     if mask is not None and mask.dim() == 4:
         mask = mask[0]  # (B, nh|1, Tq|1, Tk) -> (nh|1, Tq|1, Tk)
     out, record = seen["output"]
-    record = None if record is None else _first_item(record)
-    return AttentionCall(query[0], key[0], value[0], mask, out[0], record)
+    record = None if record is None else _first_item(record.detach())
+    return AttentionCall(query[0].detach(), key[0].detach(), value[0].detach(), mask, out[0].detach(), record)
 
 
 def _first_item(record: AttentionRecord) -> AttentionRecord:
@@ -104,7 +104,7 @@ class AttentionStages:
 
 
 def _project(x: Tensor, linear: torch.nn.Linear, n_heads: int) -> tuple[Tensor, Tensor]:
-    w = linear.weight.T  # (d_in, d): X W, the row-vector convention
+    w = linear.weight.detach().T  # (d_in, d): X W, the row-vector convention
     y = x @ w if linear.bias is None else x @ w + linear.bias  # (T, d)
     return w, y.view(y.shape[0], n_heads, -1).transpose(0, 1)  # (nh, T, dh)
 
@@ -127,7 +127,7 @@ def attention_stages(module: MultiHeadAttention, call: AttentionCall) -> Attenti
     probs = torch.softmax(masked, dim=-1)
     heads = probs @ v  # (nh, Tq, dh)
     concat = heads.transpose(0, 1).reshape(t_q, -1)  # (Tq, nh * dh)
-    w_o = module.out_proj.weight.T
+    w_o = module.out_proj.weight.detach().T
     output = concat @ w_o if module.out_proj.bias is None else concat @ w_o + module.out_proj.bias
     q_c, k_c, v_c = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (nh, dh, T): columns are tokens
     scores_columns = k_c.transpose(1, 2) @ q_c  # (nh, Tk, Tq)
@@ -155,3 +155,30 @@ def attention_stages(module: MultiHeadAttention, call: AttentionCall) -> Attenti
         probs_columns=probs_columns,
         heads_columns=v_c @ probs_columns,  # (nh, dh, Tq)
     )
+
+
+@torch.no_grad()
+def record_differences(stages: AttentionStages, call: AttentionCall) -> dict[str, float]:
+    """Largest |recomputed - model's own| per stage (masked entries compared as both -inf)."""
+    record = call.record
+    if record is None:
+        raise ValueError("the call was captured without capture=True, so there is no record to compare with")
+
+    def gap(ours: Tensor, theirs: Tensor) -> float:
+        theirs = theirs.expand_as(ours)
+        both_masked = torch.isneginf(ours) & torch.isneginf(theirs)
+        diff = (ours - theirs).abs().masked_fill(both_masked, 0.0)
+        return float(diff.max()) if diff.numel() else 0.0
+
+    return {
+        "Q": gap(stages.q, record.q),
+        "K": gap(stages.k, record.k),
+        "V": gap(stages.v, record.v),
+        "QKᵀ": gap(stages.scores, record.scores),
+        "QKᵀ/√d_head": gap(stages.scaled, record.scaled),
+        "masked": gap(stages.masked, record.masked),
+        "softmax": gap(stages.probs, record.probs),
+        "A·V": gap(stages.heads, record.out),
+        "output (W_o)": gap(stages.output, call.output),
+        "V·A vs (A·V)ᵀ": gap(stages.heads_columns, stages.heads.transpose(1, 2)),
+    }
