@@ -172,6 +172,19 @@ def test_detr_feature_size_follows_the_preprocessing():
         detr_feature_size(20_000, 600)
 
 
+@pytest.mark.parametrize(("h", "w"), [(800, 1066), (800, 1201), (444, 1332), (33, 65)])
+def test_stride_32_matches_a_resnet_shaped_stack(h, w):
+    """ResNet's stem (7×7/2 conv, 3×3/2 max-pool) and three stride-2 3×3 stages each round up."""
+    stack = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 1, 7, stride=2, padding=3),
+        torch.nn.MaxPool2d(3, stride=2, padding=1),
+        *[torch.nn.Conv2d(1, 1, 3, stride=2, padding=1) for _ in range(3)],
+    )
+    with torch.no_grad():
+        out = stack(torch.zeros(1, 1, h, w))
+    assert tuple(out.shape[-2:]) == (math.ceil(h / 32), math.ceil(w / 32))
+
+
 def test_detr_feature_mask_marks_the_padding():
     mask = detr_feature_mask((600, 800), (800, 1066))
     assert mask.shape == (25, 34)
