@@ -19,5 +19,10 @@ def test_text_attention_in_chromium(page):
     heatmap = page.locator(".js-plotly-plot").first
     assert heatmap.locator(".hm image").count() == 1
     assert page.locator(".js-plotly-plot").nth(1).locator(".hm image").count() == 72
+    overview = page.locator(".js-plotly-plot").nth(1)
+    overview.scroll_into_view_if_needed()
+    thumbnail = overview.locator(".hm image").nth(2 * 12 + 7).bounding_box()  # layer 2, head 7
+    page.mouse.click(thumbnail["x"] + thumbnail["width"] / 2, thumbnail["y"] + thumbnail["height"] / 2)
+    page.get_by_text("Layer 2, head 7").first.wait_for()
     assert not page.get_by_test_id("stException").count()
     assert screenshot(page, "text_attention").stat().st_size > 10_000
