@@ -9,7 +9,7 @@ from models.attention_stats import STATISTICS, head_statistics
 from models.bert import ModelLoadError, TextModel, load_bert
 from models.bert_positions import input_parts, offset_share, permutation_gap, run_variants
 from models.positional import (
-    MAX_IMAGE_SIDE,
+    DETR_LONGER_MAX,
     apply_rope,
     check_size,
     detr_channel_name,
@@ -267,12 +267,10 @@ def detr_section() -> None:
             int(c1.number_input("batch height", min_value=1, max_value=1_000_000, key="detr_pad_h")),
             int(c2.number_input("batch width", min_value=1, max_value=1_000_000, key="detr_pad_w")),
         )
-        if not (
-            resized[0] <= pad_hw[0] <= 2 * MAX_IMAGE_SIDE and resized[1] <= pad_hw[1] <= 2 * MAX_IMAGE_SIDE
-        ):
+        if not (resized[0] <= pad_hw[0] <= DETR_LONGER_MAX and resized[1] <= pad_hw[1] <= DETR_LONGER_MAX):
             st.error(
-                f"The batch must hold the resized image ({resized[0]} × {resized[1]}) and be at most "
-                f"{2 * MAX_IMAGE_SIDE} pixels a side."
+                f"The batch must hold the resized image ({resized[0]} × {resized[1]}); no resized image in a "
+                f"DETR batch is longer than {DETR_LONGER_MAX} pixels, so neither is the batch."
             )
             return
     mask = detr_feature_mask(resized, pad_hw)
@@ -354,11 +352,14 @@ def rope_section() -> None:
     )
     scores = rope_scores(q, k, n, base)
     offsets, means, spreads = scores_by_offset(scores)
+    drawn = sample(n)
     pe = sinusoidal(n, d, base).double()
     additive = (q + pe) @ (k + pe).T  # (N, N) absolute encoding added to the same q and k
     c1, c2 = st.columns(2)
     c1.plotly_chart(
-        similarity_heatmap(scores.numpy(), title="rope(q, m) · rope(k, n)", value_name="q·k"),
+        similarity_heatmap(
+            scores[drawn][:, drawn].numpy(), drawn, "rope(q, m) · rope(k, n)", value_name="q·k"
+        ),
         key="rope_scores",
     )
     c2.plotly_chart(

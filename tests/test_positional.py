@@ -344,3 +344,24 @@ def test_page_reports_sizes_out_of_range(page, key, value, needle):
     assert page.get("plotly_chart")  # the other sections still draw
     page.number_input(key=key).set_value(before).run()
     assert not page.exception and not page.error
+
+
+@pytest.mark.slow
+def test_page_rejects_a_batch_larger_than_detr_makes(page):
+    page.checkbox(key="detr_pad").check().run()
+    page.number_input(key="detr_pad_h").set_value(2000).run()
+    assert not page.exception
+    assert any("1333" in e.value for e in page.error)
+    page.number_input(key="detr_pad_h").set_value(1333).run()
+    assert not page.error
+    assert any("padded to 42 × 42" in m.value for m in page.markdown)
+    page.checkbox(key="detr_pad").uncheck().run()
+
+
+@pytest.mark.slow
+def test_page_asks_for_a_sentence_instead_of_failing(page):
+    page.text_input(key="attn_text").set_value("   ").run()
+    assert not page.exception
+    assert any("Type a sentence" in w.value for w in page.warning)
+    page.text_input(key="attn_text").set_value("Order matters.").run()
+    assert not page.exception and not page.warning
