@@ -1,0 +1,627 @@
+"""DETR: upload an image (or draw a scene), see the detections and what each object query looks at."""
+
+import hashlib
+import io
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+from PIL import Image
+
+from models.detr.checkpoint import CheckpointError, load_checkpoint
+from models.detr.detr import DETR, DetrConfig
+from models.detr.inspect import (
+    DetrInspection,
+    load_default,
+    match_ground_truth,
+    run_detr,
+    untrained,
+    upsample,
+)
+from models.detr.scenes import SHAPE_CLASSES, make_scene
+from models.positional import detr_channel_name
+from ui.images import IMAGE_TYPES, read_image
+from ui.uploads import UploadError
+from viz.attention import attention_heatmap
+from viz.detr import (
+    Background,
+    attention_overlay,
+    background,
+    detections_figure,
+    layer_predictions,
+    map_grid,
+    matching_heatmaps,
+    matching_scene,
+    overlay_rgb,
+)
+from viz.positional import channel_maps
+
+DEFAULT, PATH, UPLOAD, SMALL, R50 = (
+    "Default detector (shapes)",
+    "DETR checkpoint by path",
+    "Upload a DETR checkpoint",
+    "Untrained small DETR (random weights)",
+    "Untrained DETR-R50 (random weights)",
+)
+SCENE, IMAGE = "Generated scene (with ground truth)", "Upload an image"
+MEAN = "mean"
+RAW, UPSAMPLED = "feature map (raw)", "upsampled (bilinear)"
+UPSAMPLE_FACTOR = 8  # display cells per feature cell, each way, when upsampled
+WHERE_TO, WHO_FROM = "where it attends", "which positions attend to it"
+
+
+def small_config() -> DetrConfig:
+    from scripts.train_detr import SMALL_CONFIG  # the sizes the default detector is trained with
+
+    return SMALL_CONFIG
+
+
+@st.cache_resource(max_entries=3, show_spinner="Loading the model…")
+def get_model(source: str, path: str, device: str) -> tuple[DETR, DetrConfig]:
+    if source == DEFAULT:
+        return load_default(device)
+    if source == SMALL:
+        return untrained(small_config(), device=device)
+    if source == R50:
+        return untrained(DetrConfig(class_names=[f"class {i}" for i in range(91)]), device=device)
+    return load_checkpoint(path, device=device)
+
+
+@st.cache_resource(max_entries=2, show_spinner="Loading the checkpoint…")
+def get_uploaded_model(digest: str, _data: bytes, suffix: str, device: str) -> tuple[DETR, DetrConfig]:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / f"checkpoint{suffix}"
+        path.write_bytes(_data)
+        return load_checkpoint(path, device=device)
+
+
+# cache_resource, not cache_data: the result holds every attention (about 160 MB for DETR-R50 at
+# 800 x 1066), and cache_data would unpickle a copy at every rerun. It is never mutated.
+@st.cache_resource(max_entries=4, show_spinner="Running DETR once on this image…")
+def inspect_image(
+    _model: DETR, _config: DetrConfig, model_key: tuple, image_key: str, _image
+) -> DetrInspection:
+    return run_detr(_model, _config, _image, device=model_key[-1])
+
+
+@st.cache_data(max_entries=8)
+def get_background(image_key: str, _image: np.ndarray) -> Background:
+    return background(_image)
+
+
+def model_picker() -> tuple[DETR, DetrConfig, tuple] | None:
+    device = st.session_state.get("device", "cpu")
+    with st.sidebar:
+        source = st.radio("DETR model", [DEFAULT, PATH, UPLOAD, SMALL, R50], key="dp_model_source")
+        try:
+            if source == PATH:
+                path = st.text_input(
+                    "Official .pth, our directory or a Hugging Face DETR directory", key="dp_ckpt_path"
+                ).strip()
+                if not path:
+                    st.info("Give the path of a DETR checkpoint file or directory.")
+                    return None
+                model, config = get_model(source, path, device)
+                return model, config, (source, path, device)
+            if source == UPLOAD:
+                upload = st.file_uploader(
+                    "DETR weights (.pth, .pt, .safetensors)", type=["pth", "pt", "safetensors"], key="dp_ckpt"
+                )
+                if upload is None:
+                    st.info("Upload an official torch-hub .pth or a DETR state dict.")
+                    return None
+                data = upload.getvalue()
+                digest = hashlib.sha256(data).hexdigest()
+                model, config = get_uploaded_model(digest, data, Path(upload.name).suffix, device)
+                return model, config, (source, digest, device)
+            model, config = get_model(source, "", device)
+            return model, config, (source, "", device)
+        except FileNotFoundError as err:
+            st.warning(
+                f"No trained default detector is shipped yet ({err}). Pick an untrained model to explore "
+                "the architecture, or load a checkpoint."
+            )
+        except CheckpointError as err:
+            st.error(f"Cannot load the checkpoint: {err}")
+    return None
+
+
+def image_picker():
+    """-> (image key, (H, W, 3) uint8 image, scene or None), or None with a message shown."""
+    source = st.radio("Image", [SCENE, IMAGE], key="dp_image_source", horizontal=True)
+    if source == SCENE:
+        c1, c2 = st.columns(2)
+        seed = c1.number_input("Scene seed", min_value=0, max_value=2**31 - 1, key="dp_seed")
+        size = c2.number_input(
+            "Scene size (pixels)", min_value=64, max_value=1024, step=32, key="dp_scene_size"
+        )
+        scene = make_scene(int(seed), int(size))
+        return f"scene-{seed}-{size}", scene.image, scene
+    upload = st.file_uploader("Image (PNG, JPEG, WebP, BMP, GIF, TIFF)", type=IMAGE_TYPES, key="dp_upload")
+    if upload is None:
+        st.info("Upload an image to run DETR on it.")
+        return None
+    data = upload.getvalue()
+    try:
+        image = np.asarray(read_image(data, upload.name))
+    except UploadError as err:
+        st.error(str(err))
+        return None
+    return hashlib.sha256(data).hexdigest(), image, None
+
+
+def query_label(insp: DetrInspection, q: int) -> str:
+    scores, labels = insp.scores_labels()
+    name = insp.class_names[labels[q]] if insp.is_object()[q] else "no object"
+    return f"query {q}: {name} {scores[q]:.2f}"
+
+
+def reset_for(insp: DetrInspection, result_key: tuple) -> None:
+    """A new (model, image): start on the best query, the last layer, the head mean, the centre."""
+    if st.session_state.get("dp_result_key") == result_key:
+        return
+    st.session_state.dp_result_key = result_key
+    scores, _ = insp.scores_labels()
+    n_dec, n_enc = insp.decoder_cross.shape[0], insp.encoder.shape[0]
+    st.session_state.update(
+        dp_query=int(scores.argmax()),
+        dp_layer=n_dec - 1,
+        dp_head=MEAN,
+        dp_pred_layer=n_dec - 1,
+        dp_enc_layer=n_enc - 1,
+        dp_enc_head=MEAN,
+        dp_enc_y=insp.h // 2,
+        dp_enc_x=insp.w // 2,
+        dp_dself_layer=n_dec - 1,
+        dp_dself_head=MEAN,
+        dp_pos_channel=0,
+    )
+
+
+def pick_detection() -> None:
+    """on_select of the detections figure: the clicked box's query becomes the chosen one."""
+    points = st.session_state.dp_detections.selection.points
+    if points:
+        st.session_state.dp_query = st.session_state.dp_shown[points[0]["curve_number"]]
+
+
+def pick_query_row() -> None:
+    rows = st.session_state.dp_query_table.selection.rows
+    if rows:
+        st.session_state.dp_query = int(rows[0])
+
+
+def pick_tile() -> None:
+    """on_select of the layer x head grid: the clicked tile becomes the chosen layer and head."""
+    points = st.session_state.dp_grid.selection.points
+    if points:
+        tile_h, tile_w = st.session_state.dp_tile
+        layer, col = int(points[0]["y"] // tile_h), int(points[0]["x"] // tile_w)
+        st.session_state.dp_layer = min(layer, st.session_state.dp_n_layers - 1)
+        st.session_state.dp_head = MEAN if col == st.session_state.dp_n_heads else col
+
+
+def pick_point() -> None:
+    """on_select of the encoder figure: the clicked feature cell becomes the chosen point."""
+    points = st.session_state.dp_enc_click.selection.points
+    if points:
+        ch, cw = st.session_state.dp_cell
+        st.session_state.dp_enc_x = min(int(points[0]["x"] // cw), st.session_state.dp_w - 1)
+        st.session_state.dp_enc_y = min(int(points[0]["y"] // ch), st.session_state.dp_h - 1)
+
+
+def head_choice(label: str, n_heads: int, key: str):
+    return st.selectbox(
+        label,
+        [*range(n_heads), MEAN],
+        key=key,
+        format_func=lambda h: f"head {h}" if h != MEAN else "mean of heads",
+    )
+
+
+def with_mean(maps: np.ndarray) -> np.ndarray:
+    """(L, nh, h, w) -> (L, nh + 1, h, w), the head mean appended as the last column."""
+    return np.concatenate([maps, maps.mean(1, keepdims=True)], axis=1)
+
+
+def npz_bytes(insp: DetrInspection) -> bytes:
+    buf = io.BytesIO()
+    np.savez(
+        buf,
+        encoder=insp.encoder,
+        decoder_self=insp.decoder_self,
+        decoder_cross=insp.decoder_cross,
+        logits=insp.logits,
+        boxes=insp.boxes,
+        pos=insp.pos,
+        feature_hw=np.array([insp.h, insp.w]),
+        class_names=np.array(insp.class_names),
+    )
+    return buf.getvalue()
+
+
+def png_bytes(rgb: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def detections_section(insp: DetrInspection, bg: Background) -> None:
+    st.slider("Score threshold", 0.0, 1.0, step=0.01, key="dp_threshold")
+    scores, labels = insp.scores_labels()
+    shown = [int(q) for q in insp.detections(st.session_state.dp_threshold)]
+    st.session_state.dp_shown = shown
+    query = st.session_state.dp_query
+    fig = detections_figure(
+        bg,
+        insp.boxes[-1, shown],
+        [f"{insp.class_names[labels[q]]} {scores[q]:.2f}" for q in shown],
+        [int(labels[q]) for q in shown],
+        selected=shown.index(query) if query in shown else None,
+        title=f"{len(shown)} detections at score ≥ {st.session_state.dp_threshold:.2f} (no NMS, S17)",
+    )
+    left, right = st.columns([3, 2])
+    with left:
+        st.plotly_chart(fig, key="dp_detections", on_select=pick_detection, selection_mode="points")
+        if not shown:
+            st.info("No query passes the threshold; lower it, or pick any query from the list.")
+    with right:
+        st.markdown(f"**All {insp.num_queries} queries** (grey: the query predicts “no object”)")
+        is_object = insp.is_object()
+        table = pd.DataFrame(
+            {
+                "query": np.arange(insp.num_queries),
+                "prediction": [
+                    insp.class_names[labels[q]] if is_object[q] else "no object"
+                    for q in range(insp.num_queries)
+                ],
+                "score": scores,
+                "p(no object)": insp.probs[-1, :, -1],
+            }
+        )
+        styled = table.style.apply(
+            lambda row: ["" if is_object[row.name] else "color: #aaa"] * len(row), axis=1
+        ).format({"score": "{:.3f}", "p(no object)": "{:.3f}"})
+        st.dataframe(
+            styled,
+            hide_index=True,
+            height=330,
+            key="dp_query_table",
+            on_select=pick_query_row,
+            selection_mode="single-row",
+        )
+        st.selectbox(
+            "Query to inspect",
+            range(insp.num_queries),
+            key="dp_query",
+            format_func=lambda q: query_label(insp, q),
+        )
+
+
+@st.fragment
+def cross_attention_section(insp: DetrInspection, bg: Background) -> None:
+    n_layers, n_heads = insp.decoder_cross.shape[:2]
+    query = st.session_state.dp_query
+    st.caption(
+        "Each object query asks for something (S15); keys and values are the encoder's memory, the content "
+        "of the image (S14); the head mixes the two, and the query's attention lands on its object (S16)."
+    )
+    c1, c2, c3, c4 = st.columns(4)
+    layer = c1.selectbox("Decoder layer", range(n_layers), key="dp_layer", format_func=lambda i: f"layer {i}")
+    with c2:
+        head = head_choice("Head", n_heads, "dp_head")
+    opacity = c3.slider("Opacity", 0.0, 1.0, step=0.05, key="dp_opacity")
+    resolution = c4.radio("Resolution", [RAW, UPSAMPLED], key="dp_resolution")
+    maps = insp.cross_maps(query)  # (L_d, nh, h, w)
+    attn = maps[layer].mean(0) if head == MEAN else maps[layer, head]
+    cell = insp.cell_extent()
+    shown, shown_cell = attn, cell
+    if resolution == UPSAMPLED:
+        k = UPSAMPLE_FACTOR
+        shown = upsample(attn, (insp.h * k, insp.w * k))
+        shown_cell = (cell[0] / k, cell[1] / k)
+    box = insp.boxes[-1, query]
+    head_name = "mean of heads" if head == MEAN else f"head {head}"
+    left, right = st.columns([2, 3])
+    with left:
+        st.plotly_chart(
+            attention_overlay(
+                bg,
+                shown,
+                shown_cell,
+                opacity,
+                box=box,
+                title=f"{query_label(insp, query)} · layer {layer}, {head_name}",
+            ),
+            key="dp_overlay",
+        )
+        x0, y0, x1, y1 = box
+        ys = (np.arange(insp.h) + 0.5) * cell[0]
+        xs = (np.arange(insp.w) + 0.5) * cell[1]
+        inside = ((ys >= y0) & (ys < y1))[:, None] & ((xs >= x0) & (xs < x1))[None, :]
+        st.caption(
+            f"{attn[inside].sum():.0%} of this map's attention falls on feature cells whose centre is inside "
+            f"the query's box. Feature map {insp.h} × {insp.w}, one cell = {insp.stride} pixels of the "
+            f"{insp.resized[0]} × {insp.resized[1]} resized input."
+        )
+        d1, d2 = st.columns(2)
+        d1.download_button(
+            "Overlay (PNG)",
+            lambda: png_bytes(overlay_rgb(insp.image, attn, (insp.h * cell[0], insp.w * cell[1]), opacity)),
+            file_name=f"detr_query{query}_layer{layer}_{head_name.replace(' ', '_')}.png",
+            mime="image/png",
+            on_click="ignore",
+            key="dp_png",
+        )
+        d2.download_button(
+            "Attention tensors (.npz)",
+            lambda: npz_bytes(insp),
+            file_name="detr_attention.npz",
+            mime="application/octet-stream",
+            on_click="ignore",
+            key="dp_npz",
+        )
+    with right:
+        st.session_state.update(
+            dp_n_heads=n_heads, dp_n_layers=n_layers, dp_tile=((insp.h + 1) * cell[0], (insp.w + 1) * cell[1])
+        )
+        st.plotly_chart(
+            map_grid(
+                bg,
+                with_mean(maps),
+                [f"layer {i}" for i in range(n_layers)],
+                [f"head {j}" for j in range(n_heads)] + [MEAN],
+                cell,
+                opacity,
+                title=f"Query {query}: every decoder layer × head (each tile scaled to its own maximum; "
+                "click one to open it)",
+            ),
+            key="dp_grid",
+            on_select=pick_tile,
+            selection_mode="points",
+        )
+
+
+@st.fragment
+def layer_predictions_section(insp: DetrInspection, bg: Background) -> None:
+    n_layers = insp.boxes.shape[0]
+    st.caption(
+        "The decoder refines all N queries in parallel, and every layer's output goes through the same "
+        f"class and box heads (S22). Thin dotted boxes are queries predicting “no object”; lines trace each "
+        f"query's box centre from layer 0. {insp.num_queries} queries, {n_layers} decoder layers."
+    )
+    layer = st.select_slider("After decoder layer", range(n_layers), key="dp_pred_layer")
+    real = insp.probs[layer, :, :-1]
+    labels = real.argmax(-1)
+    is_object = insp.is_object(layer)
+    names = [
+        f"{insp.class_names[labels[q]]} {real[q].max():.2f}" if is_object[q] else "no object"
+        for q in range(insp.num_queries)
+    ]
+    st.plotly_chart(
+        layer_predictions(
+            bg,
+            insp.boxes,
+            names,
+            [int(v) for v in labels],
+            is_object,
+            layer,
+            title=f"All {insp.num_queries} queries after decoder layer {layer}",
+        ),
+        key="dp_layer_predictions",
+    )
+
+
+@st.fragment
+def encoder_section(insp: DetrInspection, bg: Background) -> None:
+    n_layers, n_heads = insp.encoder.shape[:2]
+    st.caption(
+        "Every image position attends to every other (S18). At every encoder layer the positional "
+        "encoding is added to queries and keys only, never to the values (S21). Choose a feature position "
+        "with the controls or by clicking the image."
+    )
+    st.session_state.update(dp_cell=insp.cell_extent(), dp_h=insp.h, dp_w=insp.w)
+    c1, c2, c3, c4, c5 = st.columns(5)
+    x = c1.number_input("x (feature column)", 0, insp.w - 1, key="dp_enc_x")
+    y = c2.number_input("y (feature row)", 0, insp.h - 1, key="dp_enc_y")
+    layer = c3.selectbox(
+        "Encoder layer", range(n_layers), key="dp_enc_layer", format_func=lambda i: f"layer {i}"
+    )
+    with c4:
+        head = head_choice("Head", n_heads, "dp_enc_head")
+    direction = c5.radio("Direction", [WHERE_TO, WHO_FROM], key="dp_enc_direction")
+    maps = insp.encoder_maps(int(y), int(x), reverse=direction == WHO_FROM)  # (L_e, nh, h, w)
+    attn = maps[layer].mean(0) if head == MEAN else maps[layer, head]
+    cell = insp.cell_extent()
+    point = ((x + 0.5) * cell[1], (y + 0.5) * cell[0])
+    left, right = st.columns([2, 3])
+    with left:
+        st.plotly_chart(
+            attention_overlay(
+                bg,
+                attn,
+                cell,
+                st.session_state.dp_opacity,
+                point=point,
+                title=f"({y}, {x}): {direction}, layer {layer}, "
+                f"{'mean of heads' if head == MEAN else f'head {head}'}",
+            ),
+            key="dp_enc_click",
+            on_select=pick_point,
+            selection_mode="points",
+        )
+        if direction == WHO_FROM:
+            st.caption("A column of the attention matrix: it need not sum to 1.")
+    with right:
+        st.plotly_chart(
+            map_grid(
+                bg,
+                with_mean(maps),
+                [f"layer {i}" for i in range(n_layers)],
+                [f"head {j}" for j in range(n_heads)] + [MEAN],
+                cell,
+                st.session_state.dp_opacity,
+                point=point,
+                title=f"Position ({y}, {x}), {direction}: every encoder layer × head",
+            ),
+            key="dp_enc_grid",
+        )
+
+
+@st.fragment
+def decoder_self_section(insp: DetrInspection) -> None:
+    n_layers, n_heads = insp.decoder_self.shape[:2]
+    st.caption(
+        "The N object queries attend to one another (S18): this is how DETR avoids predicting one object "
+        "twice without NMS (S17)."
+    )
+    c1, c2 = st.columns(2)
+    layer = c1.selectbox(
+        "Decoder layer", range(n_layers), key="dp_dself_layer", format_func=lambda i: f"layer {i}"
+    )
+    with c2:
+        head = head_choice("Head", n_heads, "dp_dself_head")
+    matrix = insp.decoder_self[layer].mean(0) if head == MEAN else insp.decoder_self[layer, head]
+    labels = [query_label(insp, q) for q in range(insp.num_queries)]
+    st.plotly_chart(
+        attention_heatmap(
+            matrix,
+            labels,
+            labels,
+            title=f"Decoder self-attention, layer {layer}, "
+            f"{'mean of heads' if head == MEAN else f'head {head}'}",
+        ),
+        key="dp_dself",
+    )
+
+
+def matching_section(insp: DetrInspection, bg: Background, scene, config: DetrConfig) -> None:
+    if scene is None:
+        st.info("The matching needs ground truth: choose a generated scene.")
+        return
+    if list(config.class_names) != list(SHAPE_CLASSES):
+        st.info(
+            f"The matching needs a model of the scene's classes {SHAPE_CLASSES}; this one has other classes."
+        )
+        return
+    st.caption(
+        "Training matches the N predictions one to one with the M ground-truth objects by the Hungarian "
+        "algorithm on cost = 1·class + 5·L1 + 2·GIoU; every unmatched query is trained towards “no object” "
+        "(S19). Circles mark the assignment, computed here from the last decoder layer."
+    )
+    m = match_ground_truth(insp, scene.boxes, scene.labels)
+    gt_names = [f"{j}: {SHAPE_CLASSES[c]}" for j, c in enumerate(scene.labels)]
+    queries = [f"query {q}" for q in range(insp.num_queries)]
+    costs = {"class (−1·p)": m.cls, "L1 (5·‖b−b̂‖₁)": m.bbox, "GIoU (−2·GIoU)": m.giou, "sum": m.total}
+    st.plotly_chart(matching_heatmaps(costs, m.pred, m.gt, queries, gt_names), key="dp_match_costs")
+    left, right = st.columns([3, 2])
+    left.plotly_chart(
+        matching_scene(
+            bg,
+            scene.boxes,
+            gt_names,
+            insp.boxes[-1],
+            m.pred,
+            m.gt,
+            title="Ground truth (dashed) and the matched queries",
+        ),
+        key="dp_match_scene",
+    )
+    unmatched = sorted(set(range(insp.num_queries)) - {int(q) for q in m.pred})
+    right.dataframe(
+        pd.DataFrame(
+            {"query": m.pred, "ground truth": [gt_names[j] for j in m.gt], "cost": m.total[m.pred, m.gt]}
+        ),
+        hide_index=True,
+    )
+    right.markdown(f"**“no object”** ({len(unmatched)} queries): " + ", ".join(map(str, unmatched)))
+
+
+@st.fragment
+def positional_section(insp: DetrInspection) -> None:
+    d = insp.pos.shape[0]
+    st.caption(
+        "DETR encodes position in y and x separately because image features are 2-D (S20): the first half "
+        "of the channels are sines and cosines of y, the second half of x. This encoding is added to Q and "
+        "K at every encoder layer (S21). More on the [positional-encodings page](/positional)."
+    )
+    channel = st.slider("Channel", 0, d - 1, key="dp_pos_channel")
+    partner = (channel + d // 2) % d
+    names = [f"{c}: {detr_channel_name(c, d // 2)}" for c in (channel, partner)]
+    st.plotly_chart(
+        channel_maps(
+            insp.pos,
+            [channel, partner],
+            names,
+            title=f"This image's {insp.h} × {insp.w} feature map: channel {channel} and its "
+            f"{'x' if channel < d // 2 else 'y'} partner",
+        ),
+        key="dp_pos",
+    )
+
+
+st.title("DETR: what each object query looks at")
+st.caption(
+    "DETR puts a transformer after a CNN and predicts a set of N boxes in one shot, with no anchors and no "
+    "non-maximum suppression (S17). Keys and values come from the encoder's image memory (S14), each "
+    "object query asks for one object (S15), and cross-attention draws that object out (S16)."
+)
+for key, value in {
+    "dp_threshold": 0.7,
+    "dp_opacity": 0.6,
+    "dp_resolution": RAW,
+    "dp_seed": 0,
+    "dp_scene_size": 128,
+    "dp_enc_direction": WHERE_TO,
+}.items():
+    st.session_state.setdefault(key, value)
+
+picked = model_picker()
+if picked is None:
+    st.stop()
+model, config, model_key = picked
+st.caption(
+    f"{config.backbone_depth}-layer ResNet, d = {config.d_model}, {config.num_encoder_layers} encoder + "
+    f"{config.num_decoder_layers} decoder layers × {config.n_heads} heads, {config.num_queries} queries, "
+    f"{config.num_classes} classes; images resized to a shorter side of {config.min_size} "
+    f"(longer ≤ {config.max_size})."
+)
+if model_key[0] in (SMALL, R50):
+    st.warning("This model has random weights: its attention shows the architecture, not learned behaviour.")
+chosen = image_picker()
+if chosen is None:
+    st.stop()
+image_key, image, scene = chosen
+try:
+    insp = inspect_image(model, config, model_key, image_key, image)
+except (RuntimeError, ValueError) as err:
+    st.error(f"DETR could not run on this image: {err}")
+    st.stop()
+bg = get_background(image_key, image)
+reset_for(insp, (model_key, image_key))
+
+detections_section(insp, bg)
+tabs = st.tabs(
+    [
+        "Cross-attention",
+        "Per-layer predictions",
+        "Encoder self-attention",
+        "Decoder self-attention",
+        "Matching (ground truth)",
+        "Positional encoding",
+    ]
+)
+with tabs[0]:
+    cross_attention_section(insp, bg)
+with tabs[1]:
+    layer_predictions_section(insp, bg)
+with tabs[2]:
+    encoder_section(insp, bg)
+with tabs[3]:
+    decoder_self_section(insp)
+with tabs[4]:
+    matching_section(insp, bg, scene, config)
+with tabs[5]:
+    positional_section(insp)

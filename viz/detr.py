@@ -1,0 +1,486 @@
+"""Figures for DETR: detections over the image, attention maps laid over it, grids of every layer x head,
+per-layer predictions, the matching cost matrices. Arrays and labels in, `go.Figure` out; no model here.
+
+Coordinates are pixels of the displayed image, y downwards. A feature map (h, w) is drawn as a
+heatmap whose cells are `cell = (cell_h, cell_w)` pixels, so raw attention (one cell per feature
+position) and an upsampled map (k x k cells per position) overlay the same pixels. The image is sent
+once per figure as a small JPEG data URI (`Background`), which keeps a redraw to a few milliseconds.
+"""
+
+import base64
+import io
+from dataclasses import dataclass
+
+import numpy as np
+import plotly.graph_objects as go
+from PIL import Image
+from plotly.colors import hex_to_rgb, qualitative, sequential
+from plotly.subplots import make_subplots
+
+MARGIN = {"l": 10, "r": 10, "t": 40, "b": 10}
+PALETTE = qualitative.Plotly
+OUTLINE_POINTS = 9  # clickable markers per box edge: a click anywhere on the outline picks the box
+COLORSCALE = "Inferno"
+
+
+@dataclass(frozen=True)
+class Background:
+    """An image ready to sit under figures: its data URI and its size in pixels."""
+
+    uri: str  # at most 1024 pixels a side
+    thumb: str  # at most 160 pixels a side, for grids of many tiles
+    height: int
+    width: int
+
+
+def _data_uri(image: np.ndarray, max_side: int, quality: int = 85) -> str:
+    pil = Image.fromarray(image)
+    if max(pil.size) > max_side:
+        pil.thumbnail((max_side, max_side), Image.BILINEAR)
+    buf = io.BytesIO()
+    pil.save(buf, format="JPEG", quality=quality)
+    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def background(image: np.ndarray, max_side: int = 1024) -> Background:
+    """(H, W, 3) uint8 -> `Background` (JPEG, at most `max_side` pixels a side; drawn at full size)."""
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"expected an (H, W, 3) uint8 image, got shape {image.shape} dtype {image.dtype}")
+    return Background(
+        _data_uri(image, max_side), _data_uri(image, 160, quality=75), image.shape[0], image.shape[1]
+    )
+
+
+def _image_layout(fig: go.Figure, bg: Background, height: int, title: str) -> go.Figure:
+    fig.add_layout_image(
+        source=bg.uri,
+        xref="x",
+        yref="y",
+        x=0,
+        y=0,
+        sizex=bg.width,
+        sizey=bg.height,
+        sizing="stretch",
+        layer="below",
+    )
+    fig.update_xaxes(range=[0, bg.width], showgrid=False, zeroline=False, constrain="domain")
+    fig.update_yaxes(
+        range=[bg.height, 0], showgrid=False, zeroline=False, scaleanchor="x", constrain="domain"
+    )
+    fig.update_layout(
+        title=title, height=height, margin=MARGIN, showlegend=False, dragmode="pan", plot_bgcolor="white"
+    )
+    return fig
+
+
+def _outline(box) -> tuple[np.ndarray, np.ndarray]:
+    """xyxy -> points around the box (closed), OUTLINE_POINTS per edge."""
+    x0, y0, x1, y1 = box
+    t = np.linspace(0, 1, OUTLINE_POINTS, endpoint=False)
+    xs = np.concatenate(
+        [x0 + (x1 - x0) * t, np.full_like(t, x1), x1 - (x1 - x0) * t, np.full_like(t, x0), [x0]]
+    )
+    ys = np.concatenate(
+        [np.full_like(t, y0), y0 + (y1 - y0) * t, np.full_like(t, y1), y1 - (y1 - y0) * t, [y0]]
+    )
+    return xs, ys
+
+
+def _check_boxes(boxes, n: int | None = None) -> np.ndarray:
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4) if len(boxes) else np.zeros((0, 4))
+    if n is not None and len(boxes) != n:
+        raise ValueError(f"{len(boxes)} boxes for {n} labels")
+    return boxes
+
+
+def detections_figure(
+    bg: Background,
+    boxes,
+    labels: list[str],
+    colours: list[int],
+    selected: int | None = None,
+    height: int = 520,
+    title: str = "",
+) -> go.Figure:
+    """boxes (D, 4) xyxy pixels with a label each; trace i + 0 is detection i (for click selection).
+    `colours[i]` indexes the palette (the class); the `selected` detection is drawn thick."""
+    boxes = _check_boxes(boxes, len(labels))
+    fig = go.Figure()
+    for i, (box, label) in enumerate(zip(boxes, labels)):
+        colour = PALETTE[colours[i] % len(PALETTE)]
+        xs, ys = _outline(box)
+        fig.add_trace(
+            go.Scatter(
+                x=xs,
+                y=ys,
+                mode="lines+markers",
+                line={"color": colour, "width": 4 if i == selected else 2},
+                marker={"size": 6, "color": colour, "opacity": 0.01},
+                name=label,
+                hovertemplate=f"{label}<extra></extra>",
+            )
+        )
+        fig.add_annotation(
+            x=box[0],
+            y=box[1],
+            text=label,
+            showarrow=False,
+            xanchor="left",
+            yanchor="bottom",
+            font={"color": "white", "size": 11},
+            bgcolor=colour,
+            borderpad=1,
+        )
+    return _image_layout(fig, bg, height, title)
+
+
+def _check_map(attn, name: str = "attention map") -> np.ndarray:
+    attn = np.asarray(attn, dtype=np.float32)
+    if attn.ndim != 2:
+        raise ValueError(f"the {name} must be 2-D (h, w), got shape {attn.shape}")
+    return attn
+
+
+def attention_overlay(
+    bg: Background,
+    attn,
+    cell: tuple[float, float],
+    opacity: float = 0.6,
+    box=None,
+    point: tuple[float, float] | None = None,
+    title: str = "",
+    height: int = 520,
+    zmax: float | None = None,
+) -> go.Figure:
+    """attn (a, b) over the image, each value covering `cell` = (height, width) pixels from the top
+    left; an optional box (xyxy) and point (x, y) in pixels are marked. Hover shows the weight."""
+    attn = _check_map(attn)
+    if not 0 <= opacity <= 1:
+        raise ValueError(f"opacity must be within 0..1, got {opacity}")
+    ch, cw = cell
+    fig = go.Figure(
+        go.Heatmap(
+            z=attn,
+            x0=cw / 2,
+            dx=cw,
+            y0=ch / 2,
+            dy=ch,
+            colorscale=COLORSCALE,
+            opacity=opacity,
+            zmin=0,
+            zmax=zmax,
+            hovertemplate="x %{x:.0f}, y %{y:.0f} px<br>weight %{z:.4f}<extra></extra>",
+            colorbar={"thickness": 12, "title": {"text": "weight", "side": "right"}},
+        )
+    )
+    if box is not None:
+        xs, ys = _outline(np.asarray(box, dtype=np.float64))
+        fig.add_trace(
+            go.Scatter(x=xs, y=ys, mode="lines", line={"color": "cyan", "width": 2}, hoverinfo="skip")
+        )
+    if point is not None:
+        fig.add_trace(
+            go.Scatter(
+                x=[point[0]],
+                y=[point[1]],
+                mode="markers",
+                hoverinfo="skip",
+                marker={"symbol": "x", "size": 14, "color": "cyan", "line": {"width": 2, "color": "black"}},
+            )
+        )
+    return _image_layout(fig, bg, height, title)
+
+
+def map_grid(
+    bg: Background,
+    maps,
+    row_labels: list[str],
+    col_labels: list[str],
+    cell: tuple[float, float],
+    opacity: float = 0.6,
+    point: tuple[float, float] | None = None,
+    title: str = "",
+    tile_width: int = 150,
+) -> go.Figure:
+    """maps (R, C, h, w): a grid of overlays, one per (row, column), e.g. layer x head. Each tile is
+    coloured relative to its own maximum (heads differ in sharpness); hover shows the true weight.
+
+    The grid is one heatmap with a blank cell between tiles and the image under every tile, so it
+    draws and serialises as fast as a single map."""
+    maps = np.asarray(maps, dtype=np.float32)
+    if maps.ndim != 4:
+        raise ValueError(f"expected maps of shape (rows, cols, h, w), got {maps.shape}")
+    rows, cols, h, w = maps.shape
+    if (len(row_labels), len(col_labels)) != (rows, cols):
+        raise ValueError(
+            f"{len(row_labels)} row and {len(col_labels)} column labels for a {rows}x{cols} grid"
+        )
+    peak = maps.max(axis=(2, 3), keepdims=True)
+    rel = np.divide(maps, peak, out=np.zeros_like(maps), where=peak > 0)
+    z = np.full((rows, h + 1, cols, w + 1), np.nan, dtype=np.float32)
+    z[:, :h, :, :w] = rel.transpose(0, 2, 1, 3)  # (R, h, C, w)
+    weight = np.full_like(z, np.nan)
+    weight[:, :h, :, :w] = maps.transpose(0, 2, 1, 3)
+    z = z.reshape(rows * (h + 1), cols * (w + 1))[:-1, :-1]
+    weight = weight.reshape(z.shape[0] + 1, z.shape[1] + 1)[:-1, :-1]
+    r_idx = np.repeat(np.arange(rows), h + 1)[:-1]
+    c_idx = np.repeat(np.arange(cols), w + 1)[:-1]
+    custom = np.stack(
+        [np.broadcast_to(r_idx[:, None], z.shape), np.broadcast_to(c_idx[None, :], z.shape), weight], axis=-1
+    )
+    ch, cw = cell
+    fig = go.Figure(
+        go.Heatmap(
+            z=z,
+            x0=cw / 2,
+            dx=cw,
+            y0=ch / 2,
+            dy=ch,
+            customdata=custom,
+            colorscale=COLORSCALE,
+            opacity=opacity,
+            zmin=0,
+            zmax=1,
+            showscale=False,
+            hoverongaps=False,
+            hovertemplate=(
+                "row %{customdata[0]}, column %{customdata[1]}<br>weight %{customdata[2]:.4f}<extra></extra>"
+            ),
+        )
+    )
+    thumb = bg.thumb
+    tile_h, tile_w = (h + 1) * ch, (w + 1) * cw
+    for r in range(rows):
+        for c in range(cols):
+            fig.add_layout_image(
+                source=thumb,
+                xref="x",
+                yref="y",
+                x=c * tile_w,
+                y=r * tile_h,
+                sizex=bg.width,
+                sizey=bg.height,
+                sizing="stretch",
+                layer="below",
+            )
+    if point is not None:
+        px = [c * tile_w + point[0] for r in range(rows) for c in range(cols)]
+        py = [r * tile_h + point[1] for r in range(rows) for c in range(cols)]
+        fig.add_trace(
+            go.Scatter(
+                x=px,
+                y=py,
+                mode="markers",
+                hoverinfo="skip",
+                marker={"symbol": "x", "size": 7, "color": "cyan"},
+            )
+        )
+    fig.update_xaxes(
+        range=[0, cols * tile_w - cw],
+        tickvals=[(c + 0.5) * tile_w for c in range(cols)],
+        ticktext=col_labels,
+        side="top",
+        showgrid=False,
+        zeroline=False,
+    )
+    fig.update_yaxes(
+        range=[rows * tile_h - ch, 0],
+        tickvals=[(r + 0.5) * tile_h for r in range(rows)],
+        ticktext=row_labels,
+        showgrid=False,
+        zeroline=False,
+        scaleanchor="x",
+    )
+    fig.update_layout(
+        title=title,
+        margin={"l": 10, "r": 10, "t": 70, "b": 10},
+        showlegend=False,
+        plot_bgcolor="white",
+        height=int(80 + rows * tile_width * tile_h / tile_w),
+        width=int(90 + cols * tile_width),
+    )
+    return fig
+
+
+def layer_predictions(
+    bg: Background,
+    boxes,
+    labels: list[str],
+    colours: list[int],
+    is_object,
+    layer: int,
+    height: int = 520,
+    title: str = "",
+) -> go.Figure:
+    """boxes (L, N, 4) xyxy of all N queries after every decoder layer: the boxes after `layer`
+    (queries predicting "no object" thin and dotted) and each query's box centre path through the layers."""
+    boxes = np.asarray(boxes, dtype=np.float64)
+    if boxes.ndim != 3 or boxes.shape[2] != 4:
+        raise ValueError(f"expected boxes of shape (layers, queries, 4), got {boxes.shape}")
+    n_layers, n = boxes.shape[:2]
+    is_object = np.asarray(is_object, dtype=bool)
+    if len(labels) != n or len(colours) != n or is_object.shape != (n,):
+        raise ValueError(
+            f"{len(labels)} labels, {len(colours)} colours, {is_object.shape} flags for {n} queries"
+        )
+    if not 0 <= layer < n_layers:
+        raise ValueError(f"layer {layer} is outside 0..{n_layers - 1}")
+    centres = np.stack([(boxes[..., 0] + boxes[..., 2]) / 2, (boxes[..., 1] + boxes[..., 3]) / 2], -1)
+    fig = go.Figure()
+    for q in range(n):
+        colour = PALETTE[colours[q] % len(PALETTE)] if is_object[q] else "rgba(200,200,200,0.8)"
+        xs, ys = _outline(boxes[layer, q])
+        fig.add_trace(
+            go.Scatter(
+                x=xs,
+                y=ys,
+                mode="lines",
+                hovertemplate=f"query {q}: {labels[q]}<extra></extra>",
+                line={
+                    "color": colour,
+                    "width": 2 if is_object[q] else 1,
+                    "dash": "solid" if is_object[q] else "dot",
+                },
+            )
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=centres[: layer + 1, q, 0],
+                y=centres[: layer + 1, q, 1],
+                mode="lines+markers",
+                line={"color": colour, "width": 1},
+                marker={"size": 4},
+                hoverinfo="skip",
+            )
+        )
+    return _image_layout(fig, bg, height, title)
+
+
+def matching_heatmaps(
+    costs: dict[str, np.ndarray], pred, gt, query_labels: list[str], gt_labels: list[str], title: str = ""
+) -> go.Figure:
+    """costs name -> (N, M) matrix; the Hungarian assignment (pred[k], gt[k]) is circled on each."""
+    names = list(costs)
+    mats = [np.asarray(costs[k], dtype=np.float64) for k in names]
+    n, m = len(query_labels), len(gt_labels)
+    for k, mat in zip(names, mats):
+        if mat.shape != (n, m):
+            raise ValueError(f"cost {k!r} has shape {mat.shape}, expected ({n}, {m})")
+    fig = make_subplots(rows=1, cols=len(names), subplot_titles=names, horizontal_spacing=0.04)
+    for i, mat in enumerate(mats):
+        fig.add_trace(
+            go.Heatmap(
+                z=mat,
+                colorscale="RdBu_r",
+                zmid=0,
+                showscale=i == len(mats) - 1,
+                customdata=np.stack(np.meshgrid(query_labels, gt_labels, indexing="ij"), -1),
+                hovertemplate="%{customdata[0]}<br>→ %{customdata[1]}<br>cost %{z:.3f}<extra></extra>",
+            ),
+            row=1,
+            col=i + 1,
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=list(gt),
+                y=list(pred),
+                mode="markers",
+                hoverinfo="skip",
+                marker={"symbol": "circle-open", "size": 11, "color": "black", "line": {"width": 2}},
+            ),
+            row=1,
+            col=i + 1,
+        )
+    fig.update_yaxes(
+        autorange="reversed", tickvals=list(range(n)), ticktext=query_labels, showticklabels=False
+    )
+    fig.update_yaxes(showticklabels=True, row=1, col=1)
+    fig.update_xaxes(tickvals=list(range(m)), ticktext=gt_labels, tickangle=-45)
+    fig.update_layout(
+        title=title,
+        height=max(320, 60 + 16 * n),
+        margin={"l": 10, "r": 10, "t": 60, "b": 10},
+        showlegend=False,
+    )
+    return fig
+
+
+def matching_scene(
+    bg: Background, gt_boxes, gt_labels: list[str], pred_boxes, pred, gt, height: int = 520, title: str = ""
+) -> go.Figure:
+    """Ground-truth boxes (dashed white) and the matched predictions (coloured), linked centre to centre."""
+    gt_boxes = _check_boxes(gt_boxes, len(gt_labels))
+    pred_boxes = np.asarray(pred_boxes, dtype=np.float64)
+    fig = go.Figure()
+    for j, box in enumerate(gt_boxes):
+        xs, ys = _outline(box)
+        fig.add_trace(
+            go.Scatter(
+                x=xs,
+                y=ys,
+                mode="lines",
+                line={"color": "white", "width": 2, "dash": "dash"},
+                hovertemplate=f"ground truth {j}: {gt_labels[j]}<extra></extra>",
+            )
+        )
+    for k, (q, j) in enumerate(zip(pred, gt)):
+        colour = PALETTE[k % len(PALETTE)]
+        xs, ys = _outline(pred_boxes[q])
+        fig.add_trace(
+            go.Scatter(
+                x=xs,
+                y=ys,
+                mode="lines",
+                line={"color": colour, "width": 2},
+                hovertemplate=f"query {q} → ground truth {j}<extra></extra>",
+            )
+        )
+        pc, gc = pred_boxes[q], gt_boxes[j]
+        fig.add_trace(
+            go.Scatter(
+                x=[(pc[0] + pc[2]) / 2, (gc[0] + gc[2]) / 2],
+                y=[(pc[1] + pc[3]) / 2, (gc[1] + gc[3]) / 2],
+                mode="lines+markers",
+                line={"color": colour, "width": 2},
+                hoverinfo="skip",
+            )
+        )
+    return _image_layout(fig, bg, height, title)
+
+
+def _lut(colorscale: list[str]) -> np.ndarray:
+    """A Plotly sequential scale (list of colours) -> (256, 3) float lookup table."""
+    rgb = np.array(
+        [
+            hex_to_rgb(c)
+            if c.startswith("#")
+            else tuple(int(v) for v in c[c.index("(") + 1 : -1].split(",")[:3])
+            for c in colorscale
+        ],
+        float,
+    )
+    t = np.linspace(0, 1, len(rgb))
+    s = np.linspace(0, 1, 256)
+    return np.stack([np.interp(s, t, rgb[:, k]) for k in range(3)], -1)
+
+
+_INFERNO = _lut(sequential.Inferno)
+
+
+def overlay_rgb(image, attn, extent: tuple[float, float], opacity: float = 0.6) -> np.ndarray:
+    """The image with `attn` (h, w) blended over it, for a PNG download: the map covers `extent` =
+    (height, width) pixels from the top left (it can pass the image's edge), resized bilinearly and
+    coloured with the overlay's scale, 0 to its maximum. -> (H, W, 3) uint8."""
+    image = np.asarray(image)
+    attn = _check_map(attn)
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"expected an (H, W, 3) image, got shape {image.shape}")
+    big = (int(round(extent[1])), int(round(extent[0])))  # PIL size is (width, height)
+    up = np.asarray(Image.fromarray(attn, mode="F").resize(big, Image.BILINEAR))[
+        : image.shape[0], : image.shape[1]
+    ]
+    peak = up.max()
+    idx = np.clip(up / peak * 255 if peak > 0 else up * 0, 0, 255).astype(np.uint8)
+    colour = _INFERNO[idx]
+    return np.clip(image * (1 - opacity) + colour * opacity, 0, 255).astype(np.uint8)
