@@ -1,0 +1,268 @@
+"""The DETR page: inspection arrays against the model's outputs, the figures' shapes, the page in AppTest."""
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import save
+from streamlit.testing.v1 import AppTest
+
+from models.detr.inspect import match_ground_truth, run_detr, untrained, upsample
+from models.detr.matcher import hungarian_match
+from models.detr.preprocess import postprocess, preprocess
+from models.detr.scenes import make_scene
+from scripts.train_detr import SMALL_CONFIG
+from viz.detr import attention_overlay, background, detections_figure, map_grid, overlay_rgb
+
+PAGE = str(Path(__file__).parents[1] / "pages" / "detr.py")
+SMALL = "Untrained small DETR (random weights)"
+
+
+@pytest.fixture(scope="module")
+def small():
+    return untrained(SMALL_CONFIG)
+
+
+@pytest.fixture(scope="module")
+def scene():
+    return make_scene(7, 96)
+
+
+@pytest.fixture(scope="module")
+def insp(small, scene):
+    return run_detr(*small, scene.image)
+
+
+def png(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_inspection_holds_every_layer_and_head(small, insp):
+    model, config = small
+    n, hw = config.num_queries, insp.h * insp.w
+    assert insp.image.shape == (96, 96, 3) and insp.resized == (128, 128)
+    assert (insp.h, insp.w) == (128 // insp.stride, 128 // insp.stride)
+    assert insp.encoder.shape == (config.num_encoder_layers, config.n_heads, hw, hw)
+    assert insp.decoder_self.shape == (config.num_decoder_layers, config.n_heads, n, n)
+    assert insp.decoder_cross.shape == (config.num_decoder_layers, config.n_heads, n, hw)
+    assert insp.boxes.shape == (config.num_decoder_layers, n, 4)
+    assert insp.pos.shape == (config.d_model, insp.h, insp.w)
+    np.testing.assert_allclose(insp.cross_maps(3).sum((-1, -2)), 1, atol=1e-5)  # nothing is padding
+    np.testing.assert_allclose(insp.encoder_maps(1, 2).sum((-1, -2)), 1, atol=1e-5)
+    np.testing.assert_array_equal(
+        insp.encoder_maps(1, 2, reverse=True)[0, 0].ravel(), insp.encoder[0, 0, :, 1 * insp.w + 2]
+    )
+    assert insp.cell_extent() == (insp.stride * 96 / 128,) * 2
+
+
+def test_inspection_matches_the_model_outputs(small, insp, scene):
+    model, config = small
+    batch = preprocess([scene.image], config.min_size, config.max_size)
+    with torch.no_grad():
+        out = model(batch.pixels, batch.mask, capture=True)
+    np.testing.assert_allclose(insp.logits, out.aux_logits[:, 0].numpy(), atol=1e-5)
+    det = postprocess(out, batch.orig_sizes, threshold=0.0)[0]
+    np.testing.assert_allclose(insp.boxes[-1, det.query_index.numpy()], det.boxes.numpy(), atol=1e-3)
+    np.testing.assert_allclose(
+        insp.decoder_cross[1], out.attentions.decoder_cross[1].probs[0].numpy(), atol=1e-6
+    )
+    scores, labels = insp.scores_labels()
+    np.testing.assert_allclose(scores[det.query_index.numpy()], det.scores.numpy(), atol=1e-6)
+    threshold = float(np.median(scores))
+    kept = insp.detections(threshold)
+    assert (scores[kept] >= threshold).all() and (np.diff(scores[kept]) <= 0).all()
+    assert len(kept) == (scores >= threshold).sum()
+
+
+def test_matching_is_the_hungarian_assignment(insp, scene):
+    m = match_ground_truth(insp, scene.boxes, scene.labels)
+    n, k = insp.num_queries, len(scene.labels)
+    assert m.total.shape == (n, k) and len(m.pred) == k
+    np.testing.assert_allclose(m.total, m.cls + m.bbox + m.giou, atol=1e-5)
+    scale = np.array([96, 96, 96, 96], dtype=np.float32)
+    xyxy = torch.from_numpy(scene.boxes / scale)
+    cxcywh = torch.stack(
+        [
+            (xyxy[:, 0] + xyxy[:, 2]) / 2,
+            (xyxy[:, 1] + xyxy[:, 3]) / 2,
+            xyxy[:, 2] - xyxy[:, 0],
+            xyxy[:, 3] - xyxy[:, 1],
+        ],
+        -1,
+    )
+    pred = torch.from_numpy(insp.boxes[-1] / scale)
+    pred = torch.stack(
+        [
+            (pred[:, 0] + pred[:, 2]) / 2,
+            (pred[:, 1] + pred[:, 3]) / 2,
+            pred[:, 2] - pred[:, 0],
+            pred[:, 3] - pred[:, 1],
+        ],
+        -1,
+    )
+    rows, cols = hungarian_match(
+        torch.from_numpy(insp.logits[-1])[None],
+        pred[None],
+        [{"labels": torch.from_numpy(scene.labels), "boxes": cxcywh}],
+    )[0]
+    assert sorted(zip(m.pred.tolist(), m.gt.tolist())) == sorted(zip(rows.tolist(), cols.tolist()))
+    empty = match_ground_truth(insp, np.zeros((0, 4)), np.zeros(0, dtype=np.int64))
+    assert empty.total.shape == (n, 0) and len(empty.pred) == 0
+
+
+def test_upsample_keeps_constants_and_shape():
+    out = upsample(np.full((2, 3, 4, 5), 0.25, dtype=np.float32), (8, 10))
+    assert out.shape == (2, 3, 8, 10)
+    np.testing.assert_allclose(out, 0.25)
+
+
+def test_map_grid_tiles_every_map_scaled_to_its_maximum():
+    rng = np.random.default_rng(0)
+    maps = rng.random((3, 4, 5, 6)).astype(np.float32)
+    bg = background(np.zeros((40, 48, 3), dtype=np.uint8))
+    fig = map_grid(bg, maps, ["a", "b", "c"], list("wxyz"), (8.0, 8.0))
+    z = np.asarray(fig.data[0].z)
+    assert z.shape == (3 * 6 - 1, 4 * 7 - 1)
+    np.testing.assert_allclose(z[6:11, 14:20], maps[1, 2] / maps[1, 2].max(), rtol=1e-6)
+    assert np.isnan(z[5]).all() and np.isnan(z[:, 6]).all()  # gaps between tiles
+    np.testing.assert_allclose(np.asarray(fig.data[0].customdata)[6:11, 14:20, 2], maps[1, 2], rtol=1e-6)
+    assert len(fig.layout.images) == 12
+    with pytest.raises(ValueError, match="labels"):
+        map_grid(bg, maps, ["a"], list("wxyz"), (8.0, 8.0))
+    with pytest.raises(ValueError, match="rows, cols, h, w"):
+        map_grid(bg, maps[0], ["a"], list("wxyz"), (8.0, 8.0))
+
+
+def test_overlay_figures_and_png():
+    image = np.full((40, 48, 3), 100, dtype=np.uint8)
+    bg = background(image)
+    attn = np.zeros((5, 6), dtype=np.float32)
+    attn[2, 3] = 1
+    fig = attention_overlay(bg, attn, (8.0, 8.0), 0.5, box=(0, 0, 10, 10), point=(4, 4))
+    assert np.asarray(fig.data[0].z).shape == (5, 6) and fig.data[0].x0 == 4 and fig.data[0].dx == 8
+    with pytest.raises(ValueError, match="2-D"):
+        attention_overlay(bg, attn[None], (8.0, 8.0))
+    np.testing.assert_array_equal(overlay_rgb(image, attn, (40, 48), opacity=0.0), image)
+    hot = overlay_rgb(image, attn, (40, 48), opacity=1.0)
+    assert hot.shape == image.shape and hot[20, 28].sum() > hot[2, 2].sum()
+    fig = detections_figure(bg, [[1, 2, 10, 12], [5, 5, 30, 30]], ["a", "b"], [0, 1], selected=1)
+    assert len(fig.data) == 2 and fig.data[1].line.width > fig.data[0].line.width
+    with pytest.raises(ValueError, match="2 boxes for 1 labels"):
+        detections_figure(bg, [[1, 2, 10, 12], [5, 5, 30, 30]], ["a"], [0])
+
+
+def chart(at: AppTest, key: str) -> dict:
+    for element in at.get("plotly_chart"):
+        if element.proto.id.endswith(key):
+            return json.loads(element.proto.spec)
+    raise KeyError(f"no chart {key}; have {[e.proto.id[-20:] for e in at.get('plotly_chart')]}")
+
+
+def z_shape(spec: dict) -> tuple[int, ...]:
+    """Shape of a figure's first heatmap z, whether plotly sent it as a list or as a typed array."""
+    z = spec["data"][0]["z"]
+    if isinstance(z, dict):  # {"dtype", "bdata", "shape": "h, w"}
+        return tuple(int(s) for s in str(z["shape"]).split(","))
+    return np.asarray(z, dtype=float).shape
+
+
+@pytest.fixture
+def app() -> AppTest:
+    at = AppTest.from_file(PAGE, default_timeout=120)
+    at.run()
+    at.sidebar.radio(key="dp_model_source").set_value(SMALL).run()
+    at.radio(key="dp_image_source").set_value("Upload an image").run()
+    return at
+
+
+def test_page_without_trained_weights_says_so():
+    at = AppTest.from_file(PAGE, default_timeout=120)
+    at.run()
+    assert not at.exception
+    default_shipped = (Path(__file__).parents[1] / "weights" / "detr-shapes" / "model.safetensors").exists()
+    assert default_shipped or "No trained default detector is shipped yet" in at.sidebar.warning[0].value
+
+
+def test_upload_choose_detection_change_layer_and_head(app):
+    at = app
+    at.file_uploader(key="dp_upload").set_value(
+        ("scene.png", png(make_scene(3, 96).image), "image/png")
+    ).run()
+    assert not at.exception and not at.error
+    h = w = 128 // 16  # the small model is DC5 (stride 16) at 128 pixels
+    assert z_shape(chart(at, "dp_overlay")) == (h, w)
+    at.selectbox(key="dp_query").set_value(5).run()
+    at.selectbox(key="dp_layer").set_value(0)
+    at.selectbox(key="dp_head").set_value(2).run()
+    assert not at.exception
+    overlay = chart(at, "dp_overlay")
+    assert z_shape(overlay) == (h, w)
+    assert (
+        overlay["layout"]["title"]["text"].startswith("query 5:")
+        and "layer 0, head 2" in overlay["layout"]["title"]["text"]
+    )
+    n_layers, n_heads = SMALL_CONFIG.num_decoder_layers, SMALL_CONFIG.n_heads
+    assert z_shape(chart(at, "dp_grid")) == (n_layers * (h + 1) - 1, (n_heads + 1) * (w + 1) - 1)
+    at.radio(key="dp_resolution").set_value("upsampled (bilinear)").run()
+    assert z_shape(chart(at, "dp_overlay")) == (8 * h, 8 * w)
+    at.number_input(key="dp_enc_x").set_value(2)
+    at.radio(key="dp_enc_direction").set_value("which positions attend to it").run()
+    assert not at.exception
+    assert z_shape(chart(at, "dp_enc_click")) == (h, w)
+    assert z_shape(chart(at, "dp_dself")) == (SMALL_CONFIG.num_queries,) * 2
+    assert "S22" in " ".join(c.value for c in at.caption)
+
+
+@pytest.mark.parametrize(
+    "name, data, message",
+    [
+        ("empty.png", b"", "is empty"),
+        ("notes.png", b"this is not a picture", "not an image"),
+        ("cut.png", png(make_scene(1, 96).image)[:400], "truncated or corrupt"),
+        ("bomb.png", b"", "decompression bomb"),
+    ],
+)
+def test_bad_uploads_get_a_message(app, name, data, message):
+    if name == "bomb.png":
+        from tests.test_images import png_bomb
+
+        data = png_bomb(12_000, 12_000)
+    app.file_uploader(key="dp_upload").set_value((name, data, "image/png")).run()
+    assert not app.exception
+    assert message in app.error[0].value
+    assert not app.get("plotly_chart")
+
+
+def test_scene_shows_the_matching_and_a_broken_checkpoint_gets_a_message(tmp_path):
+    at = AppTest.from_file(PAGE, default_timeout=120)
+    at.run()
+    at.sidebar.radio(key="dp_model_source").set_value(SMALL).run()
+    assert not at.exception
+    costs = chart(at, "dp_match_costs")
+    n_objects = len(make_scene(0, 128).labels)
+    assert z_shape({"data": costs["data"][-2:]}) == (SMALL_CONFIG.num_queries, n_objects)
+    bad = tmp_path / "broken.pth"
+    bad.write_bytes(b"not a checkpoint")
+    at.sidebar.radio(key="dp_model_source").set_value("DETR checkpoint by path").run()
+    at.sidebar.text_input(key="dp_ckpt_path").set_value(str(bad)).run()
+    assert not at.exception
+    assert "Cannot load the checkpoint" in at.sidebar.error[0].value
+
+
+def test_uploaded_checkpoint_is_loaded(small):
+    model, _ = small
+    data = save({k: v.contiguous() for k, v in model.state_dict().items()})
+    at = AppTest.from_file(PAGE, default_timeout=120)
+    at.run()
+    at.sidebar.radio(key="dp_model_source").set_value("Upload a DETR checkpoint").run()
+    at.sidebar.file_uploader(key="dp_ckpt").set_value(
+        ("small.safetensors", data, "application/octet-stream")
+    ).run()
+    assert not at.exception and not at.sidebar.error
+    assert "6 classes" in " ".join(c.value for c in at.caption)
