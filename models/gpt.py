@@ -152,3 +152,40 @@ class GPT(nn.Module):
 
 def build_gpt(config: GPTConfig) -> GPT:
     return GPT(**asdict(config))
+
+
+@dataclass
+class Generation:
+    """The ids, and what each new token's query attended to when it was predicted."""
+
+    ids: list[int]  # the prompt followed by the generated ids
+    n_prompt: int  # how many of `ids` were the prompt
+    rows: list[Tensor]  # one per step: (L, H, t) attention of the last position over the t tokens so far
+
+
+@torch.no_grad()
+def generate(model: GPT, ids: list[int], n_new: int, temperature: float = 0.0, seed: int = 0) -> Generation:
+    """Append n_new tokens one at a time (greedy when temperature is 0), keeping each step's new row.
+
+    The whole sequence must stay within the context: prompt length + n_new <= block_size.
+    """
+    if not ids:
+        raise ValueError("generation needs a prompt of at least one token")
+    if len(ids) + n_new > model.block_size:
+        raise ValueError(
+            f"prompt of {len(ids)} + {n_new} new tokens exceeds the context of {model.block_size}; "
+            f"ask for at most {model.block_size - len(ids)}"
+        )
+    device = next(model.parameters()).device
+    generator = torch.Generator(device=device).manual_seed(seed)
+    out, rows = list(ids), []
+    for _ in range(n_new):
+        result = model(torch.tensor([out], device=device), capture=True)
+        rows.append(torch.stack([r.probs[0, :, -1].cpu() for r in result.attentions]))  # (L, H, t)
+        logits = result.logits[0, -1]  # (V,)
+        if temperature > 0:
+            next_id = torch.multinomial((logits / temperature).softmax(-1), 1, generator=generator)
+        else:
+            next_id = logits.argmax()
+        out.append(int(next_id))
+    return Generation(out, len(ids), rows)

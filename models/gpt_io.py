@@ -58,6 +58,24 @@ class CharTokenizer:
         return "".join(self.vocab[i] for i in ids)
 
 
+def encoding_notices(enc: CharEncoding, context: int) -> list[str]:
+    """What the user should be told about an encoding: truncation, characters outside the alphabet."""
+    notices = []
+    if enc.n_dropped:
+        notices.append(
+            f"The text is longer than the model's context of {context} characters: the first "
+            f"{enc.n_dropped} were dropped and the last {context} kept."
+        )
+    if enc.unknown:
+        shown = " ".join(repr(ch) for ch in enc.unknown[:20]) + (" …" if len(enc.unknown) > 20 else "")
+        notices.append(
+            f"{len(enc.unknown)} distinct character(s) are outside the model's alphabet (printable ASCII and "
+            f"newline) and became the unknown token {UNKNOWN}, which the model saw only rarely in "
+            f"training: {shown}"
+        )
+    return notices
+
+
 @dataclass
 class TextGPT:
     """A loaded causal model with its tokenizer (None for a GPT-2 directory without tokenizer.json)."""
@@ -67,6 +85,7 @@ class TextGPT:
     config: GPTConfig
     name: str
     device: str = "cpu"
+    training: dict | None = None  # how our scripts trained it (config.json "training"), None for GPT-2
 
     @torch.no_grad()
     def run(self, ids: list[int], capture: bool = True) -> GPTOutput:
@@ -199,4 +218,6 @@ def load_gpt(path: str | Path | None = None, device: str = "cpu") -> TextGPT:
             f"missing {sorted(missing)[:8]}, unexpected {sorted(unexpected)[:8]}"
         )
     model.eval().to(device)
-    return TextGPT(model, tokenizer, config, str(raw.get("name", directory.name)), device)
+    return TextGPT(
+        model, tokenizer, config, str(raw.get("name", directory.name)), device, raw.get("training")
+    )

@@ -50,3 +50,25 @@ def measure_heads(model, ids: Tensor, period: int) -> dict[str, Tensor]:
         "previous_token": previous_token_score(probs).mean(1),
         "induction": induction_score(probs, period).mean(1),
     }
+
+
+def induction_targets(ids: list[int]) -> list[int | None]:
+    """For each query i, where an induction head would look: j + 1 for the latest j < i whose token and
+    previous token equal those at i and i - 1 ("last time these two came, what followed?"); else None."""
+    targets: list[int | None] = [None] * len(ids)
+    last_seen: dict[tuple[int, int], int] = {}  # (previous token, token) -> latest position of the token
+    for i in range(1, len(ids)):
+        pair = (ids[i - 1], ids[i])
+        if pair in last_seen:
+            targets[i] = last_seen[pair] + 1
+        last_seen[pair] = i
+    return targets
+
+
+def induction_share(probs: Tensor, targets: list[int | None]) -> Tensor:
+    """probs (..., T, T) -> (...): mean weight on each query's induction target (NaN if no query has one)."""
+    pairs = [(i, j) for i, j in enumerate(targets) if j is not None]
+    if not pairs:
+        return torch.full(probs.shape[:-2], float("nan"))
+    rows, cols = zip(*pairs, strict=True)
+    return probs[..., list(rows), list(cols)].mean(-1)

@@ -6,7 +6,7 @@ import streamlit as st
 import torch
 
 from models.bert import ModelLoadError, load_bert
-from models.gpt_io import load_gpt
+from models.gpt_io import encoding_notices, load_gpt
 from models.stepwise import attention_stages, capture_call, record_differences
 from viz.attention import attention_heatmap
 from viz.stepwise import (
@@ -40,16 +40,8 @@ def tokenize(model, name: str, text: str) -> tuple[list[int], list[str]]:
             )
         return enc.ids, enc.tokens
     enc = model.tokenizer.encode(text, max_len=model.config.block_size)
-    if enc.n_dropped:
-        st.warning(
-            f"The text is longer than the model's context of {model.config.block_size} characters: "
-            f"the first {enc.n_dropped} were dropped, the last {model.config.block_size} are kept."
-        )
-    if enc.unknown:
-        st.warning(
-            f"{len(enc.unknown)} character(s) outside the model's alphabet (printable ASCII and newline) "
-            f"became the unknown token �: {' '.join(repr(c) for c in enc.unknown[:20])}"
-        )
+    for notice in encoding_notices(enc, model.config.block_size):
+        st.warning(notice)
     return enc.ids, char_labels(enc.tokens)
 
 

@@ -1,0 +1,254 @@
+"""Causal decoder: our character-level GPT's heads, its causal mask, generation, and encoder vs decoder."""
+
+import numpy as np
+import plotly.graph_objects as go
+import streamlit as st
+import torch
+
+from models.bert import ModelLoadError, TextModel, load_bert
+from models.gpt import generate
+from models.gpt_io import TextGPT, encoding_notices, load_gpt
+from models.head_scores import induction_share, induction_targets, measure_heads, repeated_random_tokens
+from viz.attention import attention_heatmap, head_statistic_heatmap
+from viz.causal import generation_rows, overlay_causal_mask
+from viz.stepwise import MASKED_GREY, char_labels
+
+PERIOD = 64  # the repeated random block of the head measurements (as in scripts/train_gpt.py)
+MAX_NEW = 200  # generation re-runs the model once per token, so it is bounded
+EXAMPLE = "Return the number of items. "
+
+
+@st.cache_resource(max_entries=2, show_spinner="Loading the causal model…")
+def get_gpt(device: str) -> TextGPT:
+    return load_gpt(device=device)
+
+
+@st.cache_resource(max_entries=2, show_spinner="Loading MiniLM…")
+def get_bert(device: str) -> TextModel:
+    return load_bert(device=device)
+
+
+@st.cache_data(max_entries=4, show_spinner="Measuring every head on repeated random characters…")
+def head_scores(_gpt: TextGPT, model_key: tuple) -> dict[str, np.ndarray]:
+    ids = repeated_random_tokens(16, PERIOD, 1, _gpt.config.vocab_size, seed=0).to(_gpt.device)
+    return {name: values.numpy() for name, values in measure_heads(_gpt.model, ids, PERIOD).items()}
+
+
+@st.cache_data(max_entries=16, show_spinner="Running the model…")
+def attention(_model, model_key: tuple, ids: tuple[int, ...]) -> dict[str, np.ndarray]:
+    """(L, H, T, T) softmax weights and masked scaled scores (−inf where masked) of a GPT or BERT."""
+    records = _model.run(list(ids), capture=True).attentions
+    return {
+        "probs": np.stack([r.probs[0].float().cpu().numpy() for r in records]),
+        "masked": np.stack([r.masked[0].expand_as(r.probs[0]).float().cpu().numpy() for r in records]),
+    }
+
+
+@st.cache_data(max_entries=8, show_spinner="Generating one character at a time…")
+def run_generation(_gpt: TextGPT, model_key: tuple, ids: tuple[int, ...], n_new: int, temperature: float):
+    result = generate(_gpt.model, list(ids), n_new, temperature=temperature, seed=0)
+    return result.ids, [row.numpy() for row in result.rows]
+
+
+def encode(gpt: TextGPT, text: str, quiet: bool = False) -> tuple[list[int], list[str]]:
+    """Character ids and display labels; warns (unless quiet) about truncation and unknown characters."""
+    enc = gpt.tokenizer.encode(text, max_len=gpt.config.block_size)
+    for notice in [] if quiet else encoding_notices(enc, gpt.config.block_size):
+        st.warning(notice)
+    return enc.ids, char_labels(enc.tokens)
+
+
+def head_picker(n_layers: int, n_heads: int, prefix: str, default: tuple[int, int]) -> tuple[int, int]:
+    st.session_state.setdefault(f"{prefix}_layer", default[0])
+    st.session_state.setdefault(f"{prefix}_head", default[1])
+    left, right = st.columns(2)
+    layer = left.selectbox("Layer", range(n_layers), key=f"{prefix}_layer")
+    head = right.selectbox("Head", range(n_heads), key=f"{prefix}_head")
+    return layer, head
+
+
+def future_share(probs: np.ndarray) -> float:
+    """Mean over queries of the weight on keys after the query (the upper triangle)."""
+    return float(np.triu(probs, k=1).sum(-1).mean())
+
+
+def heads_section(gpt: TextGPT, gpt_key: tuple) -> tuple[int, int]:
+    """Per-head scores; returns the best induction head (layer, head)."""
+    st.header("1 · Heads that copy: previous-token and induction scores")
+    with st.expander("How the scores are measured"):
+        st.markdown(
+            f"16 sequences of {PERIOD} random characters, each followed by itself. **Previous-token "
+            "score**: mean weight from each character to the one just before it. **Induction score**: mean "
+            "weight from each character of the second copy to the character that *followed* its first copy: "
+            "the head has found “last time this came, what came next?”, which predicts the rest of the "
+            "copy. Both lie in [0, 1]. Each head is a separate attention with its own pattern (S11)."
+        )
+    scores = head_scores(gpt, gpt_key)
+    shape = scores["induction"].shape
+    best = tuple(int(i) for i in np.unravel_index(scores["induction"].argmax(), shape))
+    best_prev = tuple(int(i) for i in np.unravel_index(scores["previous_token"].argmax(), shape))
+    left, right = st.columns(2)
+    left.plotly_chart(
+        head_statistic_heatmap(scores["previous_token"], "previous-token score"), key="prev_scores"
+    )
+    right.plotly_chart(head_statistic_heatmap(scores["induction"], "induction score"), key="ind_scores")
+    st.markdown(
+        f"Best induction head: **layer {best[0]}, head {best[1]}** (score {scores['induction'][best]:.2f}); "
+        f"best previous-token head: layer {best_prev[0]}, head {best_prev[1]} "
+        f"({scores['previous_token'][best_prev]:.2f})."
+    )
+    return best
+
+
+def own_text_section(gpt: TextGPT, gpt_key: tuple, text: str, layer: int, head: int) -> None:
+    """The chosen head on the user's text, induction targets circled, then the mask before/after softmax."""
+    st.header("2 · On your own repeated text")
+    ids, labels = encode(gpt, text)
+    att = attention(gpt, gpt_key, tuple(ids))
+    probs, masked = att["probs"][layer, head], att["masked"][layer, head]
+    targets = induction_targets(ids)
+    marked = [(i, j) for i, j in enumerate(targets) if j is not None]
+    fig = overlay_causal_mask(
+        attention_heatmap(probs, labels, labels, title=f"Layer {layer}, head {head}"), len(ids)
+    )
+    if marked:
+        fig.add_trace(
+            go.Scatter(
+                x=[j for _, j in marked],
+                y=[i for i, _ in marked],
+                mode="markers",
+                marker={"symbol": "circle-open", "color": "#ff4fa3", "size": 7},
+                name="induction target: what followed this pair last time",
+                hoverinfo="skip",
+            )
+        )
+    st.plotly_chart(fig, key="own_text")
+    if marked:
+        share = float(induction_share(torch.from_numpy(probs), targets))
+        st.markdown(
+            f"{len(ids)} characters. Weight this head puts on the induction target (circles), averaged over "
+            f"the {len(marked)} characters that have one: **{share:.2f}**."
+        )
+    else:
+        st.markdown("No pair of characters repeats in this text, so there are no induction targets to mark.")
+
+    st.header("3 · The causal mask, before and after the softmax (S12, S13)")
+    upper = np.triu(np.ones_like(probs, dtype=bool), k=1)
+    before, after = st.columns(2)
+    fig_before = attention_heatmap(
+        np.where(np.isneginf(masked), np.nan, masked), labels, labels,
+        title="scaled scores, −∞ (grey) above the diagonal", zmin=None, colorscale="RdBu_r",
+        value_name="QKᵀ/√d_head",
+    )  # fmt: skip
+    fig_before.update_layout(plot_bgcolor=MASKED_GREY)
+    before.plotly_chart(fig_before, key="mask_before")
+    fig_after = attention_heatmap(probs, labels, labels, title="softmax: exactly 0 above the diagonal")
+    after.plotly_chart(overlay_causal_mask(fig_after, len(ids)), key="mask_after")
+    n_upper = int(upper.sum())
+    st.markdown(
+        f"Above the diagonal ({n_upper} entries): before the softmax all −∞: "
+        f"**{bool(np.isneginf(masked[upper]).all())}**; after it, the largest weight is "
+        f"**{float(probs[upper].max()) if n_upper else 0.0:g}**, and every row still sums to 1 (largest "
+        f"error {float(np.abs(probs.sum(-1) - 1).max()):.1e}). The mask comes after the scaling and before "
+        "the softmax."
+    )
+
+
+def generation_section(gpt: TextGPT, gpt_key: tuple, layer: int, head: int) -> None:
+    st.header("4 · Generation, one character at a time (S12)")
+    st.session_state.setdefault("cd_prompt", "Return the ")
+    st.text_input("Prompt", key="cd_prompt", max_chars=1000)
+    controls = st.columns(2)
+    requested = int(controls[0].number_input("Characters to generate", 1, 100_000, 60, key="cd_new"))
+    temperature = controls[1].slider("Temperature (0 = greedy)", 0.0, 1.5, 0.0, 0.1, key="cd_temperature")
+    prompt = st.session_state.cd_prompt
+    if not prompt:
+        st.info("Type a prompt: the model continues text, so it needs at least one character to start from.")
+        return
+    prompt_ids, _ = encode(gpt, prompt)
+    context = gpt.config.block_size
+    n_new = min(requested, MAX_NEW, context - len(prompt_ids))
+    if n_new < 1:
+        st.error(f"The prompt fills the whole context of {context} characters; shorten it to generate.")
+        return
+    if n_new < requested:
+        st.warning(
+            f"Generating {n_new} characters, not {requested}: at most {MAX_NEW} per run, and the prompt "
+            f"({len(prompt_ids)}) plus the new characters must fit the context of {context}."
+        )
+    all_ids, rows = run_generation(gpt, gpt_key, tuple(prompt_ids), n_new, float(temperature))
+    st.code(gpt.tokenizer.decode(all_ids), language=None)
+    labels = char_labels([gpt.tokenizer.vocab[i] for i in all_ids])
+    title = f"Layer {layer}, head {head}: each step's new row"
+    rows_fig = generation_rows([row[layer, head] for row in rows], labels, len(prompt_ids), title)
+    st.plotly_chart(rows_fig, key="generation")
+    st.caption(
+        "Each row is one step: the newest character's query over everything produced so far. Nothing to "
+        "its right exists yet, so stacking the rows rebuilds the lower triangle of the causal attention."
+    )
+
+
+def encoder_vs_decoder_section(gpt: TextGPT, gpt_key: tuple, text: str, best: tuple[int, int]) -> None:
+    st.header("5 · Encoder vs decoder (S10, S12, S13)")
+    st.markdown(
+        "The same text through MiniLM, a bidirectional encoder (wordpieces; every token sees every other), "
+        "and through our causal decoder (characters; each sees only the past). The outlined triangle is what "
+        "a causal mask removes. In an encoder–decoder model the decoder's first attention is this masked one "
+        "and its second is ordinary cross-attention to the encoder (S10; see the encoder–decoder page)."
+    )
+    try:
+        bert = get_bert(st.session_state.get("device", "cpu"))
+    except ModelLoadError as err:
+        st.error(f"Cannot load MiniLM for the comparison: {err}")
+        return
+    encoder_side, decoder_side = st.columns(2)
+    with encoder_side:
+        enc = bert.encode(text)
+        probs = attention(bert, (bert.name, str(bert.device), id(bert.model)), tuple(enc.ids))["probs"]
+        layer, head = head_picker(probs.shape[0], probs.shape[1], "cd_enc", (0, 0))
+        fig = attention_heatmap(probs[layer, head], enc.tokens, enc.tokens, title=f"MiniLM L{layer} H{head}")
+        st.plotly_chart(
+            overlay_causal_mask(fig, len(enc.ids), "what a causal mask would hide"), key="vs_encoder"
+        )
+        st.metric("Weight on later tokens (mean per query)", f"{future_share(probs[layer, head]):.3f}")
+    with decoder_side:
+        ids, labels = encode(gpt, text, quiet=True)
+        probs = attention(gpt, gpt_key, tuple(ids))["probs"]
+        layer, head = head_picker(*probs.shape[:2], "cd_dec", best)
+        fig = attention_heatmap(probs[layer, head], labels, labels, title=f"{gpt.name} L{layer} H{head}")
+        st.plotly_chart(overlay_causal_mask(fig, len(ids)), key="vs_decoder")
+        st.metric("Weight on later tokens (mean per query)", f"{future_share(probs[layer, head]):.3f}")
+
+
+st.title("Causal decoder")
+st.caption(
+    "A small character-level GPT that we train ourselves (`python -m scripts.train_gpt`) on the docstrings "
+    "of Python's standard library. Masked attention only attends to what has already been produced (S12)."
+)
+try:
+    gpt = get_gpt(st.session_state.get("device", "cpu"))
+except ModelLoadError as err:
+    st.error(f"Cannot load the causal model: {err}. Make its weights with `python -m scripts.train_gpt`.")
+    st.stop()
+gpt_key = (gpt.name, str(gpt.device), id(gpt.model))
+bpc = (gpt.training or {}).get("val_bits_per_char")
+st.markdown(
+    f"**{gpt.name}**: {gpt.config.n_layer} layers × {gpt.config.n_head} heads, d = {gpt.config.n_embd}, "
+    f"context {gpt.config.block_size} characters"
+    + (f"; validation {bpc:.2f} bits per character." if bpc is not None else ".")
+)
+best = heads_section(gpt, gpt_key)
+
+st.divider()
+st.session_state.setdefault("cd_text", EXAMPLE)
+st.text_input("Your text (for sections 2, 3 and 5)", key="cd_text", max_chars=1000)
+repeat = st.checkbox("Repeat it twice in sections 2 and 3", value=True, key="cd_repeat")
+layer, head = head_picker(gpt.config.n_layer, gpt.config.n_head, "cd", best)
+text = st.session_state.cd_text
+if text.strip():
+    own_text_section(gpt, gpt_key, text * 2 if repeat else text, layer, head)
+else:
+    st.info("Type some text to see the chosen head and the causal mask on it.")
+generation_section(gpt, gpt_key, layer, head)
+if text.strip():
+    encoder_vs_decoder_section(gpt, gpt_key, text, best)

@@ -1,0 +1,82 @@
+"""viz.stepwise and viz.causal: shapes, masked cells, the causal staircase."""
+
+import numpy as np
+import pytest
+
+from viz.attention import attention_heatmap
+from viz.causal import causal_mask_path, generation_rows, overlay_causal_mask
+from viz.stepwise import channels_by_tokens, char_labels, mark_column_groups, outline, tokens_by_channels
+
+
+def test_tokens_by_channels_and_transpose():
+    m = np.arange(12.0).reshape(3, 4)
+    fig = tokens_by_channels(m, ["a", "b", "a"], "channel (d = 4)")
+    assert np.asarray(fig.data[0].z).shape == (3, 4)
+    assert fig.layout.xaxis.title.text == "channel (d = 4)"
+    assert list(fig.layout.yaxis.ticktext) == ["a", "b", "a"]
+    assert fig.data[0].zmin == -11 and fig.data[0].zmax == 11  # centred on 0
+    fig_t = channels_by_tokens(m.T, ["a", "b", "a"], "channel")
+    assert np.asarray(fig_t.data[0].z).shape == (4, 3)
+
+
+def test_shape_mismatch_is_refused():
+    with pytest.raises(ValueError, match="does not match"):
+        tokens_by_channels(np.zeros((3, 4)), ["a", "b"], "c")
+    with pytest.raises(ValueError, match="tokens, channels"):
+        tokens_by_channels(np.zeros(3), ["a", "b", "c"], "c")
+
+
+def test_masked_cells_stay_nan_over_a_grey_background():
+    m = np.array([[1.0, np.nan], [0.5, 0.5]])
+    fig = tokens_by_channels(m, ["x", "y"], "c")
+    assert np.isnan(np.asarray(fig.data[0].z, dtype=float)[0, 1])
+    assert fig.layout.plot_bgcolor is not None
+
+
+def test_outline_and_column_groups():
+    fig = tokens_by_channels(np.zeros((3, 6)), ["a", "b", "c"], "c")
+    outline(fig, row=1)
+    outline(fig, col=5)
+    assert len(fig.layout.shapes) == 2 and fig.layout.shapes[0].y0 == 0.5
+    with pytest.raises(ValueError, match="outside"):
+        outline(fig, row=3)
+    mark_column_groups(fig, 2)
+    assert len(fig.layout.shapes) == 4  # two head boundaries added
+    with pytest.raises(ValueError, match="groups"):
+        mark_column_groups(fig, 4)
+
+
+def test_char_labels_make_space_and_newline_visible():
+    assert char_labels(["a", " ", "\n"]) == ["a", "␣", "⏎"]
+
+
+def inside(polygon: list[tuple[float, float]], x: float, y: float) -> bool:
+    """Even-odd ray casting."""
+    hit = False
+    for (x0, y0), (x1, y1) in zip(polygon, polygon[1:] + polygon[:1], strict=True):
+        if (y0 > y) != (y1 > y) and x < x0 + (y - y0) * (x1 - x0) / (y1 - y0):
+            hit = not hit
+    return hit
+
+
+def test_causal_staircase_covers_exactly_the_upper_triangle():
+    t = 5
+    polygon = [tuple(map(float, p.split(","))) for p in causal_mask_path(t)[2:-2].split(" L ")]
+    for i in range(t):  # cell centres: x = key j, y = query i
+        for j in range(t):
+            assert inside(polygon, j, i) == (j > i), (i, j)
+    fig = overlay_causal_mask(attention_heatmap(np.eye(t), list("abcde"), list("abcde")), t)
+    assert fig.layout.shapes[0].path == causal_mask_path(t)
+    with pytest.raises(ValueError, match="T >= 2"):
+        causal_mask_path(1)
+
+
+def test_generation_rows_stack_into_a_lower_triangle():
+    rows = [np.full(3, 1 / 3), np.full(4, 1 / 4), np.full(5, 1 / 5)]
+    fig = generation_rows(rows, list("abcdef"), n_prompt=3)
+    z = np.asarray(fig.data[0].z, dtype=float)
+    assert z.shape == (3, 5)
+    assert np.isnan(z[0, 3:]).all() and np.isnan(z[1, 4:]).all() and not np.isnan(z[2]).any()
+    assert list(fig.layout.xaxis.ticktext) == list("abcde")
+    with pytest.raises(ValueError, match="should attend over"):
+        generation_rows([np.ones(2)], list("abcd"), n_prompt=3)
