@@ -136,9 +136,11 @@ def timing_figure(lengths, times: dict, steps: dict, device: str) -> go.Figure:
             row=1,
             col=2,
         )
-    fig.update_xaxes(type="log", title="sequence length n")
-    fig.update_yaxes(type="log", title="ms", row=1, col=1)
-    fig.update_yaxes(type="log", title="steps that wait for the previous one", row=1, col=2)
+    fig.update_xaxes(
+        type="log", title="sequence length n", tickvals=lengths, ticktext=[f"{n:g}" for n in lengths]
+    )
+    fig.update_yaxes(type="log", title="ms", dtick=1, row=1, col=1)
+    fig.update_yaxes(type="log", title="steps, each waiting for the last", dtick=1, row=1, col=2)
     fig.update_layout(height=420, margin=MARGIN)
     return fig
 
