@@ -174,7 +174,7 @@ def field_maps_figure(maps, depths, radii, image=None) -> go.Figure:
         fig.add_trace(
             go.Heatmap(
                 z=m / m.max(),
-                colorscale="Inferno",
+                colorscale="Viridis",
                 zmin=0,
                 zmax=1,
                 showscale=i == len(maps) - 1,
@@ -263,7 +263,7 @@ def construction_error_figure(alphas, errors, threshold: float = 1e-3) -> go.Fig
     )
     fig.add_hline(y=threshold, line={"dash": "dot", "color": "grey"}, annotation_text=f"{threshold:g}")
     fig.update_layout(
-        title="Self-attention reproducing a convolution: error against α",
+        title="Attention against the convolution: error vs α",
         xaxis={"type": "log", "title": "sharpness α"},
         yaxis={"type": "log", "title": "relative error", "exponentformat": "power"},
         height=380,
@@ -387,7 +387,7 @@ def norm_stats_figure(stats: dict) -> go.Figure:
             "mean of each channel",
             "std of each channel",
         ),
-        vertical_spacing=0.14,
+        vertical_spacing=0.2,
     )
     places = {"token_mean": (1, 1), "token_std": (1, 2), "channel_mean": (2, 1), "channel_std": (2, 2)}
     for i, (label, values) in enumerate(stats.items()):
@@ -406,7 +406,7 @@ def norm_stats_figure(stats: dict) -> go.Figure:
                 row=r,
                 col=c,
             )
-    fig.update_xaxes(title="token (all sentences)", row=1)
+    fig.update_xaxes(title="token", row=1)
     fig.update_xaxes(title="channel", row=2)
     fig.update_layout(height=520, margin=MARGIN)
     return fig
@@ -418,11 +418,11 @@ def residual_figure(traces: dict) -> go.Figure:
         rows=1,
         cols=3,
         subplot_titles=(
-            "mean cosine between tokens",
-            "effective rank of the tokens",
+            "cosine between tokens",
+            "effective rank",
             "gradient norm ‖∂L/∂X_l‖",
         ),
-        horizontal_spacing=0.07,
+        horizontal_spacing=0.09,
     )
     for i, (label, trace) in enumerate(traces.items()):
         for col, key in enumerate(("cosine", "effective_rank", "grad_norm"), start=1):
