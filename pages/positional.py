@@ -6,7 +6,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from models.attention_stats import STATISTICS, head_statistics
-from models.bert import ModelLoadError, TextModel, load_bert
+from models.bert import ModelLoadError, TextModel
 from models.bert_positions import input_parts, offset_share, permutation_gap, run_variants
 from models.positional import (
     DETR_LONGER_MAX,
@@ -23,6 +23,7 @@ from models.positional import (
     similarity_to_point,
     sinusoidal,
 )
+from ui.models import get_text_model
 from viz.attention import attention_heatmap
 from viz.positional import (
     channel_maps,
@@ -70,11 +71,6 @@ DEFAULTS = {
 def sample(n: int, limit: int = DRAWN_PER_AXIS) -> np.ndarray:
     """Up to `limit` evenly spaced indices of 0..n-1, first and last included."""
     return np.unique(np.linspace(0, n - 1, min(n, limit)).round().astype(int))
-
-
-@st.cache_resource(max_entries=2, show_spinner="Loading all-MiniLM-L6-v2…")
-def get_model(device: str) -> TextModel:
-    return load_bert(device=device)
 
 
 @st.cache_data(max_entries=8)
@@ -463,7 +459,7 @@ def main() -> None:
     )
     model = None
     try:
-        model = get_model(st.session_state.get("device", "cpu"))
+        model = get_text_model(device=st.session_state.get("device", "cpu"))
     except ModelLoadError as err:
         st.error(f"Cannot load all-MiniLM-L6-v2: {err}")
     tabs = st.tabs(

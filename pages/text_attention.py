@@ -5,7 +5,8 @@ import pandas as pd
 import streamlit as st
 
 from models.attention_stats import STATISTICS, head_statistics
-from models.bert import ModelLoadError, TextModel, load_bert
+from models.bert import ModelLoadError, TextModel
+from ui.models import get_text_model
 from ui.uploads import UploadError, decode_text
 from viz.attention import attention_heatmap, head_grid, head_statistic_heatmap, token_strip_html
 
@@ -14,11 +15,6 @@ EXAMPLE = (
     "多头注意力可以理解为注意力做多次，每次注意的点不一样。"
 )
 HEAD_MEAN, HEAD_MAX = "mean over heads", "max over heads"
-
-
-@st.cache_resource(max_entries=4, show_spinner="Loading the model…")
-def get_model(path: str, device: str) -> TextModel:
-    return load_bert(path or None, device=device)
 
 
 @st.cache_data(max_entries=8, show_spinner="Running the model…")
@@ -63,7 +59,7 @@ def model_picker() -> TextModel | None:
                 st.info("Give the path of a Hugging Face BERT-format directory.")
                 return None
     try:
-        return get_model(path, st.session_state.get("device", "cpu"))
+        return get_text_model(path, st.session_state.get("device", "cpu"))
     except ModelLoadError as err:
         st.error(f"Cannot load the model: {err}")
         return None
