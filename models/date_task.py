@@ -224,18 +224,22 @@ def parse_date(text: str) -> dt.date | None:
         return None
 
 
+def encode_sources(texts: list[str], device=None) -> torch.Tensor:
+    """(B, Ts) source ids, right-padded with PAD to the longest text."""
+    width = max(len(text) for text in texts)
+    pad = SRC_VOCAB.index[PAD]
+    rows = [SRC_VOCAB.encode(text) + [pad] * (width - len(text)) for text in texts]
+    return torch.tensor(rows, dtype=torch.long, device=device)
+
+
 def encode_pairs(pairs: list[tuple[str, str]], device=None):
     """Batch tensors for teacher forcing.
 
     Returns src (B, Ts) source ids right-padded with PAD, tgt_in (B, 11) = BOS + ISO, and
     tgt_out (B, 11) = ISO + EOS, the tokens each decoder position must predict.
     """
-    width = max(len(text) for text, _ in pairs)
-    pad = SRC_VOCAB.index[PAD]
-    src = [SRC_VOCAB.encode(text) + [pad] * (width - len(text)) for text, _ in pairs]
     tgt = [TGT_VOCAB.encode(answer) for _, answer in pairs]
     bos, eos = TGT_VOCAB.index[BOS], TGT_VOCAB.index[EOS]
-    tgt_in = [[bos] + t for t in tgt]
-    tgt_out = [t + [eos] for t in tgt]
-    as_tensor = lambda rows: torch.tensor(rows, dtype=torch.long, device=device)  # noqa: E731
-    return as_tensor(src), as_tensor(tgt_in), as_tensor(tgt_out)
+    tgt_in = torch.tensor([[bos] + t for t in tgt], dtype=torch.long, device=device)
+    tgt_out = torch.tensor([t + [eos] for t in tgt], dtype=torch.long, device=device)
+    return encode_sources([text for text, _ in pairs], device), tgt_in, tgt_out
