@@ -209,7 +209,7 @@ def parse_date(text: str) -> dt.date | None:
             day = _DAY_WORDS[word]
         elif word[0].isdigit():
             digits = word.rstrip("stndrh")
-            suffix = word[len(digits):]
+            suffix = word[len(digits) :]
             if len(digits) == 4 and not suffix and year is None:
                 year = int(digits)
             elif len(digits) <= 2 and day is None and suffix in ("", ordinal_suffix(int(digits) or 4)):

@@ -142,9 +142,11 @@ class Seq2Seq(nn.Module):
         self.src_embed = Embedding(src_vocab_size, d_model, max_len, dropout)
         self.tgt_embed = Embedding(tgt_vocab_size, d_model, max_len, dropout)
         self.encoder = nn.ModuleList(
-            EncoderLayer(d_model, n_heads, d_ff, dropout) for _ in range(n_encoder_layers))
+            EncoderLayer(d_model, n_heads, d_ff, dropout) for _ in range(n_encoder_layers)
+        )
         self.decoder = nn.ModuleList(
-            DecoderLayer(d_model, n_heads, d_ff, dropout) for _ in range(n_decoder_layers))
+            DecoderLayer(d_model, n_heads, d_ff, dropout) for _ in range(n_decoder_layers)
+        )
         self.lm_head = nn.Linear(d_model, tgt_vocab_size)
 
     def encode(self, src: Tensor, capture: bool = False) -> tuple[Tensor, Tensor, list | None]:

@@ -74,7 +74,8 @@ def train(config: Seq2SeqConfig, steps: int, batch_size: int, lr: float, seed: i
     opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.98), weight_decay=0.01)
     warmup = max(1, steps // 20)
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min((s + 1) / warmup, 0.5 * (1 + math.cos(math.pi * min(s / steps, 1.0)))))
+        opt, lambda s: min((s + 1) / warmup, 0.5 * (1 + math.cos(math.pi * min(s / steps, 1.0))))
+    )
     losses, started = [], time.time()
     for step in range(1, steps + 1):
         dates = [random_date(rng, held_out=False) for _ in range(batch_size)]
@@ -96,7 +97,8 @@ def train(config: Seq2SeqConfig, steps: int, batch_size: int, lr: float, seed: i
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--preset", default="dates", choices=sorted(PRESETS))
     parser.add_argument("--steps", type=int, default=2500)
     parser.add_argument("--batch-size", type=int, default=64)
