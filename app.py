@@ -11,6 +11,7 @@ PAGES = [
     st.Page("pages/text_attention.py", title="Text attention", icon="🔤", default=True),
     st.Page("pages/step_by_step.py", title="Step by step", icon="🧮"),
     st.Page("pages/causal_decoder.py", title="Causal decoder", icon="➡️"),
+    st.Page("pages/encoder_decoder.py", title="Encoder–decoder", icon="🔁"),
     st.Page("pages/positional.py", title="Positional encodings", icon="📍"),
     st.Page("pages/receptive_fields.py", title="Receptive fields", icon="🔭"),
     st.Page("pages/detr.py", title="DETR", icon="🖼️"),
