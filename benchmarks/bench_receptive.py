@@ -13,8 +13,10 @@ import numpy as np
 import torch
 
 from models.bert import load_bert
+from models.detr.api import CheckpointError, load_detr, run_detr
+from models.detr.scenes import make_scene
 from models.receptive.conv_attention import error_vs_alpha, head_maps
-from models.receptive.image import cnn_field_2d, demo_image
+from models.receptive.image import cnn_field_2d
 from models.receptive.norms import axis_stats, batch_norm, layer_norm, residual_trace
 from models.receptive.sequence import (
     MODEL_NAMES,
@@ -25,7 +27,7 @@ from models.receptive.sequence import (
     theoretical_field,
     time_forward,
 )
-from pages.receptive_fields import DEFAULT_SENTENCES, DEFAULTS, TIMING_LENGTHS
+from pages.receptive_fields import DEFAULT_SENTENCES, DEFAULTS, TIMING_LENGTHS, scene_image
 
 
 def sequences(cfg: SeqConfig) -> None:
@@ -48,7 +50,13 @@ def parallelism(cfg: SeqConfig) -> None:
 
 def images() -> None:
     size, kernel = DEFAULTS["rf_img_size"], DEFAULTS["rf_img_kernel"]
-    cnn_field_2d(demo_image(size), DEFAULTS["rf_img_depths"], kernel_size=kernel)
+    try:
+        detector = load_detr()
+    except CheckpointError as err:
+        print(f"(DETR side skipped: {err})")
+    else:
+        run_detr(detector, make_scene(DEFAULTS["rf_img_seed"], size=size).image)
+    cnn_field_2d(scene_image(DEFAULTS["rf_img_seed"], size), DEFAULTS["rf_img_depths"], kernel_size=kernel)
 
 
 def construction() -> None:
@@ -110,7 +118,7 @@ def main() -> None:
     sections = {
         "sequences (effective fields, CNN width vs depth)": (sequences, cfg),
         "parallelism (timing sweep, complexity table)": (parallelism, cfg),
-        "images (2-D CNN gradient maps)": (images,),
+        "images (2-D CNN gradient maps, DETR encoder span)": (images,),
         "CNN = attention (error vs alpha, head maps)": (construction,),
         "norms and residuals (MiniLM batch, two deep stacks)": (norms_and_residuals, model),
     }

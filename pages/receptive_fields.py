@@ -4,13 +4,15 @@ import numpy as np
 import streamlit as st
 import torch
 
-from models.bert import ModelLoadError, TextModel, load_bert
+from models.bert import ModelLoadError, TextModel
+from models.detr.api import CheckpointError, Detector, load_detr, run_detr
+from models.detr.scenes import make_scene
 from models.receptive.conv_attention import error_vs_alpha, head_maps
 from models.receptive.image import (
     MAX_DEPTH_2D,
     MAX_IMAGE_SIDE,
     cnn_field_2d,
-    demo_image,
+    encoder_span,
     field_distance_2d,
     theoretical_radius_2d,
 )
@@ -26,6 +28,7 @@ from models.receptive.sequence import (
     theoretical_field,
     time_forward,
 )
+from ui.models import get_text_model
 from viz.receptive import (
     construction_error_figure,
     effective_field_figure,
@@ -64,6 +67,7 @@ DEFAULTS = {
     "rf_t": 32,
     "rf_log": True,
     "rf_timing_max": 512,
+    "rf_img_seed": 0,
     "rf_img_size": 64,
     "rf_img_kernel": 3,
     "rf_img_depths": [1, 2, 4, 8, 16],
@@ -77,9 +81,14 @@ DEFAULTS = {
 }
 
 
-@st.cache_resource(max_entries=2, show_spinner="Loading all-MiniLM-L6-v2…")
-def get_bert(device: str) -> TextModel:
-    return load_bert(device=device)
+@st.cache_resource(max_entries=2, show_spinner="Loading DETR…")
+def get_detr(device: str) -> Detector:
+    return load_detr(device=device)
+
+
+def scene_image(seed: int, size: int) -> np.ndarray:
+    """(3, size, size) in [0, 1]: a procedural shapes scene, the kind our DETR was trained on."""
+    return make_scene(seed, size=size).image.transpose(2, 0, 1).astype(np.float32) / 255.0
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
@@ -112,8 +121,17 @@ def width_vs_depth(cfg: SeqConfig, depths: tuple[int, ...], n_inits: int, device
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
-def map_2d(size: int, kernel: int, depth: int) -> np.ndarray:
-    return cnn_field_2d(demo_image(size), [depth], kernel_size=kernel)[0]
+def map_2d(seed: int, size: int, kernel: int, depth: int) -> np.ndarray:
+    return cnn_field_2d(scene_image(seed, size), [depth], kernel_size=kernel)[0]
+
+
+@st.cache_data(max_entries=8, show_spinner="Running DETR…")
+def detr_span(_detector: Detector, name: str, device: str, seed: int, size: int) -> np.ndarray:
+    """(E, nh) mean attention distance of the encoder on the scene, in pixels of the scene."""
+    result = run_detr(_detector, make_scene(seed, size=size).image)
+    scale = result.image_size[0] / result.input_size[0]
+    cells = tuple(-(-n // result.stride) for n in result.input_size)  # feature cells that cover the image
+    return encoder_span(result.encoder, result.stride, scale, cells)
 
 
 @st.cache_data(max_entries=4, show_spinner=False)
@@ -270,12 +288,21 @@ def _steps(name: str, cfg: SeqConfig, length: int) -> int:
     return length * cfg.rnn_layers
 
 
-def image_section() -> None:
-    st.subheader("Receptive fields on an image")
-    cols = st.columns(3)
-    size = whole("image side (pixels)", "rf_img_size", f"8 to {MAX_IMAGE_SIDE}", container=cols[0])
-    kernel = whole("kernel size", "rf_img_kernel", "odd", container=cols[1])
-    depths = cols[2].multiselect("CNN depths", [1, 2, 4, 8, 16, 24, 32], key="rf_img_depths")
+def image_section(device: str) -> None:
+    st.subheader("Receptive fields on an image: CNN against the DETR encoder")
+    st.caption(
+        "Left: the gradient |∂y/∂x| of the centre output of a random K×K CNN (tanh after each "
+        "layer) over the input image, averaged over 4 initialisations, for several depths; the dotted "
+        "square is the theoretical field. Right: the span of self-attention in the encoder of our DETR "
+        "on the same image, the mean attention distance of each head in each layer (Dosovitskiy et "
+        "al., 2021): Σ_j p_ij‖pos_i − pos_j‖ over the feature cells, averaged over queries, converted "
+        "to pixels of the image. Both are mean distances in pixels."
+    )
+    cols = st.columns(4)
+    seed = whole("scene", "rf_img_seed", "any integer: the procedural scene's seed", container=cols[0])
+    size = whole("image side (pixels)", "rf_img_size", f"8 to {MAX_IMAGE_SIDE}", container=cols[1])
+    kernel = whole("kernel size", "rf_img_kernel", "odd", container=cols[2])
+    depths = cols[3].multiselect("CNN depths", [1, 2, 4, 8, 16, 24, 32], key="rf_img_depths")
     if not 8 <= size <= MAX_IMAGE_SIDE:
         st.error(f"image side = {size} is outside the limit [8, {MAX_IMAGE_SIDE}]")
         return
@@ -287,7 +314,7 @@ def image_section() -> None:
     try:
         maps = []
         for i, depth in enumerate(depths):
-            maps.append(map_2d(size, kernel, depth))
+            maps.append(map_2d(seed, size, kernel, depth))
             bar.progress((i + 1) / len(depths), text=f"gradient map at depth {depth}")
     except ValueError as err:
         st.error(str(err))
@@ -296,16 +323,22 @@ def image_section() -> None:
         bar.empty()
     maps = np.stack(maps)
     radii = np.array([theoretical_radius_2d(d, kernel) for d in depths])
-    image = demo_image(size).mean(0)
+    image = scene_image(seed, size).mean(0)
     st.plotly_chart(field_maps_figure(maps, depths, radii, image=image), key="rf_maps")
     distances = [field_distance_2d(m) for m in maps]
-    st.plotly_chart(span_figure(depths, distances, None), key="rf_span")
-    st.info(
-        "DETR comparison pending: the self-attention span of the DETR encoder (mean attention distance "
-        "per layer and head on the same image) needs `load_detr()` from models/detr/detr.py, which is "
-        "not available yet. The CNN side is measured above, in the same unit (mean distance in pixels "
-        f"from the centre output, max depth {MAX_DEPTH_2D})."
-    )
+    try:
+        detector = get_detr(device)
+        spans = detr_span(detector, detector.name, device, seed, size)
+    except CheckpointError as err:
+        spans = None
+        st.info(f"The DETR side needs our trained detector, which could not be loaded: {err}")
+    st.plotly_chart(span_figure(depths, distances, spans), key="rf_span")
+    if spans is not None:
+        st.caption(
+            f"DETR encoder heads: {spans.min():.0f} to {spans.max():.0f} pixels (first layer "
+            f"{spans[0].min():.0f} to {spans[0].max():.0f}); the CNN reaches {distances[-1]:.1f} pixels "
+            f"at depth {depths[-1]} (depth limit {MAX_DEPTH_2D})."
+        )
 
 
 def construction_section() -> None:
@@ -336,7 +369,7 @@ def norms_section(device: str) -> None:
         st.error(f"{len(sentences)} sentences exceed the limit of {MAX_SENTENCES}; remove some lines")
         return
     try:
-        model = get_bert(device)
+        model = get_text_model(device=device)
     except ModelLoadError as err:
         st.error(f"MiniLM could not be loaded: {err}")
         return
@@ -382,7 +415,7 @@ def residual_section(device: str) -> None:
         return
     sentences = [s.strip() for s in st.session_state.rf_sentences.splitlines() if s.strip()]
     try:
-        model = get_bert(device)
+        model = get_text_model(device=device)
     except ModelLoadError as err:
         st.error(f"MiniLM could not be loaded: {err}")
         return
@@ -431,7 +464,7 @@ def main() -> None:
         else:
             parallelism_section(cfg, device)
     with tabs[2]:
-        image_section()
+        image_section(device)
     with tabs[3]:
         construction_section()
     with tabs[4]:

@@ -10,10 +10,13 @@ import torch.nn.functional as F
 from streamlit.testing.v1 import AppTest
 
 from models.attention import MultiHeadAttention, causal_mask, local_mask
+from models.detr.api import Detector, run_detr
+from models.detr.detr import DetrConfig, build_detr
+from models.detr.scenes import make_scene
 from models.receptive.conv_attention import construction_error, conv_as_attention, error_vs_alpha, head_maps
 from models.receptive.image import (
     cnn_field_2d,
-    demo_image,
+    encoder_span,
     field_distance_2d,
     mean_attention_distance,
     theoretical_radius_2d,
@@ -205,7 +208,9 @@ def test_conv_construction_rejects_even_kernels():
 
 def test_cnn_2d_field_fills_its_theoretical_square():
     size, kernel = 33, 3
-    maps = cnn_field_2d(demo_image(size), [1, 3], kernel_size=kernel, n_inits=2)
+    maps = cnn_field_2d(
+        make_scene(0, size=size).image.transpose(2, 0, 1) / 255.0, [1, 3], kernel_size=kernel, n_inits=2
+    )
     for m, depth in zip(maps, [1, 3]):
         r = theoretical_radius_2d(depth, kernel)
         ys, xs = np.nonzero(m)
@@ -222,6 +227,25 @@ def test_mean_attention_distance():
     np.testing.assert_allclose(mean_attention_distance(to_first[0], coords, [False, True, True]), 3.5)
     with pytest.raises(ValueError, match="disagree"):
         mean_attention_distance(np.eye(4), coords)
+
+
+def test_encoder_span_of_a_tiny_random_detr():
+    torch.manual_seed(0)
+    config = DetrConfig(
+        num_classes=2, backbone_depth=18, backbone_width=8, d_model=16, n_heads=2, num_encoder_layers=2,
+        num_decoder_layers=1, dim_feedforward=16, num_queries=3, min_size=96, max_size=96,
+    )  # fmt: skip
+    result = run_detr(Detector(build_detr(config).eval(), config, "tiny"), make_scene(0, size=64).image)
+    spans = encoder_span(result.encoder, result.stride, 64 / 96, (3, 3))
+    assert spans.shape == (2, 2) and np.all(spans > 0)
+    # a head that attends uniformly over the 3 x 3 cells covering the image: distances of a 3 x 3 grid
+    uniform = np.zeros((1, 1, 3, 3, 3, 3))
+    uniform[..., :, :] = 1 / 9
+    ys, xs = np.mgrid[0:3, 0:3].reshape(2, -1)
+    grid = np.hypot(ys[:, None] - ys[None], xs[:, None] - xs[None]).mean()
+    np.testing.assert_allclose(encoder_span(uniform, 32, 0.5, (3, 3)), [[16 * grid]])
+    with pytest.raises(ValueError, match="h, w, h, w"):
+        encoder_span(np.zeros((1, 1, 3, 3, 2, 2)), 32, 1.0)
 
 
 def test_layer_norm_and_batch_norm_fix_different_axes():
@@ -310,6 +334,9 @@ def test_page_runs_and_draws_every_section():
         len(timing["data"]) == 2 * len(MODEL_NAMES) and len(values(timing["data"][0]["x"])) == 2
     )  # lengths 16, 32
     assert len(figure(at, "rf_maps")["data"]) == 3  # the image and two depths
+    span = figure(at, "rf_span")["data"]
+    detr_missing = any("trained detector" in i.value for i in at.info)
+    assert len(span) == 1 if detr_missing else len(span) > 1  # the CNN curve, then one trace per DETR head
     assert len(figure(at, "rf_head_maps")["data"]) == 9
     axes = figure(at, "rf_norm_axes")
     assert len(axes["data"]) == 3

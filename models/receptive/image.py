@@ -112,10 +112,22 @@ def mean_attention_distance(
     return per_query[..., np.asarray(query_mask, dtype=bool)].mean(-1)
 
 
-def demo_image(size: int = 64) -> np.ndarray:
-    """(3, size, size) in [0, 1]: a disc, a square and a bar on a soft gradient (when no scene is given)."""
-    ys, xs = np.mgrid[0:size, 0:size] / size
-    red = 0.2 + 0.3 * xs + 0.6 * (((xs - 0.3) ** 2 + (ys - 0.35) ** 2) < 0.02)
-    green = 0.2 + 0.3 * ys + 0.6 * ((np.abs(xs - 0.7) < 0.12) & (np.abs(ys - 0.65) < 0.12))
-    blue = 0.3 + 0.6 * ((np.abs(ys - 0.85) < 0.04) & (xs > 0.15) & (xs < 0.6))
-    return np.clip(np.stack([red, green, blue]), 0, 1).astype(np.float32)
+def encoder_span(
+    encoder: np.ndarray, stride: int, scale: float, valid: tuple[int, int] | None = None
+) -> np.ndarray:
+    """(E, nh) mean attention distance of a DETR encoder, in pixels of the original image.
+
+    encoder (E, nh, h, w, h, w) self-attention probabilities [layer, head, qy, qx, ky, kx]; a feature
+    cell is `stride` pixels of the resized input, and `scale` original pixels per input pixel. Only
+    queries on cells that cover the image (valid = (h', w') cells, the rest is padding) are averaged.
+    """
+    n_layers, n_heads, h, w = encoder.shape[:4]
+    if encoder.shape[4:] != (h, w):
+        raise ValueError(f"encoder attention must be (E, nh, h, w, h, w), got {encoder.shape}")
+    ys, xs = np.mgrid[0:h, 0:w]
+    coords = np.stack([ys.ravel(), xs.ravel()], axis=-1) * stride * scale  # (h*w, 2) cell corners, pixels
+    inside = None
+    if valid is not None:
+        inside = ((ys < valid[0]) & (xs < valid[1])).ravel()
+    probs = encoder.reshape(n_layers, n_heads, h * w, h * w)
+    return mean_attention_distance(probs, coords, inside)
