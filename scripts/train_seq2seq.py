@@ -111,20 +111,25 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     config = task_config(args.preset)
-    started = time.time()
+    started, cpu_started = time.time(), time.process_time()
     model, losses = train(config, args.steps, args.batch_size, args.lr, args.seed, device=args.device)
     seconds = time.time() - started
+    # CPU time of this process: the wall time it would take alone on its cores (the machine may be shared).
+    cpu_seconds = time.process_time() - cpu_started
     accuracy = exact_match(model, config, make_pairs(args.held_out, seed=12345, held_out=True))
-    print(f"trained {args.steps} steps in {seconds:.0f}s; held-out exact match {accuracy:.4%} "
-          f"on {args.held_out} pairs")  # fmt: skip
-    save_seq2seq(
-        model, config, args.out, task="dates",
-        src_alphabet=SRC_VOCAB.alphabet, tgt_alphabet=TGT_VOCAB.alphabet,
-        training={"steps": args.steps, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,
-                  "threads": args.threads, "device": args.device, "seconds": round(seconds),
-                  "final_loss": round(sum(losses[-50:]) / 50, 5), "held_out_pairs": args.held_out,
-                  "held_out_exact_match": accuracy, "command": "python -m scripts.train_seq2seq"},
-    )  # fmt: skip
+    print(
+        f"trained {args.steps} steps in {seconds:.0f}s ({cpu_seconds:.0f}s of CPU); "
+        f"held-out exact match {accuracy:.4%} on {args.held_out} pairs"
+    )
+    training = {
+        "command": "python -m scripts.train_seq2seq", "steps": args.steps, "batch_size": args.batch_size,
+        "lr": args.lr, "seed": args.seed, "threads": args.threads, "device": args.device,
+        "seconds": round(seconds), "cpu_seconds": round(cpu_seconds),
+        "final_loss": round(sum(losses[-50:]) / 50, 5), "held_out_pairs": args.held_out,
+        "held_out_exact_match": accuracy,
+    }  # fmt: skip
+    alphabets = {"src_alphabet": SRC_VOCAB.alphabet, "tgt_alphabet": TGT_VOCAB.alphabet}
+    save_seq2seq(model, config, args.out, task="dates", **alphabets, training=training)
     print(f"saved {args.out}/model.safetensors and config.json")
 
 

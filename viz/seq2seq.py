@@ -40,7 +40,9 @@ def head_rows_heatmap(rows: np.ndarray, key_labels: list[str], title: str = "") 
     rows = np.asarray(rows)
     if rows.ndim != 2:
         raise ValueError(f"expected (heads, keys), got shape {rows.shape}")
-    fig = attention_heatmap(rows, [f"head {h}" for h in range(rows.shape[0])], key_labels, title=title)
+    fig = attention_heatmap(
+        rows, [f"head {h}" for h in range(rows.shape[0])], key_labels, title=title, zmax=1.0
+    )
     fig.update_layout(height=140 + 28 * rows.shape[0], yaxis_title="head")
     return fig
 
