@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from models.bert import ModelLoadError
-from models.gpt import PRESETS, build_gpt
+from models.gpt import PRESETS, build_gpt, generate
 from models.gpt_io import ALPHABET, UNKNOWN, CharTokenizer, load_gpt, save_gpt
 
 
@@ -93,3 +93,20 @@ def test_char_tokenizer_marks_unknown_and_truncates_from_the_start():
     assert enc.unknown == ["\t"] and UNKNOWN in enc.tokens
     assert tok.decode(tok.encode("abc").ids) == "abc"
     assert tok.encode("é").unknown == ["é"]
+
+
+def test_generation_keeps_each_steps_new_row():
+    torch.manual_seed(0)
+    model = build_gpt(PRESETS["gpt-nano"]).eval()
+    result = generate(model, [1, 2, 3], n_new=5)
+    assert len(result.ids) == 8 and result.ids[:3] == [1, 2, 3] and result.n_prompt == 3
+    assert [tuple(row.shape) for row in result.rows] == [(2, 2, 3 + s) for s in range(5)]
+    with torch.no_grad():
+        final = model(torch.tensor([result.ids[:-1]]), capture=True).attentions
+    for step, row in enumerate(result.rows):  # the step's row is that query's row of the full matrix
+        torch.testing.assert_close(row, torch.stack([r.probs[0, :, 2 + step, : 3 + step] for r in final]))
+    assert generate(model, [1, 2, 3], n_new=5).ids == result.ids  # greedy is deterministic
+    with pytest.raises(ValueError, match="at most 61"):
+        generate(model, [1, 2, 3], n_new=62)
+    with pytest.raises(ValueError, match="prompt"):
+        generate(model, [], n_new=1)

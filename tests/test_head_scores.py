@@ -3,7 +3,13 @@
 import pytest
 import torch
 
-from models.head_scores import induction_score, previous_token_score, repeated_random_tokens
+from models.head_scores import (
+    induction_score,
+    induction_share,
+    induction_targets,
+    previous_token_score,
+    repeated_random_tokens,
+)
 
 
 def one_hot_rows(targets: list[int]) -> torch.Tensor:
@@ -52,3 +58,12 @@ def test_repeated_random_tokens_repeat():
     assert ids.shape == (3, 14)
     assert torch.equal(ids[:, :7], ids[:, 7:])
     assert ids.min() >= 1 and ids.max() < 97
+
+
+def test_induction_targets_point_after_the_previous_occurrence_of_the_pair():
+    ids = [5, 6, 7, 5, 6, 8]  # at 4 the pair (5, 6) came before at 0-1: look at 2, what followed
+    assert induction_targets(ids) == [None, None, None, None, 2, None]
+    probs = torch.zeros(6, 6)
+    probs[4, 2] = 0.75
+    assert induction_share(probs, induction_targets(ids)).item() == 0.75
+    assert torch.isnan(induction_share(probs, [None] * 6))

@@ -5,33 +5,37 @@ import torch
 
 from models.bert import load_bert
 from models.gpt import PRESETS, build_gpt
-from models.stepwise import attention_stages, capture_call
+from models.stepwise import attention_stages, capture_call, record_differences
 
-ATOL = 1e-5
+ATOL = 1e-4
+RTOL = 1e-5  # MiniLM scores reach ~40; float32 matmuls in another order differ by ~2e-5 there
 
 
 def check_stages(module, call):
     stages = attention_stages(module, call)
     record = call.record
     for name in ("q", "k", "v", "scores", "probs"):
-        torch.testing.assert_close(getattr(stages, name), getattr(record, name), atol=ATOL, rtol=0, msg=name)
+        torch.testing.assert_close(
+            getattr(stages, name), getattr(record, name), atol=ATOL, rtol=RTOL, msg=name
+        )
     assert stages.scale == pytest.approx(record.scale)
-    torch.testing.assert_close(stages.scaled, record.scaled, atol=ATOL, rtol=0)
+    torch.testing.assert_close(stages.scaled, record.scaled, atol=ATOL, rtol=RTOL)
     masked_ref = record.masked.expand_as(stages.masked)
     assert torch.equal(torch.isneginf(stages.masked), torch.isneginf(masked_ref))
     finite = torch.isfinite(masked_ref)
-    torch.testing.assert_close(stages.masked[finite], masked_ref[finite], atol=ATOL, rtol=0)
-    torch.testing.assert_close(stages.heads, record.out, atol=ATOL, rtol=0)
+    torch.testing.assert_close(stages.masked[finite], masked_ref[finite], atol=ATOL, rtol=RTOL)
+    torch.testing.assert_close(stages.heads, record.out, atol=ATOL, rtol=RTOL)
     nh, t_q, dh = stages.heads.shape
-    torch.testing.assert_close(stages.concat[:, dh : 2 * dh], record.out[1], atol=ATOL, rtol=0)
-    torch.testing.assert_close(stages.output, call.output, atol=ATOL, rtol=0)
+    torch.testing.assert_close(stages.concat[:, dh : 2 * dh], record.out[1], atol=ATOL, rtol=RTOL)
+    torch.testing.assert_close(stages.output, call.output, atol=ATOL, rtol=RTOL)
     # columns as tokens: the same numbers, transposed (S5)
-    torch.testing.assert_close(stages.scores_columns, stages.scores.transpose(1, 2), atol=ATOL, rtol=0)
-    torch.testing.assert_close(stages.probs_columns, stages.probs.transpose(1, 2), atol=ATOL, rtol=0)
-    torch.testing.assert_close(stages.heads_columns, stages.heads.transpose(1, 2), atol=ATOL, rtol=0)
+    torch.testing.assert_close(stages.scores_columns, stages.scores.transpose(1, 2), atol=ATOL, rtol=RTOL)
+    torch.testing.assert_close(stages.probs_columns, stages.probs.transpose(1, 2), atol=ATOL, rtol=RTOL)
+    torch.testing.assert_close(stages.heads_columns, stages.heads.transpose(1, 2), atol=ATOL, rtol=RTOL)
+    assert max(record_differences(stages, call).values()) < 1e-4
     # Q really is X W_q (+ b) restricted to the head's columns
     torch.testing.assert_close(
-        stages.q[0], (call.query @ stages.w_q + module.q_proj.bias)[:, :dh], atol=ATOL, rtol=0
+        stages.q[0], (call.query @ stages.w_q + module.q_proj.bias)[:, :dh], atol=ATOL, rtol=RTOL
     )
     return stages
 
@@ -49,7 +53,7 @@ def test_every_stage_of_a_causal_layer():
     # the fast path (no capture) sees the same inputs and gives the same output
     fast = capture_call(layer, lambda: model(ids))
     assert fast.record is None
-    torch.testing.assert_close(fast.output, call.output, atol=ATOL, rtol=0)
+    torch.testing.assert_close(fast.output, call.output, atol=ATOL, rtol=RTOL)
 
 
 def test_every_stage_of_an_encoder_layer_with_padding():

@@ -14,7 +14,9 @@ def test_a_few_dozen_steps_lower_the_loss():
     data = torch.tensor(CharTokenizer(ALPHABET).encode(TEXT).ids, dtype=torch.uint8)
     config = PRESETS["gpt-nano"]
     before = bits_per_character(build_gpt(config).eval(), data, 64, "cpu")
-    model, losses = train(config, data, steps=40, batch=8, lr=3e-3, device="cpu", show_progress=False)
+    model, losses = train(
+        config, data, steps=40, batch=8, lr=3e-3, device="cpu", p_repeat=0.0, p_tiled=0.0, show_progress=False
+    )
     assert sum(losses[-5:]) / 5 < 0.7 * sum(losses[:5]) / 5
     assert bits_per_character(model, data, 64, "cpu") < before
 
@@ -38,3 +40,13 @@ def test_docstrings_are_gathered_in_a_deterministic_order(tmp_path):
     (tmp_path / "test").mkdir()
     (tmp_path / "test" / "c.py").write_text('"""Skipped."""\n')
     assert stdlib_docstrings(tmp_path) == ["Module a.", "Module b.", "Function f."]
+
+
+def test_tiled_rows_repeat_one_random_block():
+    data = torch.zeros(1000, dtype=torch.uint8)
+    x, y = get_batch(
+        data, batch=3, t=100, vocab=97, p_repeat=0.0, g=torch.Generator().manual_seed(0), p_tiled=1.0
+    )
+    for row in torch.cat([x, y[:, -1:]], dim=1):
+        period = next(n for n in range(8, 50) if torch.equal(row[n:], row[:-n]))
+        assert (row > 0).all() and period < 50
