@@ -25,6 +25,7 @@ from models.receptive.sequence import (
     cnn_width_vs_depth,
     complexity_table,
     effective_field,
+    sequential_steps,
     theoretical_field,
     time_forward,
 )
@@ -44,7 +45,8 @@ from viz.receptive import (
 
 MAX_SENTENCES = 16
 MAX_SENTENCE_TOKENS = 48
-TIMING_LENGTHS = [2**i for i in range(4, 13)]  # 16 .. 4096
+TIMING_LENGTHS = [2**i for i in range(4, 12)]  # 16 .. 2048
+TABLE_MODELS = ("Self-attention", "RNN", "CNN", "Local attention")  # the rows of the paper's Table 1
 DEFAULT_SENTENCES = (
     "The cat sat on the mat.\n"
     "Attention lets every token look at every other token.\n"
@@ -96,9 +98,9 @@ def field_of(name: str, cfg: SeqConfig, t: int, n_inits: int, device: str) -> np
     return effective_field(name, cfg, t, n_inits=n_inits, device=device)
 
 
-@st.cache_data(max_entries=64, show_spinner=False)
-def times_of(name: str, cfg: SeqConfig, lengths: tuple[int, ...], device: str) -> np.ndarray:
-    return time_forward(name, cfg, list(lengths), device=device)
+@st.cache_data(max_entries=512, show_spinner=False)
+def time_of(name: str, cfg: SeqConfig, length: int, device: str) -> float:
+    return float(time_forward(name, cfg, [length], device=device)[0])
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
@@ -243,7 +245,7 @@ def sequence_section(device: str) -> SeqConfig | None:
 def parallelism_section(cfg: SeqConfig, device: str) -> None:
     st.subheader("Parallelism: forward time against length (S2)")
     st.caption(
-        "One batch-1 forward pass per length on the current device, the fastest of 5 after a warm-up. "
+        "One batch-1 forward pass per length on the current device, the fastest of up to 5 after a warm-up. "
         "A recurrent layer has n steps that each wait for the previous one: its time grows step by step "
         "with n. Convolution and attention have as many sequential steps as layers; their work grows "
         "with n (n² for full attention) but runs in parallel."
@@ -255,18 +257,22 @@ def parallelism_section(cfg: SeqConfig, device: str) -> None:
     lengths = tuple(n for n in TIMING_LENGTHS if n <= top)
     bar = st.progress(0.0, text="timing…")
     times, steps = {}, {}
-    for i, name in enumerate(MODEL_NAMES):
-        times[name] = times_of(name, cfg, lengths, device)
-        model_steps = [_steps(name, cfg, n) for n in lengths]
-        steps[name] = np.array(model_steps, dtype=float)
-        bar.progress((i + 1) / len(MODEL_NAMES), text=f"timed {name}")
+    done, total = 0, len(MODEL_NAMES) * len(lengths)
+    for name in MODEL_NAMES:
+        model_times = []
+        for n in lengths:
+            model_times.append(time_of(name, cfg, n, device))
+            done += 1
+            bar.progress(done / total, text=f"timed {name} at n = {n}")
+        times[name] = np.array(model_times)
+        steps[name] = np.array([sequential_steps(name, cfg, n) for n in lengths], dtype=float)
     bar.empty()
     st.plotly_chart(timing_figure(np.array(lengths), times, steps, device), key="rf_timing")
 
     st.markdown(
         f"**Table 1 of “Attention Is All You Need”, with this configuration's numbers (n = {cfg.length}).**"
     )
-    layer_times = {name: float(times_of(name, cfg, (cfg.length,), device)[0]) for name in _TABLE_MODELS}
+    layer_times = {name: time_of(name, cfg, cfg.length, device) for name in TABLE_MODELS}
     st.dataframe(table_of(cfg, layer_times), hide_index=True)
     st.caption(
         "Multiply-adds count the mixing step of one layer from its shapes, as in the paper. Time per "
@@ -275,17 +281,6 @@ def parallelism_section(cfg: SeqConfig, device: str) -> None:
         "until the first and last positions are linked. Our restricted attention gathers a window of "
         "2r + 1 keys per query, so its work is O(r·n·d) as in the paper, not a masked n × n matrix."
     )
-
-
-_TABLE_MODELS = ("Self-attention", "RNN", "CNN", "Local attention")
-
-
-def _steps(name: str, cfg: SeqConfig, length: int) -> int:
-    if name in ("CNN",):
-        return cfg.cnn_layers
-    if name in ("Self-attention", "Local attention"):
-        return cfg.attn_layers
-    return length * cfg.rnn_layers
 
 
 def image_section(device: str) -> None:
