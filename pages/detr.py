@@ -226,6 +226,33 @@ def with_mean(maps: np.ndarray) -> np.ndarray:
     return np.concatenate([maps, maps.mean(1, keepdims=True)], axis=1)
 
 
+def grid_chart(
+    bg: Background,
+    maps: np.ndarray,
+    cell: tuple[float, float],
+    opacity: float,
+    title: str,
+    key: str,
+    point=None,
+    on_select="ignore",
+) -> None:
+    """Every layer x head of `maps` (L, nh, h, w) plus the head mean, full width, tiles at most 150 px."""
+    n_layers, n_heads = maps.shape[:2]
+    fig = map_grid(
+        bg,
+        with_mean(maps),
+        [f"layer {i}" for i in range(n_layers)],
+        [f"head {j}" for j in range(n_heads)] + [MEAN],
+        cell,
+        opacity,
+        point=point,
+        title=title,
+        tile_width=min(150, 1000 // (n_heads + 1)),
+        names=("layer", "head"),
+    )
+    st.plotly_chart(fig, key=key, width="content", on_select=on_select, selection_mode="points")
+
+
 def npz_bytes(insp: DetrInspection) -> bytes:
     buf = io.BytesIO()
     np.savez(
@@ -257,7 +284,7 @@ def detections_section(insp: DetrInspection, bg: Background) -> None:
     fig = detections_figure(
         bg,
         insp.boxes[-1, shown],
-        [f"{insp.class_names[labels[q]]} {scores[q]:.2f}" for q in shown],
+        [f"q{q} {insp.class_names[labels[q]]} {scores[q]:.2f}" for q in shown],
         [int(labels[q]) for q in shown],
         selected=shown.index(query) if query in shown else None,
         title=f"{len(shown)} detections at score ≥ {st.session_state.dp_threshold:.2f} (no NMS, S17)",
@@ -324,7 +351,7 @@ def cross_attention_section(insp: DetrInspection, bg: Background) -> None:
         shown_cell = (cell[0] / k, cell[1] / k)
     box = insp.boxes[-1, query]
     head_name = "mean of heads" if head == MEAN else f"head {head}"
-    left, right = st.columns([2, 3])
+    left, right = st.columns([3, 2])
     with left:
         st.plotly_chart(
             attention_overlay(
@@ -337,6 +364,7 @@ def cross_attention_section(insp: DetrInspection, bg: Background) -> None:
             ),
             key="dp_overlay",
         )
+    with right:
         x0, y0, x1, y1 = box
         ys = (np.arange(insp.h) + 0.5) * cell[0]
         xs = (np.arange(insp.w) + 0.5) * cell[1]
@@ -363,25 +391,22 @@ def cross_attention_section(insp: DetrInspection, bg: Background) -> None:
             on_click="ignore",
             key="dp_npz",
         )
-    with right:
-        st.session_state.update(
-            dp_n_heads=n_heads, dp_n_layers=n_layers, dp_tile=((insp.h + 1) * cell[0], (insp.w + 1) * cell[1])
-        )
-        st.plotly_chart(
-            map_grid(
-                bg,
-                with_mean(maps),
-                [f"layer {i}" for i in range(n_layers)],
-                [f"head {j}" for j in range(n_heads)] + [MEAN],
-                cell,
-                opacity,
-                title=f"Query {query}: every decoder layer × head (each tile scaled to its own maximum; "
-                "click one to open it)",
-            ),
-            key="dp_grid",
-            on_select=pick_tile,
-            selection_mode="points",
-        )
+    st.session_state.update(
+        dp_n_heads=n_heads, dp_n_layers=n_layers, dp_tile=((insp.h + 1) * cell[0], (insp.w + 1) * cell[1])
+    )
+    st.caption(
+        "Below: every layer and head at the raw feature-map resolution, each tile coloured from 0 to its "
+        f"own maximum (hover for the weight; head {n_heads} is the mean). Click a tile to open it above."
+    )
+    grid_chart(
+        bg,
+        maps,
+        cell,
+        opacity,
+        key="dp_grid",
+        on_select=pick_tile,
+        title=f"Query {query}: every decoder layer × head",
+    )
 
 
 @st.fragment
@@ -436,7 +461,7 @@ def encoder_section(insp: DetrInspection, bg: Background) -> None:
     attn = maps[layer].mean(0) if head == MEAN else maps[layer, head]
     cell = insp.cell_extent()
     point = ((x + 0.5) * cell[1], (y + 0.5) * cell[0])
-    left, right = st.columns([2, 3])
+    left, right = st.columns([3, 2])
     with left:
         st.plotly_chart(
             attention_overlay(
@@ -452,22 +477,17 @@ def encoder_section(insp: DetrInspection, bg: Background) -> None:
             on_select=pick_point,
             selection_mode="points",
         )
-        if direction == WHO_FROM:
-            st.caption("A column of the attention matrix: it need not sum to 1.")
-    with right:
-        st.plotly_chart(
-            map_grid(
-                bg,
-                with_mean(maps),
-                [f"layer {i}" for i in range(n_layers)],
-                [f"head {j}" for j in range(n_heads)] + [MEAN],
-                cell,
-                st.session_state.dp_opacity,
-                point=point,
-                title=f"Position ({y}, {x}), {direction}: every encoder layer × head",
-            ),
-            key="dp_enc_grid",
-        )
+    if direction == WHO_FROM:
+        right.caption("A column of the attention matrix: it need not sum to 1.")
+    grid_chart(
+        bg,
+        maps,
+        cell,
+        st.session_state.dp_opacity,
+        key="dp_enc_grid",
+        point=point,
+        title=f"Position ({y}, {x}), {direction}: every encoder layer × head",
+    )
 
 
 @st.fragment

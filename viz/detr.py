@@ -52,26 +52,44 @@ def background(image: np.ndarray, max_side: int = 1024) -> Background:
     )
 
 
-def _image_layout(fig: go.Figure, bg: Background, height: int, title: str) -> go.Figure:
-    fig.add_layout_image(
-        source=bg.uri,
-        xref="x",
-        yref="y",
-        x=0,
-        y=0,
-        sizex=bg.width,
-        sizey=bg.height,
-        sizing="stretch",
-        layer="below",
-    )
-    fig.update_xaxes(range=[0, bg.width], showgrid=False, zeroline=False, constrain="domain")
-    fig.update_yaxes(
-        range=[bg.height, 0], showgrid=False, zeroline=False, scaleanchor="x", constrain="domain"
-    )
-    fig.update_layout(
-        title=title, height=height, margin=MARGIN, showlegend=False, dragmode="pan", plot_bgcolor="white"
-    )
-    return fig
+def _figure(data: list[dict], layout: dict) -> go.Figure:
+    """A figure from plain trace and layout dicts, without Plotly's per-property validation.
+
+    Validation costs more than everything else in a redraw (about 100 ms for a grid of 54 tiles);
+    these specs are fixed by this module and covered by its tests, so it is skipped."""
+    return go.Figure({"data": data, "layout": layout}, _validate=False)
+
+
+def _image_layout(bg: Background, height: int, title: str, **extra) -> dict:
+    """Layout with the image under the data, pixel axes, y downwards, square pixels."""
+    image = {
+        "source": bg.uri,
+        "xref": "x",
+        "yref": "y",
+        "x": 0,
+        "y": 0,
+        "sizex": bg.width,
+        "sizey": bg.height,
+        "sizing": "stretch",
+        "layer": "below",
+    }
+    return {
+        "images": [image],
+        "xaxis": {"range": [0, bg.width], "showgrid": False, "zeroline": False, "constrain": "domain"},
+        "yaxis": {
+            "range": [bg.height, 0],
+            "showgrid": False,
+            "zeroline": False,
+            "scaleanchor": "x",
+            "constrain": "domain",
+        },
+        "title": {"text": title},
+        "height": height,
+        "margin": MARGIN,
+        "showlegend": False,
+        "dragmode": "pan",
+        "plot_bgcolor": "white",
+    } | extra
 
 
 def _outline(box) -> tuple[np.ndarray, np.ndarray]:
@@ -106,33 +124,36 @@ def detections_figure(
     """boxes (D, 4) xyxy pixels with a label each; trace i + 0 is detection i (for click selection).
     `colours[i]` indexes the palette (the class); the `selected` detection is drawn thick."""
     boxes = _check_boxes(boxes, len(labels))
-    fig = go.Figure()
+    traces, notes = [], []
     for i, (box, label) in enumerate(zip(boxes, labels)):
         colour = PALETTE[colours[i] % len(PALETTE)]
         xs, ys = _outline(box)
-        fig.add_trace(
-            go.Scatter(
-                x=xs,
-                y=ys,
-                mode="lines+markers",
-                line={"color": colour, "width": 4 if i == selected else 2},
-                marker={"size": 6, "color": colour, "opacity": 0.01},
-                name=label,
-                hovertemplate=f"{label}<extra></extra>",
-            )
+        traces.append(
+            {
+                "type": "scatter",
+                "x": xs,
+                "y": ys,
+                "mode": "lines+markers",
+                "name": label,
+                "line": {"color": colour, "width": 4 if i == selected else 2},
+                "marker": {"size": 6, "color": colour, "opacity": 0.01},
+                "hovertemplate": f"{label}<extra></extra>",
+            }
         )
-        fig.add_annotation(
-            x=box[0],
-            y=box[1],
-            text=label,
-            showarrow=False,
-            xanchor="left",
-            yanchor="bottom",
-            font={"color": "white", "size": 11},
-            bgcolor=colour,
-            borderpad=1,
+        notes.append(
+            {
+                "x": box[0],
+                "y": box[1],
+                "text": label,
+                "showarrow": False,
+                "xanchor": "left",
+                "yanchor": "bottom",
+                "font": {"color": "white", "size": 11},
+                "bgcolor": colour,
+                "borderpad": 1,
+            }
         )
-    return _image_layout(fig, bg, height, title)
+    return _figure(traces, _image_layout(bg, height, title, annotations=notes))
 
 
 def _check_map(attn, name: str = "attention map") -> np.ndarray:
@@ -159,37 +180,51 @@ def attention_overlay(
     if not 0 <= opacity <= 1:
         raise ValueError(f"opacity must be within 0..1, got {opacity}")
     ch, cw = cell
-    fig = go.Figure(
-        go.Heatmap(
-            z=attn,
-            x0=cw / 2,
-            dx=cw,
-            y0=ch / 2,
-            dy=ch,
-            colorscale=COLORSCALE,
-            opacity=opacity,
-            zmin=0,
-            zmax=zmax,
-            hovertemplate="x %{x:.0f}, y %{y:.0f} px<br>weight %{z:.4f}<extra></extra>",
-            colorbar={"thickness": 12, "title": {"text": "weight", "side": "right"}},
-        )
-    )
+    traces = [
+        {
+            "type": "heatmap",
+            "z": attn,
+            "x0": cw / 2,
+            "dx": cw,
+            "y0": ch / 2,
+            "dy": ch,
+            "colorscale": COLORSCALE,
+            "opacity": opacity,
+            "zmin": 0,
+            "zmax": zmax,
+            "hovertemplate": "x %{x:.0f}, y %{y:.0f} px<br>weight %{z:.4f}<extra></extra>",
+            "colorbar": {"thickness": 12, "title": {"text": "weight", "side": "right"}},
+        }
+    ]
     if box is not None:
         xs, ys = _outline(np.asarray(box, dtype=np.float64))
-        fig.add_trace(
-            go.Scatter(x=xs, y=ys, mode="lines", line={"color": "cyan", "width": 2}, hoverinfo="skip")
+        traces.append(
+            {
+                "type": "scatter",
+                "x": xs,
+                "y": ys,
+                "mode": "lines",
+                "line": {"color": "cyan", "width": 2},
+                "hoverinfo": "skip",
+            }
         )
     if point is not None:
-        fig.add_trace(
-            go.Scatter(
-                x=[point[0]],
-                y=[point[1]],
-                mode="markers",
-                hoverinfo="skip",
-                marker={"symbol": "x", "size": 14, "color": "cyan", "line": {"width": 2, "color": "black"}},
-            )
+        traces.append(
+            {
+                "type": "scatter",
+                "x": [point[0]],
+                "y": [point[1]],
+                "mode": "markers",
+                "hoverinfo": "skip",
+                "marker": {
+                    "symbol": "x",
+                    "size": 14,
+                    "color": "cyan",
+                    "line": {"width": 2, "color": "black"},
+                },
+            }
         )
-    return _image_layout(fig, bg, height, title)
+    return _figure(traces, _image_layout(bg, height, title))
 
 
 def map_grid(
@@ -202,6 +237,7 @@ def map_grid(
     point: tuple[float, float] | None = None,
     title: str = "",
     tile_width: int = 150,
+    names: tuple[str, str] = ("layer", "column"),
 ) -> go.Figure:
     """maps (R, C, h, w): a grid of overlays, one per (row, column), e.g. layer x head. Each tile is
     coloured relative to its own maximum (heads differ in sharpness); hover shows the true weight.
@@ -230,77 +266,82 @@ def map_grid(
         [np.broadcast_to(r_idx[:, None], z.shape), np.broadcast_to(c_idx[None, :], z.shape), weight], axis=-1
     )
     ch, cw = cell
-    fig = go.Figure(
-        go.Heatmap(
-            z=z,
-            x0=cw / 2,
-            dx=cw,
-            y0=ch / 2,
-            dy=ch,
-            customdata=custom,
-            colorscale=COLORSCALE,
-            opacity=opacity,
-            zmin=0,
-            zmax=1,
-            showscale=False,
-            hoverongaps=False,
-            hovertemplate=(
-                "row %{customdata[0]}, column %{customdata[1]}<br>weight %{customdata[2]:.4f}<extra></extra>"
-            ),
-        )
-    )
-    thumb = bg.thumb
+    traces = [
+        {
+            "type": "heatmap",
+            "z": z,
+            "x0": cw / 2,
+            "dx": cw,
+            "y0": ch / 2,
+            "dy": ch,
+            "customdata": custom,
+            "colorscale": COLORSCALE,
+            "opacity": opacity,
+            "zmin": 0,
+            "zmax": 1,
+            "showscale": False,
+            "hoverongaps": False,
+            "hovertemplate": f"{names[0]} %{{customdata[0]}}, {names[1]} %{{customdata[1]}}<br>"
+            "weight %{customdata[2]:.4f}<extra></extra>",
+        }
+    ]
     tile_h, tile_w = (h + 1) * ch, (w + 1) * cw
-    for r in range(rows):
-        for c in range(cols):
-            fig.add_layout_image(
-                source=thumb,
-                xref="x",
-                yref="y",
-                x=c * tile_w,
-                y=r * tile_h,
-                sizex=bg.width,
-                sizey=bg.height,
-                sizing="stretch",
-                layer="below",
-            )
+    tiles = [
+        {
+            "source": bg.thumb,
+            "xref": "x",
+            "yref": "y",
+            "x": c * tile_w,
+            "y": r * tile_h,
+            "sizex": bg.width,
+            "sizey": bg.height,
+            "sizing": "stretch",
+            "layer": "below",
+        }
+        for r in range(rows)
+        for c in range(cols)
+    ]
     if point is not None:
-        px = [c * tile_w + point[0] for r in range(rows) for c in range(cols)]
-        py = [r * tile_h + point[1] for r in range(rows) for c in range(cols)]
-        fig.add_trace(
-            go.Scatter(
-                x=px,
-                y=py,
-                mode="markers",
-                hoverinfo="skip",
-                marker={"symbol": "x", "size": 7, "color": "cyan"},
-            )
+        traces.append(
+            {
+                "type": "scatter",
+                "mode": "markers",
+                "hoverinfo": "skip",
+                "x": [c * tile_w + point[0] for r in range(rows) for c in range(cols)],
+                "y": [r * tile_h + point[1] for r in range(rows) for c in range(cols)],
+                "marker": {"symbol": "x", "size": 7, "color": "cyan"},
+            }
         )
-    fig.update_xaxes(
-        range=[0, cols * tile_w - cw],
-        tickvals=[(c + 0.5) * tile_w for c in range(cols)],
-        ticktext=col_labels,
-        side="top",
-        showgrid=False,
-        zeroline=False,
-    )
-    fig.update_yaxes(
-        range=[rows * tile_h - ch, 0],
-        tickvals=[(r + 0.5) * tile_h for r in range(rows)],
-        ticktext=row_labels,
-        showgrid=False,
-        zeroline=False,
-        scaleanchor="x",
-    )
-    fig.update_layout(
-        title=title,
-        margin={"l": 10, "r": 10, "t": 70, "b": 10},
-        showlegend=False,
-        plot_bgcolor="white",
-        height=int(80 + rows * tile_width * tile_h / tile_w),
-        width=int(90 + cols * tile_width),
-    )
-    return fig
+    margin = {"l": 70, "r": 10, "t": 70, "b": 10}
+    plot_w = cols * tile_width
+    layout = {
+        "images": tiles,
+        "xaxis": {
+            "range": [0, cols * tile_w - cw],
+            "tickvals": [(c + 0.5) * tile_w for c in range(cols)],
+            "ticktext": col_labels,
+            "side": "top",
+            "showgrid": False,
+            "zeroline": False,
+            "constrain": "domain",
+        },
+        "yaxis": {
+            "range": [rows * tile_h - ch, 0],
+            "tickvals": [(r + 0.5) * tile_h for r in range(rows)],
+            "ticktext": row_labels,
+            "showgrid": False,
+            "zeroline": False,
+            "scaleanchor": "x",
+            "constrain": "domain",
+        },
+        "title": {"text": title},
+        "margin": margin,
+        "showlegend": False,
+        "plot_bgcolor": "white",
+        "width": int(margin["l"] + margin["r"] + plot_w),
+        "height": int(margin["t"] + margin["b"] + plot_w * (rows * tile_h - ch) / (cols * tile_w - cw)),
+    }
+    return _figure(traces, layout)
 
 
 def layer_predictions(
@@ -327,34 +368,33 @@ def layer_predictions(
     if not 0 <= layer < n_layers:
         raise ValueError(f"layer {layer} is outside 0..{n_layers - 1}")
     centres = np.stack([(boxes[..., 0] + boxes[..., 2]) / 2, (boxes[..., 1] + boxes[..., 3]) / 2], -1)
-    fig = go.Figure()
+    traces = []
     for q in range(n):
         colour = PALETTE[colours[q] % len(PALETTE)] if is_object[q] else "rgba(200,200,200,0.8)"
         xs, ys = _outline(boxes[layer, q])
-        fig.add_trace(
-            go.Scatter(
-                x=xs,
-                y=ys,
-                mode="lines",
-                hovertemplate=f"query {q}: {labels[q]}<extra></extra>",
-                line={
-                    "color": colour,
-                    "width": 2 if is_object[q] else 1,
-                    "dash": "solid" if is_object[q] else "dot",
-                },
-            )
+        solid = bool(is_object[q])
+        traces.append(
+            {
+                "type": "scatter",
+                "x": xs,
+                "y": ys,
+                "mode": "lines",
+                "hovertemplate": f"query {q}: {labels[q]}<extra></extra>",
+                "line": {"color": colour, "width": 2 if solid else 1, "dash": "solid" if solid else "dot"},
+            }
         )
-        fig.add_trace(
-            go.Scatter(
-                x=centres[: layer + 1, q, 0],
-                y=centres[: layer + 1, q, 1],
-                mode="lines+markers",
-                line={"color": colour, "width": 1},
-                marker={"size": 4},
-                hoverinfo="skip",
-            )
+        traces.append(
+            {
+                "type": "scatter",
+                "x": centres[: layer + 1, q, 0],
+                "y": centres[: layer + 1, q, 1],
+                "mode": "lines+markers",
+                "line": {"color": colour, "width": 1},
+                "marker": {"size": 4},
+                "hoverinfo": "skip",
+            }
         )
-    return _image_layout(fig, bg, height, title)
+    return _figure(traces, _image_layout(bg, height, title))
 
 
 def matching_heatmaps(
@@ -412,41 +452,44 @@ def matching_scene(
     """Ground-truth boxes (dashed white) and the matched predictions (coloured), linked centre to centre."""
     gt_boxes = _check_boxes(gt_boxes, len(gt_labels))
     pred_boxes = np.asarray(pred_boxes, dtype=np.float64)
-    fig = go.Figure()
+    traces = []
     for j, box in enumerate(gt_boxes):
         xs, ys = _outline(box)
-        fig.add_trace(
-            go.Scatter(
-                x=xs,
-                y=ys,
-                mode="lines",
-                line={"color": "white", "width": 2, "dash": "dash"},
-                hovertemplate=f"ground truth {j}: {gt_labels[j]}<extra></extra>",
-            )
+        traces.append(
+            {
+                "type": "scatter",
+                "x": xs,
+                "y": ys,
+                "mode": "lines",
+                "line": {"color": "white", "width": 2, "dash": "dash"},
+                "hovertemplate": f"ground truth {j}: {gt_labels[j]}<extra></extra>",
+            }
         )
     for k, (q, j) in enumerate(zip(pred, gt)):
         colour = PALETTE[k % len(PALETTE)]
         xs, ys = _outline(pred_boxes[q])
-        fig.add_trace(
-            go.Scatter(
-                x=xs,
-                y=ys,
-                mode="lines",
-                line={"color": colour, "width": 2},
-                hovertemplate=f"query {q} → ground truth {j}<extra></extra>",
-            )
+        traces.append(
+            {
+                "type": "scatter",
+                "x": xs,
+                "y": ys,
+                "mode": "lines",
+                "line": {"color": colour, "width": 2},
+                "hovertemplate": f"query {q} → ground truth {j}<extra></extra>",
+            }
         )
         pc, gc = pred_boxes[q], gt_boxes[j]
-        fig.add_trace(
-            go.Scatter(
-                x=[(pc[0] + pc[2]) / 2, (gc[0] + gc[2]) / 2],
-                y=[(pc[1] + pc[3]) / 2, (gc[1] + gc[3]) / 2],
-                mode="lines+markers",
-                line={"color": colour, "width": 2},
-                hoverinfo="skip",
-            )
+        traces.append(
+            {
+                "type": "scatter",
+                "x": [(pc[0] + pc[2]) / 2, (gc[0] + gc[2]) / 2],
+                "y": [(pc[1] + pc[3]) / 2, (gc[1] + gc[3]) / 2],
+                "mode": "lines+markers",
+                "line": {"color": colour, "width": 2},
+                "hoverinfo": "skip",
+            }
         )
-    return _image_layout(fig, bg, height, title)
+    return _figure(traces, _image_layout(bg, height, title))
 
 
 def _lut(colorscale: list[str]) -> np.ndarray:

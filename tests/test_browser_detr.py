@@ -1,0 +1,51 @@
+"""The DETR page in a real browser: upload an image, click a detection's box, see its attention grid."""
+
+import io
+import re
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from models.detr.scenes import make_scene
+from tests.conftest import screenshot
+
+pytestmark = pytest.mark.browser
+DEFAULT_SHIPPED = (Path(__file__).parents[1] / "weights" / "detr-shapes" / "model.safetensors").exists()
+
+
+def scene_png() -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(make_scene(11, 128).image).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_detr_page_in_chromium(page, app_url):
+    page.goto(f"{app_url}/detr")
+    page.get_by_text("DETR: what each object query looks at").wait_for()
+    if not DEFAULT_SHIPPED:
+        page.get_by_text("Untrained small DETR (random weights)").click()
+    page.get_by_text("Upload an image", exact=True).click()
+    page.locator("input[type=file]").set_input_files(
+        {"name": "scene.png", "mimeType": "image/png", "buffer": scene_png()}
+    )
+    page.get_by_text(re.compile(r"detections at score")).first.wait_for()
+    if not DEFAULT_SHIPPED:  # random weights score low: show every query's box
+        page.get_by_role("slider", name="Score threshold").focus()
+        page.keyboard.press("Home")
+        page.get_by_text("detections at score ≥ 0.00").first.wait_for()
+    detections = page.locator(".js-plotly-plot").first
+    labels = detections.locator(".annotation-text")
+    assert labels.count() >= 1
+    k = labels.count() - 1  # the lowest-scoring detection: not the one chosen at the start
+    query = re.match(r"q(\d+) ", labels.nth(k).text_content()).group(1)
+    marker = detections.locator(".scatterlayer .trace").nth(k).locator(".points path").first
+    box = marker.bounding_box()
+    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.get_by_text(re.compile(rf"^query {query}: .* · layer \d+, mean of heads")).first.wait_for()
+    grid = page.get_by_text(f"Query {query}: every decoder layer × head").first
+    grid.wait_for()
+    grid.scroll_into_view_if_needed()
+    assert page.locator(".js-plotly-plot .hm image").count() >= 2  # the overlay and the grid
+    assert not page.get_by_test_id("stException").count()
+    assert screenshot(page, "detr").stat().st_size > 10_000
