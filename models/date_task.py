@@ -199,29 +199,71 @@ _MONTH_WORDS.update({m: i + 1 for i, m in enumerate(MONTH_ABBREVIATIONS)}, sept=
 _WORD = re.compile(r"[a-z]+(?:-[a-z]+)?|\d+(?:st|nd|rd|th)?")
 
 
-def parse_date(text: str) -> dt.date | None:
-    """The date a written input names, by rule (the reference answer), or None if it names none clearly."""
-    day = month = year = None
-    for word in _WORD.findall(normalise(text)):
-        if word in _MONTH_WORDS and month is None:
-            month = _MONTH_WORDS[word]
-        elif word in _DAY_WORDS and day is None:
-            day = _DAY_WORDS[word]
+@dataclass
+class DateFields:
+    """The fields a written date names, and where each one is written."""
+
+    year: int
+    month: int
+    day: int
+    spans: dict[str, tuple[int, int]]  # "year"/"month"/"day" -> [start, end) in the normalised text
+
+
+def read_fields(text: str) -> DateFields | None:
+    """Day, month and year of a written date by rule, with their character spans; None if unclear."""
+    values, spans = {}, {}
+    for match in _WORD.finditer(normalise(text)):
+        word = match.group()
+        field, value = None, None
+        if word in _MONTH_WORDS:
+            field, value = "month", _MONTH_WORDS[word]
+        elif word in _DAY_WORDS:
+            field, value = "day", _DAY_WORDS[word]
         elif word[0].isdigit():
             digits = word.rstrip("stndrh")
             suffix = word[len(digits) :]
-            if len(digits) == 4 and not suffix and year is None:
-                year = int(digits)
-            elif len(digits) <= 2 and day is None and suffix in ("", ordinal_suffix(int(digits) or 4)):
-                day = int(digits)
+            if len(digits) == 4 and not suffix:
+                field, value = "year", int(digits)
+            elif len(digits) <= 2 and suffix in ("", ordinal_suffix(int(digits) or 4)):
+                field, value = "day", int(digits)
             else:
                 return None
-    if None in (day, month, year):
+        if field is None:
+            continue
+        if field in values:
+            return None  # two days, months or years: no single reading
+        values[field], spans[field] = value, match.span()
+    if len(values) < 3:
+        return None
+    return DateFields(**values, spans=spans)
+
+
+def parse_date(text: str) -> dt.date | None:
+    """The date a written input names, by rule (the reference answer), or None if it names none clearly."""
+    fields = read_fields(text)
+    if fields is None:
         return None
     try:
-        return dt.date(year, month, day)
+        return dt.date(fields.year, fields.month, fields.day)
     except ValueError:
         return None
+
+
+TARGET_FIELDS = {"year": (0, 4), "month": (5, 7), "day": (8, 10)}  # character spans of YYYY-MM-DD
+
+
+def field_attention(cross, spans: dict[str, tuple[int, int]]) -> dict:
+    """Share of each output field's cross-attention that lands on the same field of the source.
+
+    cross (..., Tt, Ts) attention probabilities of a decoding (rows = output characters, EOS step last);
+    spans from `read_fields`. Returns field -> (...) mean over the field's output characters of the
+    attention mass inside its source span: 1 means the heads read the year digits from the written year.
+    """
+    shares = {}
+    for field, (t0, t1) in TARGET_FIELDS.items():
+        s0, s1 = spans[field]
+        shares[field] = cross[..., t0:t1, s0:s1].sum(-1).mean(-1)
+    return shares
 
 
 def encode_sources(texts: list[str], device=None) -> torch.Tensor:

@@ -6,9 +6,19 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from models.date_task import EOS, TGT_LEN, TGT_VOCAB, encode_sources, make_pairs, parse_date, validate
+from models.date_task import (
+    EOS,
+    TGT_LEN,
+    TGT_VOCAB,
+    encode_sources,
+    field_attention,
+    make_pairs,
+    parse_date,
+    read_fields,
+    validate,
+)
 from models.seq2seq import Seq2Seq, Seq2SeqConfig, Seq2SeqLoadError, decode_step_by_step, load_seq2seq
-from viz.attention import attention_heatmap
+from viz.attention import attention_heatmap, head_statistic_heatmap
 from viz.seq2seq import head_rows_heatmap, masked_attention_heatmap, next_token_bar
 
 WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "seq2seq-dates"
@@ -144,7 +154,24 @@ def step_view(result: dict, layer: int) -> None:
     )
 
 
-def full_view(result: dict, layer: int, config: Seq2SeqConfig) -> None:
+def alignment_view(result: dict, text: str) -> None:
+    """Per layer and head, how much of each output field's attention lands on that field in the source."""
+    fields = read_fields(text)
+    if fields is None or len(result["tokens"]) < TGT_LEN:
+        st.caption("No per-field alignment: the reference rules find no single date here to align with.")
+        return
+    st.markdown(
+        "**Does the guidance find the content?** For every layer and head, the share of the attention of "
+        "the year, month and day characters of the output that lands on the written year, month and day "
+        "(S16). 1 means the whole row reads from the right field."
+    )
+    shares = field_attention(result["cross"], fields.spans)  # field -> (L, nh)
+    for column, (field, values) in zip(st.columns(len(shares)), shares.items(), strict=True):
+        span = text[slice(*fields.spans[field])]
+        column.plotly_chart(head_statistic_heatmap(values, f"{field} ← '{span}'"), key=f"s2s_align_{field}")
+
+
+def full_view(result: dict, layer: int, text: str, config: Seq2SeqConfig) -> None:
     """The whole decoding at once: cross-attention, masked self-attention and encoder self-attention."""
     head = st.selectbox(
         "Head",
@@ -173,6 +200,7 @@ def full_view(result: dict, layer: int, config: Seq2SeqConfig) -> None:
             ),
             key="s2s_cross",
         )
+        alignment_view(result, text)
     with self_tab:
         st.caption("Grey: masked (−∞ before the softmax, exactly 0 after). Row i sees positions ≤ i (S12).")
         st.plotly_chart(
@@ -230,7 +258,7 @@ def main() -> None:
     st.subheader("Greedy decoding, step by step")
     step_view(result, layer)
     st.subheader("Every attention of the whole decoding")
-    full_view(result, layer, config)
+    full_view(result, layer, text, config)
 
 
 main()
