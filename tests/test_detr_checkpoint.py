@@ -1,6 +1,7 @@
 """DETR checkpoints: the official torch-hub layout, Hugging Face's (parity with transformers), ours,
 and the files that must be refused with a clear message."""
 
+import argparse
 import json
 import re
 from pathlib import Path
@@ -220,3 +221,11 @@ def test_parity_with_transformers_detr():
     peak = att.decoder_cross[-1].probs[0].max().item()
     assert peak > 2 / 15  # twice uniform over 15 positions: the maps have something to compare
     assert (att.decoder_cross[0].probs[1].reshape(8, 100, 3, 5)[..., 2, :] == 0).all()  # padded rows
+
+
+def test_official_training_checkpoint_with_args_namespace_loads(tmp_path):
+    state = to_official(build_detr(TINY).state_dict())
+    torch.save({"model": state, "args": argparse.Namespace(lr=1e-4, backbone="resnet18"), "epoch": 3},
+               tmp_path / "checkpoint.pth")
+    model, config = load_checkpoint(tmp_path / "checkpoint.pth", n_heads=4)
+    assert config.d_model == 32 and config.n_heads == 4

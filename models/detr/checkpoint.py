@@ -15,6 +15,7 @@ defaults (8 heads, no dilation). Loading is strict: missing, unexpected or mis-s
 `CheckpointError` naming them. Pickles that would run code are refused, never executed.
 """
 
+import argparse
 import json
 import pickle
 import re
@@ -38,7 +39,10 @@ def read_tensors(path: Path) -> dict:
     try:
         if path.suffix == ".safetensors":
             return load_file(str(path))
-        return torch.load(path, map_location="cpu", weights_only=True)
+        # The official training checkpoints also hold `args`, an argparse.Namespace: a plain attribute bag,
+        # allowed by name; every other class is still refused.
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         raise CheckpointError(f"{path.name}: refused, the file holds Python objects beyond tensors and "
                               f"plain containers, which could run code when unpickled ({e})") from e
