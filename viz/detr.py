@@ -20,7 +20,8 @@ from plotly.subplots import make_subplots
 MARGIN = {"l": 10, "r": 10, "t": 40, "b": 10}
 PALETTE = qualitative.Plotly
 OUTLINE_POINTS = 9  # clickable markers per box edge: a click anywhere on the outline picks the box
-COLORSCALE = "Inferno"
+# spelled out: plotly.js has no "Inferno" by name, and the figures skip the validation that would expand it
+COLORSCALE = [[i / (len(sequential.Inferno) - 1), c] for i, c in enumerate(sequential.Inferno)]
 
 
 @dataclass(frozen=True)
@@ -400,21 +401,23 @@ def layer_predictions(
 def matching_heatmaps(
     costs: dict[str, np.ndarray], pred, gt, query_labels: list[str], gt_labels: list[str], title: str = ""
 ) -> go.Figure:
-    """costs name -> (N, M) matrix; the Hungarian assignment (pred[k], gt[k]) is circled on each."""
+    """costs name -> (N, M) matrix; the Hungarian assignment (pred[k], gt[k]) is circled on each.
+    Each matrix has its own colour bar: the parts live on different ranges (class in [-1, 0], GIoU in
+    [-2, 2], L1 up to 20)."""
     names = list(costs)
     mats = [np.asarray(costs[k], dtype=np.float64) for k in names]
     n, m = len(query_labels), len(gt_labels)
     for k, mat in zip(names, mats):
         if mat.shape != (n, m):
             raise ValueError(f"cost {k!r} has shape {mat.shape}, expected ({n}, {m})")
-    fig = make_subplots(rows=1, cols=len(names), subplot_titles=names, horizontal_spacing=0.04)
+    fig = make_subplots(rows=1, cols=len(names), subplot_titles=names, horizontal_spacing=0.07)
     for i, mat in enumerate(mats):
         fig.add_trace(
             go.Heatmap(
                 z=mat,
                 colorscale="RdBu_r",
                 zmid=0,
-                showscale=i == len(mats) - 1,
+                colorbar={"x": fig.layout[f"xaxis{i + 1}"].domain[1] + 0.003, "thickness": 8, "len": 0.9},
                 customdata=np.stack(np.meshgrid(query_labels, gt_labels, indexing="ij"), -1),
                 hovertemplate="%{customdata[0]}<br>→ %{customdata[1]}<br>cost %{z:.3f}<extra></extra>",
             ),
