@@ -245,7 +245,8 @@ def sequence_section(device: str) -> SeqConfig | None:
 def parallelism_section(cfg: SeqConfig, device: str) -> None:
     st.subheader("Parallelism: forward time against length (S2)")
     st.caption(
-        "One batch-1 forward pass per length on the current device, the fastest of up to 5 after a warm-up. "
+        "One batch-1 forward pass per length on the current device (on CPU, one thread, so that other "
+        "processes' scheduling does not swamp the tiny models), the fastest of up to 5 after a warm-up. "
         "A recurrent layer has n steps that each wait for the previous one: its time grows step by step "
         "with n. Convolution and attention have as many sequential steps as layers; their work grows "
         "with n (n² for full attention) but runs in parallel."

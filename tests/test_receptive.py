@@ -373,3 +373,28 @@ def test_page_rejects_empty_and_too_many_sentences():
     assert not at.exception and any("at least one sentence" in w.value for w in at.warning)
     at = small_page(rf_sentences="\n".join(["word"] * 20))
     assert any("exceed the limit of 16" in e.value for e in at.error)
+
+
+def test_one_cpu_thread_restores_the_thread_count():
+    from models.receptive.threads import one_cpu_thread
+
+    seen = []
+
+    @one_cpu_thread
+    def inner():
+        seen.append(torch.get_num_threads())
+
+    @one_cpu_thread
+    def outer():
+        inner()
+        seen.append(torch.get_num_threads())
+        raise RuntimeError("fails inside")
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with pytest.raises(RuntimeError):
+            outer()
+        assert seen == [1, 1] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

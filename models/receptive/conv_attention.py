@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from models.attention import AttentionRecord, attend
+from models.receptive.threads import one_cpu_thread
 
 
 def kernel_offsets(kernel_size: int) -> Tensor:
@@ -83,6 +84,7 @@ def construction_error(x: Tensor, weight: Tensor, bias: Tensor | None, alpha: fl
     return float((approx - reference).abs().max() / reference.abs().max())
 
 
+@one_cpu_thread
 def error_vs_alpha(
     kernel_size: int = 3, size: int = 12, channels: int = 3, alphas=None, seed: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:

@@ -10,6 +10,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from models.receptive.threads import one_cpu_thread
+
 MAX_IMAGE_SIDE = 256  # the gradient maps run a full backward pass per initialisation and depth
 MAX_DEPTH_2D = 32
 
@@ -45,6 +47,7 @@ def check_image(image: np.ndarray, depths: list[int], kernel_size: int) -> None:
         raise ValueError(f"kernel size {kernel_size} must be odd, so that the centre output stays centred")
 
 
+@one_cpu_thread
 def cnn_field_2d(
     image: np.ndarray,
     depths: list[int],

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from models.attention import MultiHeadAttention
+from models.receptive.threads import one_cpu_thread
 
 MAX_RESIDUAL_DEPTH = 64
 
@@ -86,6 +87,7 @@ def _effective_rank(x: Tensor) -> float:
     return float(torch.exp(-(p * torch.log(p.clamp_min(1e-30))).sum()))
 
 
+@one_cpu_thread
 def residual_trace(x: Tensor, n_layers: int, n_heads: int, skip: bool, seed: int = 0) -> StackTrace:
     """Run x (T, d) through n_layers random attention blocks and measure the token vectors per layer."""
     if not 1 <= n_layers <= MAX_RESIDUAL_DEPTH:

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from models.attention import MultiHeadAttention, attend, causal_mask
+from models.receptive.threads import one_cpu_thread
 
 RECURRENT = {"RNN": nn.RNN, "LSTM": nn.LSTM, "GRU": nn.GRU}
 MODEL_NAMES = ("RNN", "LSTM", "GRU", "BiRNN", "BiLSTM", "BiGRU", "CNN", "Self-attention", "Local attention")
@@ -213,6 +214,7 @@ def input_gradient(model: nn.Module, x: Tensor, t: int) -> Tensor:
     return x.grad.abs().sum(-1)
 
 
+@one_cpu_thread
 def effective_field(
     name: str,
     cfg: SeqConfig,
@@ -241,6 +243,7 @@ def field_width(gradient: np.ndarray, t: int) -> float:
     return float(np.sqrt((weights * (s - t) ** 2).sum() / weights.sum()))
 
 
+@one_cpu_thread
 def cnn_width_vs_depth(cfg: SeqConfig, depths: list[int], n_inits: int = 4, device: str = "cpu") -> dict:
     """Effective and theoretical radius of the 1-D CNN at the centre output, for each depth."""
     t = cfg.length // 2
@@ -253,6 +256,7 @@ def cnn_width_vs_depth(cfg: SeqConfig, depths: list[int], n_inits: int = 4, devi
     return {"depth": np.array(depths), "effective": np.array(effective), "theoretical": np.array(theoretical)}
 
 
+@one_cpu_thread
 def time_forward(
     name: str,
     cfg: SeqConfig,
@@ -321,6 +325,7 @@ def hops_to_connect(adjacency: np.ndarray, causal: bool, max_hops: int) -> int |
     return None
 
 
+@one_cpu_thread
 def complexity_table(cfg: SeqConfig, layer_times: dict[str, float]) -> list[dict]:
     """Table 1 of "Attention Is All You Need" with the numbers of this configuration.
 
