@@ -117,7 +117,7 @@ def timing_figure(lengths, times: dict, steps: dict, device: str) -> go.Figure:
     fig = make_subplots(
         rows=1,
         cols=2,
-        subplot_titles=(f"forward time on {device}", "sequential steps"),
+        subplot_titles=(f"forward time on {device}", "steps that wait for the one before"),
         horizontal_spacing=0.1,
     )
     for i, (name, seconds) in enumerate(times.items()):
@@ -140,7 +140,7 @@ def timing_figure(lengths, times: dict, steps: dict, device: str) -> go.Figure:
         type="log", title="sequence length n", tickvals=lengths, ticktext=[f"{n:g}" for n in lengths]
     )
     fig.update_yaxes(type="log", title="ms", dtick=1, row=1, col=1)
-    fig.update_yaxes(type="log", title="steps, each waiting for the last", dtick=1, row=1, col=2)
+    fig.update_yaxes(type="log", title="sequential steps", dtick=1, row=1, col=2)
     fig.update_layout(height=420, margin=MARGIN)
     return fig
 
