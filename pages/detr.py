@@ -396,7 +396,7 @@ def cross_attention_section(insp: DetrInspection, bg: Background) -> None:
     )
     st.caption(
         "Below: every layer and head at the raw feature-map resolution, each tile coloured from 0 to its "
-        f"own maximum (hover for the weight; head {n_heads} is the mean). Click a tile to open it above."
+        f"own maximum (head {n_heads} is the mean). Click a tile to open it above."
     )
     grid_chart(
         bg,
@@ -470,6 +470,7 @@ def encoder_section(insp: DetrInspection, bg: Background) -> None:
                 cell,
                 st.session_state.dp_opacity,
                 point=point,
+                clickable=True,
                 title=f"({y}, {x}): {direction}, layer {layer}, "
                 f"{'mean of heads' if head == MEAN else f'head {head}'}",
             ),

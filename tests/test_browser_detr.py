@@ -47,5 +47,20 @@ def test_detr_page_in_chromium(page, app_url):
     grid.wait_for()
     grid.scroll_into_view_if_needed()
     assert page.locator(".js-plotly-plot .hm image").count() >= 2  # the overlay and the grid
+    h = w = 8  # the small model's feature map at 128 pixels (stride 16)
+    tiles = page.locator(".js-plotly-plot", has_text=f"Query {query}: every decoder layer").locator(
+        ".hm image"
+    )
+    area = tiles.bounding_box()  # 3 layers x 9 columns of (h + 1) x (w + 1) cells, less the last gap
+    layer, head = 1, 3
+    x = area["x"] + area["width"] * (head * (w + 1) + w / 2) / (9 * (w + 1) - 1)
+    y = area["y"] + area["height"] * (layer * (h + 1) + h / 2) / (3 * (h + 1) - 1)
+    page.mouse.click(x, y)
+    page.get_by_text(re.compile(rf"^query {query}: .* · layer {layer}, head {head}$")).first.wait_for()
+    page.get_by_role("tab", name="Encoder self-attention").click()
+    encoder = page.locator(".js-plotly-plot", has_text="where it attends, layer").locator(".hm image")
+    area = encoder.bounding_box()
+    page.mouse.click(area["x"] + area["width"] * 0.9, area["y"] + area["height"] * 0.1)
+    page.get_by_text(re.compile(r"^\(0, 7\): where it attends, layer")).first.wait_for()
     assert not page.get_by_test_id("stException").count()
     assert screenshot(page, "detr").stat().st_size > 10_000

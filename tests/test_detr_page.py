@@ -131,7 +131,9 @@ def test_map_grid_tiles_every_map_scaled_to_its_maximum():
     assert z.shape == (3 * 6 - 1, 4 * 7 - 1)
     np.testing.assert_allclose(z[6:11, 14:20], maps[1, 2] / maps[1, 2].max(), rtol=1e-6)
     assert np.isnan(z[5]).all() and np.isnan(z[:, 6]).all()  # gaps between tiles
-    np.testing.assert_allclose(np.asarray(fig.data[0].customdata)[6:11, 14:20, 2], maps[1, 2], rtol=1e-6)
+    targets = fig.data[1]  # one click target per tile, row-major, at the tile's centre
+    assert len(targets.x) == 12 and (targets.x[6], targets.y[6]) == (2 * 7 * 8 + 24, 1 * 6 * 8 + 20)
+    np.testing.assert_allclose(np.asarray(targets.customdata)[6], [1, 2, maps[1, 2].max()], rtol=1e-6)
     assert len(fig.layout.images) == 12
     with pytest.raises(ValueError, match="labels"):
         map_grid(bg, maps, ["a"], list("wxyz"), (8.0, 8.0))

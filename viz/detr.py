@@ -174,9 +174,14 @@ def attention_overlay(
     title: str = "",
     height: int = 520,
     zmax: float | None = None,
+    clickable: bool = False,
 ) -> go.Figure:
     """attn (a, b) over the image, each value covering `cell` = (height, width) pixels from the top
-    left; an optional box (xyxy) and point (x, y) in pixels are marked. Hover shows the weight."""
+    left; an optional box (xyxy) and point (x, y) in pixels are marked. Hover shows the weight.
+
+    With `clickable`, an invisible marker sits at every cell centre and carries the hover: Plotly
+    reports clicks on scatter points only, not on heatmap cells, and with no hover cut-off a click
+    anywhere picks the nearest centre, i.e. the cell under the pointer (trace 1, point index a * b)."""
     attn = _check_map(attn)
     if not 0 <= opacity <= 1:
         raise ValueError(f"opacity must be within 0..1, got {opacity}")
@@ -197,6 +202,19 @@ def attention_overlay(
             "colorbar": {"thickness": 12, "title": {"text": "weight", "side": "right"}},
         }
     ]
+    extra = {}
+    if clickable:
+        rows, cols = np.mgrid[0 : attn.shape[0], 0 : attn.shape[1]]
+        traces[0]["hoverinfo"] = "skip"
+        traces.append(
+            _click_targets(
+                (cols.ravel() + 0.5) * cw,
+                (rows.ravel() + 0.5) * ch,
+                np.stack([rows.ravel(), cols.ravel(), attn.ravel()], -1),
+                "cell (%{customdata[0]}, %{customdata[1]})<br>weight %{customdata[2]:.4f}",
+            )
+        )
+        extra = {"hoverdistance": -1}
     if box is not None:
         xs, ys = _outline(np.asarray(box, dtype=np.float64))
         traces.append(
@@ -225,7 +243,14 @@ def attention_overlay(
                 },
             }
         )
-    return _figure(traces, _image_layout(bg, height, title))
+    return _figure(traces, _image_layout(bg, height, title, **extra))
+
+
+def _click_targets(x, y, customdata, hover: str) -> dict:
+    """Nearly invisible markers that receive clicks (Plotly selects points, not heatmap cells)."""
+    return {"type": "scatter", "x": x, "y": y, "customdata": customdata, "mode": "markers",
+            "marker": {"size": 6, "color": "white", "opacity": 0.01},
+            "hovertemplate": hover + "<extra></extra>"}  # fmt: skip
 
 
 def map_grid(
@@ -241,7 +266,8 @@ def map_grid(
     names: tuple[str, str] = ("layer", "column"),
 ) -> go.Figure:
     """maps (R, C, h, w): a grid of overlays, one per (row, column), e.g. layer x head. Each tile is
-    coloured relative to its own maximum (heads differ in sharpness); hover shows the true weight.
+    coloured relative to its own maximum (heads differ in sharpness). Trace 1 holds one click target
+    per tile centre (row-major), whose hover names the tile and its largest weight.
 
     The grid is one heatmap with a blank cell between tiles and the image under every tile, so it
     draws and serialises as fast as a single map."""
@@ -257,16 +283,12 @@ def map_grid(
     rel = np.divide(maps, peak, out=np.zeros_like(maps), where=peak > 0)
     z = np.full((rows, h + 1, cols, w + 1), np.nan, dtype=np.float32)
     z[:, :h, :, :w] = rel.transpose(0, 2, 1, 3)  # (R, h, C, w)
-    weight = np.full_like(z, np.nan)
-    weight[:, :h, :, :w] = maps.transpose(0, 2, 1, 3)
     z = z.reshape(rows * (h + 1), cols * (w + 1))[:-1, :-1]
-    weight = weight.reshape(z.shape[0] + 1, z.shape[1] + 1)[:-1, :-1]
-    r_idx = np.repeat(np.arange(rows), h + 1)[:-1]
-    c_idx = np.repeat(np.arange(cols), w + 1)[:-1]
-    custom = np.stack(
-        [np.broadcast_to(r_idx[:, None], z.shape), np.broadcast_to(c_idx[None, :], z.shape), weight], axis=-1
-    )
     ch, cw = cell
+    tile_h, tile_w = (h + 1) * ch, (w + 1) * cw
+    r_idx, c_idx = np.mgrid[0:rows, 0:cols]
+    centres_x, centres_y = (c_idx.ravel() * tile_w + w * cw / 2), (r_idx.ravel() * tile_h + h * ch / 2)
+    info = np.stack([r_idx.ravel(), c_idx.ravel(), maps.max(axis=(2, 3)).ravel()], -1)
     traces = [
         {
             "type": "heatmap",
@@ -275,18 +297,21 @@ def map_grid(
             "dx": cw,
             "y0": ch / 2,
             "dy": ch,
-            "customdata": custom,
             "colorscale": COLORSCALE,
             "opacity": opacity,
             "zmin": 0,
             "zmax": 1,
             "showscale": False,
-            "hoverongaps": False,
-            "hovertemplate": f"{names[0]} %{{customdata[0]}}, {names[1]} %{{customdata[1]}}<br>"
-            "weight %{customdata[2]:.4f}<extra></extra>",
-        }
+            "hoverinfo": "skip",
+        },
+        _click_targets(
+            centres_x,
+            centres_y,
+            info,
+            f"{names[0]} %{{customdata[0]}}, {names[1]} "
+            "%{customdata[1]}<br>largest weight %{customdata[2]:.4f}<br>click to open",
+        ),
     ]
-    tile_h, tile_w = (h + 1) * ch, (w + 1) * cw
     tiles = [
         {
             "source": bg.thumb,
@@ -339,6 +364,7 @@ def map_grid(
         "margin": margin,
         "showlegend": False,
         "plot_bgcolor": "white",
+        "hoverdistance": -1,
         "width": int(margin["l"] + margin["r"] + plot_w),
         "height": int(margin["t"] + margin["b"] + plot_w * (rows * tile_h - ch) / (cols * tile_w - cw)),
     }
