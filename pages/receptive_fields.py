@@ -22,6 +22,7 @@ from models.receptive.sequence import (
     MODEL_NAMES,
     SeqConfig,
     check_config,
+    check_work,
     cnn_width_vs_depth,
     complexity_table,
     effective_field,
@@ -192,8 +193,7 @@ def sequence_controls() -> tuple[SeqConfig, list[str], int, int, bool]:
         length, width, rnn_layers, cnn_layers, kernel, dilation, attn_layers, heads, radius, causal
     )
     check_config(cfg)
-    if not 1 <= n_inits <= LIMITS.max_inits:
-        raise ValueError(f"random initialisations = {n_inits} is outside the limit [1, {LIMITS.max_inits}]")
+    check_work(cfg, n_inits=n_inits)
     st.session_state.rf_t = min(max(st.session_state.rf_t, 0), length - 1)
     t = st.slider("output position t", 0, length - 1, key="rf_t")
     return cfg, models, t, n_inits, log
@@ -252,8 +252,10 @@ def parallelism_section(cfg: SeqConfig, device: str) -> None:
         "with n (n² for full attention) but runs in parallel."
     )
     top = whole("longest length", "rf_timing_max", f"16 to {LIMITS.max_timing_length}")
-    if not 16 <= top <= LIMITS.max_timing_length:
-        st.error(f"longest length = {top} is outside the limit [16, {LIMITS.max_timing_length}]")
+    try:
+        check_work(cfg, longest=top)
+    except ValueError as err:
+        st.error(str(err))
         return
     lengths = tuple(n for n in TIMING_LENGTHS if n <= top)
     bar = st.progress(0.0, text="timing…")

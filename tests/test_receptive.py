@@ -27,6 +27,7 @@ from models.receptive.sequence import (
     SeqConfig,
     build_model,
     check_config,
+    check_work,
     cnn_width_vs_depth,
     complexity_table,
     connectivity,
@@ -163,6 +164,21 @@ def test_complexity_table_rows():
 def test_limits_name_the_limit(change, words):
     with pytest.raises(ValueError, match=words.replace("[", r"\[").replace("]", r"\]")):
         check_config(replace(SeqConfig(), **change))
+
+
+def test_work_limits_name_the_limit():
+    big = SeqConfig(length=512, d_model=256, rnn_layers=32)
+    with pytest.raises(
+        ValueError, match=r"initialisations x T x d² x depth = 1.1e\+09 is over the limit 2e\+08"
+    ):
+        check_work(big, n_inits=1)
+    with pytest.raises(ValueError, match=r"longest length x d² x depth = 4.3e\+09 is over the limit 2e\+09"):
+        check_work(big, longest=2048)
+    with pytest.raises(ValueError, match=r"random initialisations = 40 is outside the limit \[1, 32\]"):
+        check_work(SeqConfig(), n_inits=40)
+    with pytest.raises(ValueError, match=r"longest length = 8 is outside the limit \[16, 2048\]"):
+        check_work(SeqConfig(), longest=8)
+    check_work(SeqConfig(), n_inits=4, longest=512)  # the page's defaults pass
 
 
 def test_other_limits():

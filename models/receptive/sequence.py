@@ -40,6 +40,10 @@ class Limits:
     max_dilation: int = 16
     max_inits: int = 32  # random initialisations averaged in the effective receptive field
     max_timing_length: int = 2048  # longest sequence in the timing sweep
+    # work = T x d² x depth (x initialisations): one unit is about 50 ns of an LSTM's forward and
+    # backward on one CPU thread, so these keep each model's share of a computation to about 10 s
+    max_gradient_work: float = 2e8  # initialisations x T x d² x deepest stack, for the effective field
+    max_timing_work: float = 2e9  # longest length x d² x deepest stack, for the timing sweep
 
 
 LIMITS = Limits()
@@ -57,6 +61,39 @@ class SeqConfig:
     n_heads: int = 4  # attention heads; must divide d_model
     radius: int = 4  # r: local attention sees |t - s| <= r
     causal: bool = False  # CNN and attention see only s <= t (recurrent models follow their direction)
+
+
+def _work(cfg: SeqConfig, length: int) -> float:
+    return float(length) * cfg.d_model**2 * max(cfg.rnn_layers, cfg.cnn_layers, cfg.attn_layers)
+
+
+def check_work(
+    cfg: SeqConfig, n_inits: int | None = None, longest: int | None = None, limits: Limits = LIMITS
+):
+    """Raise ValueError when the effective field (n_inits) or the timing sweep (longest) runs too long."""
+    if n_inits is not None:
+        if not 1 <= n_inits <= limits.max_inits:
+            raise ValueError(
+                f"random initialisations = {n_inits} is outside the limit [1, {limits.max_inits}]"
+            )
+        work = n_inits * _work(cfg, cfg.length)
+        if work > limits.max_gradient_work:
+            raise ValueError(
+                f"initialisations x T x d² x depth = {work:.2g} is over the limit "
+                f"{limits.max_gradient_work:.0e} for the effective field; lower the initialisations, the "
+                "width, the depth or the length"
+            )
+    if longest is not None:
+        if not 16 <= longest <= limits.max_timing_length:
+            raise ValueError(
+                f"longest length = {longest} is outside the limit [16, {limits.max_timing_length}]"
+            )
+        work = _work(cfg, longest)
+        if work > limits.max_timing_work:
+            raise ValueError(
+                f"longest length x d² x depth = {work:.2g} is over the limit {limits.max_timing_work:.0e} "
+                "for the timing sweep; lower the longest length, the width or the depth"
+            )
 
 
 def check_config(cfg: SeqConfig, limits: Limits = LIMITS) -> None:
