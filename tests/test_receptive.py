@@ -183,7 +183,7 @@ def test_work_limits_name_the_limit():
 
 def test_other_limits():
     check_config(SeqConfig())
-    with pytest.raises(ValueError, match="limit 256"):
+    with pytest.raises(ValueError, match="limit 128"):
         cnn_field_2d(np.zeros((1, 300, 300)), [1])
     with pytest.raises(ValueError, match="depths"):
         cnn_field_2d(np.zeros((1, 16, 16)), [64])
@@ -375,7 +375,7 @@ def test_page_names_the_limit_and_keeps_working():
     assert not at.exception
     errors = " ".join(e.value for e in at.error)
     assert "sequence length = 100000 is outside the limit [2, 512]" in errors
-    assert "image side = 4000 is outside the limit [8, 256]" in errors
+    assert "image side = 4000 is outside the limit [8, 128]" in errors
     assert "attention layers = 500 is outside the limit [1, 64]" in errors
     assert figure(at, "rf_head_maps")  # the other sections still draw
     at.session_state["rf_length"] = 16

@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from models.receptive.threads import one_cpu_thread
 
-MAX_IMAGE_SIDE = 256  # the gradient maps run a full backward pass per initialisation and depth
+MAX_IMAGE_SIDE = 128  # the gradient maps run a full backward pass per initialisation and depth
 MAX_DEPTH_2D = 32
 
 
