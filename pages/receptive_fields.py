@@ -123,7 +123,7 @@ def width_vs_depth(cfg: SeqConfig, depths: tuple[int, ...], n_inits: int, device
     return cnn_width_vs_depth(cfg, list(depths), n_inits=n_inits, device=device)
 
 
-@st.cache_data(max_entries=8, show_spinner=False)
+@st.cache_data(max_entries=32, show_spinner=False)
 def map_2d(seed: int, size: int, kernel: int, depth: int) -> np.ndarray:
     return cnn_field_2d(scene_image(seed, size), [depth], kernel_size=kernel)[0]
 
@@ -157,7 +157,7 @@ def bert_activations(_model: TextModel, device: str, sentences: tuple[str, ...])
     with torch.no_grad():
         out = _model.model(ids.to(device), attention_mask=mask.to(device))
     states = [h.float().cpu() for h in out.hidden_states]  # layer 0 = embeddings, each (B, T, d)
-    return {"states": states, "mask": mask, "labels": labels, "lengths": [len(e.ids) for e in encodings]}
+    return {"states": states, "mask": mask, "labels": labels}
 
 
 def init_state() -> None:
