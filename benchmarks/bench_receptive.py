@@ -19,14 +19,13 @@ from models.detr.scenes import make_scene
 from models.receptive.conv_attention import error_vs_alpha, head_maps
 from models.receptive.image import cnn_field_2d
 from models.receptive.norms import axis_stats, batch_norm, layer_norm, residual_trace
+from models.receptive.parallelism import complexity_table, time_forward
 from models.receptive.sequence import (
     MODEL_NAMES,
     SeqConfig,
     cnn_width_vs_depth,
-    complexity_table,
     effective_field,
     theoretical_field,
-    time_forward,
 )
 from models.receptive.threads import one_cpu_thread
 from pages.receptive_fields import DEFAULT_SENTENCES, DEFAULTS, TIMING_LENGTHS, scene_image

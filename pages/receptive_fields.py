@@ -17,6 +17,7 @@ from models.receptive.image import (
     theoretical_radius_2d,
 )
 from models.receptive.norms import MAX_RESIDUAL_DEPTH, axis_stats, batch_norm, layer_norm, residual_trace
+from models.receptive.parallelism import complexity_table, time_forward
 from models.receptive.sequence import (
     LIMITS,
     MODEL_NAMES,
@@ -24,11 +25,9 @@ from models.receptive.sequence import (
     check_config,
     check_work,
     cnn_width_vs_depth,
-    complexity_table,
     effective_field,
     sequential_steps,
     theoretical_field,
-    time_forward,
 )
 from ui.models import get_text_model
 from viz.receptive import (

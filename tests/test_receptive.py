@@ -22,6 +22,7 @@ from models.receptive.image import (
     theoretical_radius_2d,
 )
 from models.receptive.norms import axis_stats, batch_norm, layer_norm, residual_trace
+from models.receptive.parallelism import complexity_table, connectivity, hops_to_connect
 from models.receptive.sequence import (
     MODEL_NAMES,
     SeqConfig,
@@ -29,10 +30,7 @@ from models.receptive.sequence import (
     check_config,
     check_work,
     cnn_width_vs_depth,
-    complexity_table,
-    connectivity,
     effective_field,
-    hops_to_connect,
     input_gradient,
     theoretical_field,
     windowed_attention,
