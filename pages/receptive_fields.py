@@ -30,14 +30,12 @@ from models.receptive.sequence import (
     theoretical_field,
 )
 from ui.models import get_text_model
+from viz.norms import norm_axes_figure, norm_stats_figure, residual_figure
 from viz.receptive import (
     construction_error_figure,
     effective_field_figure,
     field_maps_figure,
     head_maps_figure,
-    norm_axes_figure,
-    norm_stats_figure,
-    residual_figure,
     span_figure,
     timing_figure,
     width_vs_depth_figure,

@@ -1,5 +1,5 @@
-"""Figures of the receptive-field lab: gradient profiles, timing, 2-D gradient maps, the conv-as-attention
-construction, norm axes and the residual stack.
+"""Figures of the receptive-field lab: gradient profiles, timing, 2-D gradient maps and the
+conv-as-attention construction (norms and residuals are in viz/norms.py).
 
 Every function takes numpy arrays plus labels, checks their shapes and returns a `go.Figure`; none
 knows a model.
@@ -14,11 +14,11 @@ MARGIN = {"l": 10, "r": 10, "t": 50, "b": 10}
 PALETTE = qualitative.Plotly + qualitative.D3
 
 
-def _colour(i: int) -> str:
+def colour(i: int) -> str:
     return PALETTE[i % len(PALETTE)]
 
 
-def _vector(values, size: int | None, name: str) -> np.ndarray:
+def vector(values, size: int | None, name: str) -> np.ndarray:
     values = np.asarray(values, dtype=np.float64)
     if values.ndim != 1 or (size is not None and values.size != size):
         want = f"({size},)" if size is not None else "1-D"
@@ -42,7 +42,7 @@ def effective_field_figure(gradients: dict, fields: dict, t: int, log: bool = Tr
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.68, 0.32], vertical_spacing=0.04)
     s = np.arange(length)
     for i, (name, grad) in enumerate(gradients.items()):
-        grad = _vector(grad, length, f"gradient of {name}")
+        grad = vector(grad, length, f"gradient of {name}")
         peak = grad.max()
         shown = grad / peak if peak > 0 else grad
         if log:
@@ -55,7 +55,7 @@ def effective_field_figure(gradients: dict, fields: dict, t: int, log: bool = Tr
                 legendgroup=name,
                 mode="lines+markers",
                 marker={"size": 4},
-                line={"color": _colour(i)},
+                line={"color": colour(i)},
                 customdata=grad,
                 hovertemplate=f"{name}<br>s=%{{x}}<br>|dy/dx| %{{customdata:.3g}}<extra></extra>",
             ),
@@ -68,7 +68,7 @@ def effective_field_figure(gradients: dict, fields: dict, t: int, log: bool = Tr
                 x=[first - 0.4, last + 0.4],
                 y=[name, name],
                 mode="lines",
-                line={"color": _colour(i), "width": 9},
+                line={"color": colour(i), "width": 9},
                 legendgroup=name,
                 showlegend=False,
                 hovertemplate=f"{name}: theoretical field s = {first}..{last}<extra></extra>",
@@ -87,9 +87,9 @@ def effective_field_figure(gradients: dict, fields: dict, t: int, log: bool = Tr
 
 def width_vs_depth_figure(depths, effective, theoretical) -> go.Figure:
     """CNN field radius against depth: effective (from gradients), theoretical, and c·√depth fitted."""
-    depths = _vector(depths, None, "depths")
-    effective = _vector(effective, depths.size, "effective radii")
-    theoretical = _vector(theoretical, depths.size, "theoretical radii")
+    depths = vector(depths, None, "depths")
+    effective = vector(effective, depths.size, "effective radii")
+    theoretical = vector(theoretical, depths.size, "theoretical radii")
     c = float((effective * np.sqrt(depths)).sum() / depths.sum())  # least squares for effective ≈ c·√L
     dense = np.linspace(depths.min(), depths.max(), 100)
     fig = go.Figure(
@@ -113,7 +113,7 @@ def width_vs_depth_figure(depths, effective, theoretical) -> go.Figure:
 
 def timing_figure(lengths, times: dict, steps: dict, device: str) -> go.Figure:
     """lengths (n,); times and steps: model name -> (n,) seconds and sequential steps, log-log."""
-    lengths = _vector(lengths, None, "lengths")
+    lengths = vector(lengths, None, "lengths")
     fig = make_subplots(
         rows=1,
         cols=2,
@@ -121,9 +121,9 @@ def timing_figure(lengths, times: dict, steps: dict, device: str) -> go.Figure:
         horizontal_spacing=0.1,
     )
     for i, (name, seconds) in enumerate(times.items()):
-        seconds = _vector(seconds, lengths.size, f"times of {name}")
-        count = _vector(steps[name], lengths.size, f"steps of {name}")
-        style = {"color": _colour(i)}
+        seconds = vector(seconds, lengths.size, f"times of {name}")
+        count = vector(steps[name], lengths.size, f"steps of {name}")
+        style = {"color": colour(i)}
         fig.add_trace(
             go.Scatter(
                 x=lengths, y=seconds * 1e3, name=name, legendgroup=name, line=style, mode="lines+markers"
@@ -154,8 +154,8 @@ def field_maps_figure(maps, depths, radii, image=None) -> go.Figure:
     maps = np.asarray(maps, dtype=np.float64)
     if maps.ndim != 3:
         raise ValueError(f"maps must be (depths, H, W), got shape {maps.shape}")
-    depths = _vector(depths, maps.shape[0], "depths")
-    radii = _vector(radii, maps.shape[0], "radii")
+    depths = vector(depths, maps.shape[0], "depths")
+    radii = vector(radii, maps.shape[0], "radii")
     panels = [("image", None)] if image is not None else []
     panels += [(f"depth {int(d)}", m) for d, m in zip(depths, maps)]
     fig = make_subplots(
@@ -209,8 +209,8 @@ def span_figure(cnn_depths, cnn_distances, attention_distances=None) -> go.Figur
 
     attention_distances (L, nh) or None (no DETR available).
     """
-    cnn_depths = _vector(cnn_depths, None, "CNN depths")
-    cnn_distances = _vector(cnn_distances, cnn_depths.size, "CNN distances")
+    cnn_depths = vector(cnn_depths, None, "CNN depths")
+    cnn_distances = vector(cnn_distances, cnn_depths.size, "CNN distances")
     fig = make_subplots(
         rows=1,
         cols=2,
@@ -232,7 +232,7 @@ def span_figure(cnn_depths, cnn_distances, attention_distances=None) -> go.Figur
                     x=np.arange(1, n_layers + 1),
                     y=attention_distances[:, h],
                     mode="markers",
-                    marker={"color": _colour(h), "size": 9},
+                    marker={"color": colour(h), "size": 9},
                     name=f"head {h}",
                     hovertemplate=f"layer %{{x}} head {h}<br>%{{y:.1f}} px<extra></extra>",
                 ),
@@ -249,8 +249,8 @@ def span_figure(cnn_depths, cnn_distances, attention_distances=None) -> go.Figur
 
 def construction_error_figure(alphas, errors, threshold: float = 1e-3) -> go.Figure:
     """Relative error of the attention-built convolution against the sharpness α, log-log."""
-    alphas = _vector(alphas, None, "alphas")
-    errors = _vector(errors, alphas.size, "errors")
+    alphas = vector(alphas, None, "alphas")
+    errors = vector(errors, alphas.size, "errors")
     shown = np.where(errors > 0, errors, np.nan)  # an exact 0 cannot sit on a log axis
     fig = go.Figure(
         go.Scatter(
@@ -304,143 +304,4 @@ def head_maps_figure(maps, kernel_size: int) -> go.Figure:
     fig.update_xaxes(showticklabels=False)
     fig.update_yaxes(showticklabels=False, autorange="reversed")
     fig.update_layout(title="Each head attends to one kernel offset", height=420, margin=MARGIN)
-    return fig
-
-
-def norm_axes_figure(before, after_layer, after_batch, token_labels, row: int, channel: int) -> go.Figure:
-    """Three (N, d) activations (real tokens x channels): before, after layer norm, after batch norm.
-
-    The row `row` outlined is what layer norm averages over (one token, all channels); the column
-    `channel` is what batch norm averages over (one channel, every token of the batch).
-    """
-    before, after_layer, after_batch = (
-        np.asarray(a, dtype=np.float64) for a in (before, after_layer, after_batch)
-    )
-    if before.ndim != 2 or before.shape != after_layer.shape or before.shape != after_batch.shape:
-        raise ValueError(
-            f"the three activations must share one (N, d) shape: {before.shape}, {after_layer.shape}"
-        )
-    n, d = before.shape
-    if len(token_labels) != n:
-        raise ValueError(f"{len(token_labels)} token labels for {n} rows")
-    fig = make_subplots(
-        rows=1,
-        cols=3,
-        shared_yaxes=True,
-        horizontal_spacing=0.02,
-        subplot_titles=("activations", "layer norm: each row alone", "batch norm: each column alone"),
-    )
-    labels = np.broadcast_to(np.asarray(token_labels, dtype=object)[:, None], (n, d))
-    for col, z in enumerate((before, after_layer, after_batch), start=1):
-        lim = float(np.percentile(np.abs(z), 99)) or 1.0
-        fig.add_trace(
-            go.Heatmap(
-                z=z,
-                customdata=labels,
-                colorscale="RdBu",
-                zmid=0,
-                zmin=-lim,
-                zmax=lim,
-                showscale=False,
-                hovertemplate="token %{y}: %{customdata}<br>channel %{x}<br>%{z:.3f}<extra></extra>",
-            ),
-            row=1,
-            col=col,
-        )
-        fig.add_shape(
-            type="rect",
-            x0=-0.5,
-            x1=d - 0.5,
-            y0=row - 0.5,
-            y1=row + 0.5,
-            line={"color": "black"},
-            row=1,
-            col=col,
-        )
-        fig.add_shape(
-            type="rect",
-            x0=channel - 0.5,
-            x1=channel + 0.5,
-            y0=-0.5,
-            y1=n - 0.5,
-            line={"color": "green"},
-            row=1,
-            col=col,
-        )
-    tick = (
-        {"tickmode": "array", "tickvals": list(range(n)), "ticktext": list(token_labels)} if n <= 64 else {}
-    )
-    fig.update_yaxes(autorange="reversed", **tick, row=1, col=1)
-    fig.update_xaxes(title="channel")
-    fig.update_layout(height=max(360, 60 + 12 * n), margin=MARGIN)
-    return fig
-
-
-def norm_stats_figure(stats: dict) -> go.Figure:
-    """stats: label -> dict of token_mean, token_std (N,) and channel_mean, channel_std (d,)."""
-    fig = make_subplots(
-        rows=2,
-        cols=2,
-        subplot_titles=(
-            "mean of each token",
-            "std of each token",
-            "mean of each channel",
-            "std of each channel",
-        ),
-        vertical_spacing=0.2,
-    )
-    places = {"token_mean": (1, 1), "token_std": (1, 2), "channel_mean": (2, 1), "channel_std": (2, 2)}
-    for i, (label, values) in enumerate(stats.items()):
-        for key, (r, c) in places.items():
-            y = _vector(values[key], None, f"{label} {key}")
-            fig.add_trace(
-                go.Scatter(
-                    x=np.arange(y.size),
-                    y=y,
-                    mode="lines",
-                    name=label,
-                    legendgroup=label,
-                    showlegend=key == "token_mean",
-                    line={"color": _colour(i), "width": 1.5},
-                ),
-                row=r,
-                col=c,
-            )
-    fig.update_xaxes(title="token", row=1)
-    fig.update_xaxes(title="channel", row=2)
-    fig.update_layout(height=520, margin=MARGIN)
-    return fig
-
-
-def residual_figure(traces: dict) -> go.Figure:
-    """traces: label -> dict of cosine, effective_rank, grad_norm, each (L+1,) indexed by layer."""
-    fig = make_subplots(
-        rows=1,
-        cols=3,
-        subplot_titles=(
-            "cosine between tokens",
-            "effective rank",
-            "gradient norm ‖∂L/∂X_l‖",
-        ),
-        horizontal_spacing=0.09,
-    )
-    for i, (label, trace) in enumerate(traces.items()):
-        for col, key in enumerate(("cosine", "effective_rank", "grad_norm"), start=1):
-            y = _vector(trace[key], None, f"{label} {key}")
-            fig.add_trace(
-                go.Scatter(
-                    x=np.arange(y.size),
-                    y=y,
-                    mode="lines+markers",
-                    name=label,
-                    legendgroup=label,
-                    showlegend=col == 1,
-                    line={"color": _colour(i)},
-                ),
-                row=1,
-                col=col,
-            )
-    fig.update_xaxes(title="layer (0 = input)")
-    fig.update_yaxes(type="log", row=1, col=3)
-    fig.update_layout(height=380, margin=MARGIN)
     return fig
