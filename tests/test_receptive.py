@@ -413,3 +413,29 @@ def test_one_cpu_thread_restores_the_thread_count():
         assert seen == [1, 1] and torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.mark.slow
+def test_page_draws_the_detr_encoder_span(monkeypatch):
+    import streamlit as st
+
+    import models.detr.api
+
+    torch.manual_seed(0)
+    config = DetrConfig(
+        num_classes=2, backbone_depth=18, backbone_width=8, d_model=16, n_heads=2, num_encoder_layers=3,
+        num_decoder_layers=1, dim_feedforward=16, num_queries=3, min_size=96, max_size=96,
+    )  # fmt: skip
+    tiny = Detector(build_detr(config).eval(), config, "tiny")
+    monkeypatch.setattr(models.detr.api, "load_detr", lambda path=None, device="cpu": tiny)
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    try:
+        at = small_page()
+        assert not at.exception, at.exception
+        span = figure(at, "rf_span")["data"]
+        assert len(span) == 1 + 2  # the CNN curve and one trace per encoder head
+        assert len(values(span[1]["x"])) == 3  # one point per encoder layer
+    finally:
+        st.cache_resource.clear()
+        st.cache_data.clear()
