@@ -30,10 +30,9 @@ def test_detr_page_in_chromium(page, app_url):
         {"name": "scene.png", "mimeType": "image/png", "buffer": scene_png()}
     )
     page.get_by_text(re.compile(r"detections at score")).first.wait_for()
-    if not DEFAULT_SHIPPED:  # random weights score low: show every query's box
-        page.get_by_role("slider", name="Score threshold").focus()
-        page.keyboard.press("Home")
-        page.get_by_text("detections at score ≥ 0.00").first.wait_for()
+    page.get_by_role("slider", name="Score threshold").focus()  # threshold 0: every query's box
+    page.keyboard.press("Home")
+    page.get_by_text("detections at score ≥ 0.00").first.wait_for()
     detections = page.locator(".js-plotly-plot").first
     labels = detections.locator(".annotation-text")
     assert labels.count() >= 1
