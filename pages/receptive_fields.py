@@ -26,6 +26,7 @@ from models.receptive.sequence import (
     check_work,
     cnn_width_vs_depth,
     effective_field,
+    field_width,
     sequential_steps,
     theoretical_field,
 )
@@ -196,6 +197,23 @@ def sequence_controls() -> tuple[SeqConfig, list[str], int, int, bool]:
     return cfg, models, t, n_inits, log
 
 
+def field_rows(gradients: dict, fields: dict, t: int) -> list[dict]:
+    """One row per model: theoretical field, effective radius, and how much reaches the far end."""
+    rows = []
+    for name, g in gradients.items():
+        first, last = fields[name]
+        far = 0 if t >= len(g) / 2 else len(g) - 1  # the input position farthest from t
+        rows.append(
+            {
+                "model": name,
+                "theoretical field": f"s = {first}..{last} ({last - first + 1} positions)",
+                "effective radius (RMS |s − t|)": round(field_width(g, t), 2),
+                f"|∂y_t/∂x_s| at s = {far} / at s = t": f"{g[far] / g[t]:.1e}",
+            }
+        )
+    return rows
+
+
 def sequence_section(device: str) -> SeqConfig | None:
     st.subheader("Effective receptive field on a sequence (S1, S3)")
     st.caption(
@@ -223,6 +241,7 @@ def sequence_section(device: str) -> SeqConfig | None:
         bar.progress((i + 1) / len(models), text=f"measured {name}")
     bar.empty()
     st.plotly_chart(effective_field_figure(gradients, fields, t, log=log), key="rf_erf_chart")
+    st.dataframe(field_rows(gradients, fields, t), hide_index=True, key="rf_erf_table")
 
     depths = (1, 2, 4, 8, 16)
     curve = width_vs_depth(cfg, depths, n_inits, device)

@@ -356,7 +356,10 @@ def test_page_runs_and_draws_every_section():
     axes = figure(at, "rf_norm_axes")
     assert len(axes["data"]) == 3
     assert len(figure(at, "rf_residual")["data"]) == 6
-    table = at.dataframe[0].value
+    fields = at.dataframe[0].value
+    assert list(fields["model"]) == list(MODEL_NAMES)
+    assert fields["theoretical field"][6] == "s = 4..12 (9 positions)"  # CNN: 4 layers of k = 3 around t = 8
+    table = at.dataframe[1].value
     assert list(table["layer type"]) == [
         "Self-attention",
         "Recurrent",
