@@ -21,8 +21,9 @@ import torch
 from PIL import Image
 
 from benchmarks.timing import machine, median_times
+from models.detr.api import run_detr
 from models.detr.detr import DetrConfig
-from models.detr.inspect import run_detr, untrained, upsample
+from models.detr.inspect import cell_extent, scores_labels, untrained, upsample
 from models.detr.scenes import make_scene
 from scripts.train_detr import SMALL_CONFIG
 from viz.detr import attention_overlay, background, map_grid
@@ -30,21 +31,21 @@ from viz.detr import attention_overlay, background, map_grid
 PAGE = str(Path(__file__).parents[1] / "pages" / "detr.py")
 
 
-def redraw(insp, bg, query: int, layer: int, head: int | None, upsampled: bool) -> int:
+def redraw(result, bg, query: int, layer: int, head: int | None, upsampled: bool) -> int:
     """What the cross-attention view does on a change: slice, (upsample), two figures, to JSON."""
-    maps = insp.cross_maps(query)  # (L_d, nh, h, w)
+    maps = result.decoder_cross[:, :, query]  # (L, nh, h, w)
     attn = maps[layer].mean(0) if head is None else maps[layer, head]
-    cell = insp.cell_extent()
+    cell = shown_cell = cell_extent(result)
     if upsampled:
-        attn, cell = upsample(attn, (insp.h * 8, insp.w * 8)), (cell[0] / 8, cell[1] / 8)
-    overlay = attention_overlay(bg, attn, cell, 0.6, box=insp.boxes[-1, query])
+        attn, shown_cell = upsample(attn, (result.h * 8, result.w * 8)), (cell[0] / 8, cell[1] / 8)
+    overlay = attention_overlay(bg, attn, shown_cell, 0.6, box=result.layer_boxes[-1, query])
     grid_maps = np.concatenate([maps, maps.mean(1, keepdims=True)], axis=1)
     grid = map_grid(
         bg,
         grid_maps,
         [f"layer {i}" for i in range(maps.shape[0])],
         [f"head {j}" for j in range(maps.shape[1])] + ["mean"],
-        insp.cell_extent(),
+        cell,
         0.6,
     )
     return len(pio.to_json(overlay, validate=False)) + len(pio.to_json(grid, validate=False))
@@ -71,13 +72,13 @@ def page_rerun_seconds(source: str, image: np.ndarray, repeats: int = 3) -> floa
     return float(np.median(times))
 
 
-def bench(name: str, model, config, image: np.ndarray, source: str) -> None:
+def bench(name: str, detector, image: np.ndarray, source: str) -> None:
     start = time.perf_counter()
-    insp = run_detr(model, config, image)
+    result = run_detr(detector, image, threshold=0.0)
     first = time.perf_counter() - start
     bg = background(image)
-    query = int(insp.scores_labels()[0].argmax())
-    n_layers, n_heads = insp.decoder_cross.shape[:2]
+    query = int(scores_labels(result)[0].argmax())
+    n_layers, n_heads, n_queries = result.decoder_cross.shape[:3]
     state = {"i": 0}
 
     def change(upsampled: bool):
@@ -85,9 +86,9 @@ def bench(name: str, model, config, image: np.ndarray, source: str) -> None:
             state["i"] += 1
             i = state["i"]
             redraw(
-                insp,
+                result,
                 bg,
-                (query + i) % insp.num_queries,
+                (query + i) % n_queries,
                 i % n_layers,
                 None if i % (n_heads + 1) == n_heads else i % (n_heads + 1),
                 upsampled,
@@ -96,19 +97,19 @@ def bench(name: str, model, config, image: np.ndarray, source: str) -> None:
         return fn
 
     def forward():
-        run_detr(model, config, image)
+        run_detr(detector, image, threshold=0.0)
 
     t = median_times(
         {"redraw": change(False), "redraw_up": change(True), "forward": forward},
-        repeats=5 if config.backbone_depth >= 50 else 15,
+        repeats=5 if detector.config.backbone_depth >= 50 else 15,
         warmup=1,
     )
     rerun = page_rerun_seconds(source, image)
     ms = {k: v * 1e3 for k, v in t.items()} | {"rerun": rerun * 1e3}
     ratio = {k: v / ms["forward"] for k, v in ms.items()}
     print(
-        f"{name}: image {image.shape[0]}x{image.shape[1]}, feature map {insp.h}x{insp.w}, "
-        f"{n_layers} decoder layers x {n_heads} heads, {insp.num_queries} queries (first run {first:.2f} s)\n"
+        f"{name}: image {image.shape[0]}x{image.shape[1]}, feature map {result.h}x{result.w}, "
+        f"{n_layers} decoder layers x {n_heads} heads, {n_queries} queries (first run {first:.2f} s)\n"
         f"  baseline, forward+capture: {ms['forward']:8.1f} ms\n"
         f"  redraw, raw map:         {ms['redraw']:8.1f} ms  ({ratio['redraw']:.3f}x forward, <= 150)\n"
         f"  redraw, upsampled map:   {ms['redraw_up']:8.1f} ms  ({ratio['redraw_up']:.3f}x)\n"
@@ -128,13 +129,13 @@ def main(argv: list[str] | None = None) -> None:
     image = make_scene(0, 1066).image[:800]  # (800, 1066, 3): shorter side 800, kept as is by DETR-R50
     bench(
         "small DETR (untrained, the default's architecture)",
-        *untrained(SMALL_CONFIG),
+        untrained(SMALL_CONFIG),
         image,
         "Untrained small DETR (random weights)",
     )
     if not args.quick:
         r50 = DetrConfig(class_names=[f"class {i}" for i in range(91)])
-        bench("DETR-R50 (random weights)", *untrained(r50), image, "Untrained DETR-R50 (random weights)")
+        bench("DETR-R50 (random weights)", untrained(r50), image, "Untrained DETR-R50 (random weights)")
 
 
 if __name__ == "__main__":

@@ -10,13 +10,16 @@ import pandas as pd
 import streamlit as st
 from PIL import Image
 
-from models.detr.checkpoint import CheckpointError, load_checkpoint
-from models.detr.detr import DETR, DetrConfig
+from models.detr.api import DEFAULT_WEIGHTS, CheckpointError, Detector, DetrResult, load_detr, run_detr
+from models.detr.detr import DetrConfig
 from models.detr.inspect import (
-    DetrInspection,
-    load_default,
+    cell_extent,
+    detections,
+    encoder_maps,
+    is_object,
     match_ground_truth,
-    run_detr,
+    positional_encoding,
+    scores_labels,
     untrained,
     upsample,
 )
@@ -59,31 +62,27 @@ def small_config() -> DetrConfig:
 
 
 @st.cache_resource(max_entries=3, show_spinner="Loading the model…")
-def get_model(source: str, path: str, device: str) -> tuple[DETR, DetrConfig]:
-    if source == DEFAULT:
-        return load_default(device)
+def get_model(source: str, path: str, device: str) -> Detector:
     if source == SMALL:
-        return untrained(small_config(), device=device)
+        return untrained(small_config(), device=device, name=SMALL)
     if source == R50:
-        return untrained(DetrConfig(class_names=[f"class {i}" for i in range(91)]), device=device)
-    return load_checkpoint(path, device=device)
+        return untrained(DetrConfig(class_names=[f"class {i}" for i in range(91)]), device=device, name=R50)
+    return load_detr(path or None, device=device)
 
 
 @st.cache_resource(max_entries=2, show_spinner="Loading the checkpoint…")
-def get_uploaded_model(digest: str, _data: bytes, suffix: str, device: str) -> tuple[DETR, DetrConfig]:
+def get_uploaded_model(digest: str, _data: bytes, suffix: str, device: str) -> Detector:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / f"checkpoint{suffix}"
         path.write_bytes(_data)
-        return load_checkpoint(path, device=device)
+        return load_detr(path, device=device)
 
 
 # cache_resource, not cache_data: the result holds every attention (about 160 MB for DETR-R50 at
 # 800 x 1066), and cache_data would unpickle a copy at every rerun. It is never mutated.
 @st.cache_resource(max_entries=4, show_spinner="Running DETR once on this image…")
-def inspect_image(
-    _model: DETR, _config: DetrConfig, model_key: tuple, image_key: str, _image
-) -> DetrInspection:
-    return run_detr(_model, _config, _image, device=model_key[-1])
+def inspect_image(_detector: Detector, model_key: tuple, image_key: str, _image) -> DetrResult:
+    return run_detr(_detector, _image, threshold=0.0)
 
 
 @st.cache_data(max_entries=8)
@@ -91,7 +90,7 @@ def get_background(image_key: str, _image: np.ndarray) -> Background:
     return background(_image)
 
 
-def model_picker() -> tuple[DETR, DetrConfig, tuple] | None:
+def model_picker() -> tuple[Detector, tuple] | None:
     device = st.session_state.get("device", "cpu")
     with st.sidebar:
         source = st.radio("DETR model", [DEFAULT, PATH, UPLOAD, SMALL, R50], key="dp_model_source")
@@ -103,8 +102,7 @@ def model_picker() -> tuple[DETR, DetrConfig, tuple] | None:
                 if not path:
                     st.info("Give the path of a DETR checkpoint file or directory.")
                     return None
-                model, config = get_model(source, path, device)
-                return model, config, (source, path, device)
+                return get_model(source, path, device), (source, path, device)
             if source == UPLOAD:
                 upload = st.file_uploader(
                     "DETR weights (.pth, .pt, .safetensors)", type=["pth", "pt", "safetensors"], key="dp_ckpt"
@@ -114,15 +112,19 @@ def model_picker() -> tuple[DETR, DetrConfig, tuple] | None:
                     return None
                 data = upload.getvalue()
                 digest = hashlib.sha256(data).hexdigest()
-                model, config = get_uploaded_model(digest, data, Path(upload.name).suffix, device)
-                return model, config, (source, digest, device)
-            model, config = get_model(source, "", device)
-            return model, config, (source, "", device)
-        except FileNotFoundError as err:
-            st.warning(
-                f"No trained default detector is shipped yet ({err}). Pick an untrained model to explore "
-                "the architecture, or load a checkpoint."
-            )
+                return get_uploaded_model(digest, data, Path(upload.name).suffix, device), (
+                    source,
+                    digest,
+                    device,
+                )
+            if source == DEFAULT and not (DEFAULT_WEIGHTS / "model.safetensors").exists():
+                st.warning(
+                    f"No trained default detector is shipped yet (nothing at {DEFAULT_WEIGHTS}; "
+                    "`python -m scripts.train_detr` makes it). Pick an untrained model to explore the "
+                    "architecture, or load a checkpoint."
+                )
+                return None
+            return get_model(source, "", device), (source, "", device)
         except CheckpointError as err:
             st.error(f"Cannot load the checkpoint: {err}")
     return None
@@ -152,19 +154,23 @@ def image_picker():
     return hashlib.sha256(data).hexdigest(), image, None
 
 
-def query_label(insp: DetrInspection, q: int) -> str:
-    scores, labels = insp.scores_labels()
-    name = insp.class_names[labels[q]] if insp.is_object()[q] else "no object"
-    return f"query {q}: {name} {scores[q]:.2f}"
+def query_labels(result: DetrResult) -> list[str]:
+    """ "query q: <class or no object> <score>" for every query, after the last layer."""
+    scores, labels = scores_labels(result)
+    real = is_object(result)
+    return [
+        f"query {q}: {result.class_names[labels[q]] if real[q] else 'no object'} {scores[q]:.2f}"
+        for q in range(len(scores))
+    ]
 
 
-def reset_for(insp: DetrInspection, result_key: tuple) -> None:
+def reset_for(result: DetrResult, result_key: tuple) -> None:
     """A new (model, image): start on the best query, the last layer, the head mean, the centre."""
     if st.session_state.get("dp_result_key") == result_key:
         return
     st.session_state.dp_result_key = result_key
-    scores, _ = insp.scores_labels()
-    n_dec, n_enc = insp.decoder_cross.shape[0], insp.encoder.shape[0]
+    scores, _ = scores_labels(result)
+    n_dec, n_enc = result.decoder_cross.shape[0], result.encoder.shape[0]
     st.session_state.update(
         dp_query=int(scores.argmax()),
         dp_layer=n_dec - 1,
@@ -172,8 +178,8 @@ def reset_for(insp: DetrInspection, result_key: tuple) -> None:
         dp_pred_layer=n_dec - 1,
         dp_enc_layer=n_enc - 1,
         dp_enc_head=MEAN,
-        dp_enc_y=insp.h // 2,
-        dp_enc_x=insp.w // 2,
+        dp_enc_y=result.h // 2,
+        dp_enc_x=result.w // 2,
         dp_dself_layer=n_dec - 1,
         dp_dself_head=MEAN,
         dp_pos_channel=0,
@@ -253,18 +259,16 @@ def grid_chart(
     st.plotly_chart(fig, key=key, width="content", on_select=on_select, selection_mode="points")
 
 
-def npz_bytes(insp: DetrInspection) -> bytes:
+def npz_bytes(result: DetrResult) -> bytes:
     buf = io.BytesIO()
     np.savez(
         buf,
-        encoder=insp.encoder,
-        decoder_self=insp.decoder_self,
-        decoder_cross=insp.decoder_cross,
-        logits=insp.logits,
-        boxes=insp.boxes,
-        pos=insp.pos,
-        feature_hw=np.array([insp.h, insp.w]),
-        class_names=np.array(insp.class_names),
+        encoder=result.encoder,  # (E, nh, h, w, h, w)
+        decoder_self=result.decoder_self,  # (L, nh, N, N)
+        decoder_cross=result.decoder_cross,  # (L, nh, N, h, w)
+        layer_probs=result.layer_probs,  # (L, N, K + 1)
+        layer_boxes=result.layer_boxes,  # (L, N, 4) xyxy pixels
+        class_names=np.array(result.class_names),
     )
     return buf.getvalue()
 
@@ -275,41 +279,43 @@ def png_bytes(rgb: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def detections_section(insp: DetrInspection, bg: Background) -> None:
+def head_name(head) -> str:
+    return "mean of heads" if head == MEAN else f"head {head}"
+
+
+def detections_section(result: DetrResult, bg: Background) -> None:
     st.slider("Score threshold", 0.0, 1.0, step=0.01, key="dp_threshold")
-    scores, labels = insp.scores_labels()
-    shown = [int(q) for q in insp.detections(st.session_state.dp_threshold)]
+    scores, labels = scores_labels(result)
+    shown = [int(q) for q in detections(result, st.session_state.dp_threshold)]
     st.session_state.dp_shown = shown
     query = st.session_state.dp_query
     fig = detections_figure(
         bg,
-        insp.boxes[-1, shown],
-        [f"q{q} {insp.class_names[labels[q]]} {scores[q]:.2f}" for q in shown],
+        result.layer_boxes[-1, shown],
+        [f"q{q} {result.class_names[labels[q]]} {scores[q]:.2f}" for q in shown],
         [int(labels[q]) for q in shown],
         selected=shown.index(query) if query in shown else None,
         title=f"{len(shown)} detections at score ≥ {st.session_state.dp_threshold:.2f} (no NMS, S17)",
     )
+    n = len(scores)
+    real = is_object(result)
     left, right = st.columns([3, 2])
     with left:
         st.plotly_chart(fig, key="dp_detections", on_select=pick_detection, selection_mode="points")
         if not shown:
             st.info("No query passes the threshold; lower it, or pick any query from the list.")
     with right:
-        st.markdown(f"**All {insp.num_queries} queries** (grey: the query predicts “no object”)")
-        is_object = insp.is_object()
+        st.markdown(f"**All {n} queries** (grey: the query predicts “no object”)")
         table = pd.DataFrame(
             {
-                "query": np.arange(insp.num_queries),
-                "prediction": [
-                    insp.class_names[labels[q]] if is_object[q] else "no object"
-                    for q in range(insp.num_queries)
-                ],
+                "query": np.arange(n),
+                "prediction": [result.class_names[labels[q]] if real[q] else "no object" for q in range(n)],
                 "score": scores,
-                "p(no object)": insp.probs[-1, :, -1],
+                "p(no object)": result.layer_probs[-1, :, -1],
             }
         )
         styled = table.style.apply(
-            lambda row: ["" if is_object[row.name] else "color: #aaa"] * len(row), axis=1
+            lambda row: ["" if real[row.name] else "color: #aaa"] * len(row), axis=1
         ).format({"score": "{:.3f}", "p(no object)": "{:.3f}"})
         st.dataframe(
             styled,
@@ -319,17 +325,13 @@ def detections_section(insp: DetrInspection, bg: Background) -> None:
             on_select=pick_query_row,
             selection_mode="single-row",
         )
-        st.selectbox(
-            "Query to inspect",
-            range(insp.num_queries),
-            key="dp_query",
-            format_func=lambda q: query_label(insp, q),
-        )
+        labels_text = query_labels(result)
+        st.selectbox("Query to inspect", range(n), key="dp_query", format_func=lambda q: labels_text[q])
 
 
 @st.fragment
-def cross_attention_section(insp: DetrInspection, bg: Background) -> None:
-    n_layers, n_heads = insp.decoder_cross.shape[:2]
+def cross_attention_section(result: DetrResult, bg: Background, image: np.ndarray) -> None:
+    n_layers, n_heads = result.decoder_cross.shape[:2]
     query = st.session_state.dp_query
     st.caption(
         "Each object query asks for something (S15); keys and values are the encoder's memory, the content "
@@ -341,16 +343,15 @@ def cross_attention_section(insp: DetrInspection, bg: Background) -> None:
         head = head_choice("Head", n_heads, "dp_head")
     opacity = c3.slider("Opacity", 0.0, 1.0, step=0.05, key="dp_opacity")
     resolution = c4.radio("Resolution", [RAW, UPSAMPLED], key="dp_resolution")
-    maps = insp.cross_maps(query)  # (L_d, nh, h, w)
+    maps = result.decoder_cross[:, :, query]  # (L, nh, h, w)
     attn = maps[layer].mean(0) if head == MEAN else maps[layer, head]
-    cell = insp.cell_extent()
+    cell = cell_extent(result)
     shown, shown_cell = attn, cell
     if resolution == UPSAMPLED:
         k = UPSAMPLE_FACTOR
-        shown = upsample(attn, (insp.h * k, insp.w * k))
+        shown = upsample(attn, (result.h * k, result.w * k))
         shown_cell = (cell[0] / k, cell[1] / k)
-    box = insp.boxes[-1, query]
-    head_name = "mean of heads" if head == MEAN else f"head {head}"
+    box = result.layer_boxes[-1, query]
     left, right = st.columns([3, 2])
     with left:
         st.plotly_chart(
@@ -360,39 +361,40 @@ def cross_attention_section(insp: DetrInspection, bg: Background) -> None:
                 shown_cell,
                 opacity,
                 box=box,
-                title=f"{query_label(insp, query)} · layer {layer}, {head_name}",
+                title=f"{query_labels(result)[query]} · layer {layer}, {head_name(head)}",
             ),
             key="dp_overlay",
         )
     with right:
         x0, y0, x1, y1 = box
-        ys = (np.arange(insp.h) + 0.5) * cell[0]
-        xs = (np.arange(insp.w) + 0.5) * cell[1]
+        ys = (np.arange(result.h) + 0.5) * cell[0]
+        xs = (np.arange(result.w) + 0.5) * cell[1]
         inside = ((ys >= y0) & (ys < y1))[:, None] & ((xs >= x0) & (xs < x1))[None, :]
         st.caption(
             f"{attn[inside].sum():.0%} of this map's attention falls on feature cells whose centre is inside "
-            f"the query's box. Feature map {insp.h} × {insp.w}, one cell = {insp.stride} pixels of the "
-            f"{insp.resized[0]} × {insp.resized[1]} resized input."
+            f"the query's box. Feature map {result.h} × {result.w}, one cell = {result.stride} pixels of the "
+            f"{result.input_size[0]} × {result.input_size[1]} resized input."
         )
+        extent = (result.h * cell[0], result.w * cell[1])
         d1, d2 = st.columns(2)
         d1.download_button(
             "Overlay (PNG)",
-            lambda: png_bytes(overlay_rgb(insp.image, attn, (insp.h * cell[0], insp.w * cell[1]), opacity)),
-            file_name=f"detr_query{query}_layer{layer}_{head_name.replace(' ', '_')}.png",
+            lambda: png_bytes(overlay_rgb(image, attn, extent, opacity)),
+            file_name=f"detr_query{query}_layer{layer}_{head_name(head).replace(' ', '_')}.png",
             mime="image/png",
             on_click="ignore",
             key="dp_png",
         )
         d2.download_button(
             "Attention tensors (.npz)",
-            lambda: npz_bytes(insp),
+            lambda: npz_bytes(result),
             file_name="detr_attention.npz",
             mime="application/octet-stream",
             on_click="ignore",
             key="dp_npz",
         )
     st.session_state.update(
-        dp_n_heads=n_heads, dp_n_layers=n_layers, dp_tile=((insp.h + 1) * cell[0], (insp.w + 1) * cell[1])
+        dp_n_heads=n_heads, dp_n_layers=n_layers, dp_tile=((result.h + 1) * cell[0], (result.w + 1) * cell[1])
     )
     st.caption(
         "Below: every layer and head at the raw feature-map resolution, each tile coloured from 0 to its "
@@ -410,56 +412,52 @@ def cross_attention_section(insp: DetrInspection, bg: Background) -> None:
 
 
 @st.fragment
-def layer_predictions_section(insp: DetrInspection, bg: Background) -> None:
-    n_layers = insp.boxes.shape[0]
+def layer_predictions_section(result: DetrResult, bg: Background) -> None:
+    n_layers, n = result.layer_boxes.shape[:2]
     st.caption(
         "The decoder refines all N queries in parallel, and every layer's output goes through the same "
-        f"class and box heads (S22). Thin dotted boxes are queries predicting “no object”; lines trace each "
-        f"query's box centre from layer 0. {insp.num_queries} queries, {n_layers} decoder layers."
+        "class and box heads (S22). Thin dotted boxes are queries predicting “no object”; lines trace each "
+        f"query's box centre from layer 0. {n} queries, {n_layers} decoder layers."
     )
     layer = st.select_slider("After decoder layer", range(n_layers), key="dp_pred_layer")
-    real = insp.probs[layer, :, :-1]
-    labels = real.argmax(-1)
-    is_object = insp.is_object(layer)
-    names = [
-        f"{insp.class_names[labels[q]]} {real[q].max():.2f}" if is_object[q] else "no object"
-        for q in range(insp.num_queries)
-    ]
+    scores, labels = scores_labels(result, layer)
+    real = is_object(result, layer)
+    names = [f"{result.class_names[labels[q]]} {scores[q]:.2f}" if real[q] else "no object" for q in range(n)]
     st.plotly_chart(
         layer_predictions(
             bg,
-            insp.boxes,
+            result.layer_boxes,
             names,
             [int(v) for v in labels],
-            is_object,
+            real,
             layer,
-            title=f"All {insp.num_queries} queries after decoder layer {layer}",
+            title=f"All {n} queries after decoder layer {layer}",
         ),
         key="dp_layer_predictions",
     )
 
 
 @st.fragment
-def encoder_section(insp: DetrInspection, bg: Background) -> None:
-    n_layers, n_heads = insp.encoder.shape[:2]
+def encoder_section(result: DetrResult, bg: Background) -> None:
+    n_layers, n_heads = result.encoder.shape[:2]
     st.caption(
         "Every image position attends to every other (S18). At every encoder layer the positional "
         "encoding is added to queries and keys only, never to the values (S21). Choose a feature position "
         "with the controls or by clicking the image."
     )
-    st.session_state.update(dp_cell=insp.cell_extent(), dp_h=insp.h, dp_w=insp.w)
+    cell = cell_extent(result)
+    st.session_state.update(dp_cell=cell, dp_h=result.h, dp_w=result.w)
     c1, c2, c3, c4, c5 = st.columns(5)
-    x = c1.number_input("x (feature column)", 0, insp.w - 1, key="dp_enc_x")
-    y = c2.number_input("y (feature row)", 0, insp.h - 1, key="dp_enc_y")
+    x = c1.number_input("x (feature column)", 0, result.w - 1, key="dp_enc_x")
+    y = c2.number_input("y (feature row)", 0, result.h - 1, key="dp_enc_y")
     layer = c3.selectbox(
         "Encoder layer", range(n_layers), key="dp_enc_layer", format_func=lambda i: f"layer {i}"
     )
     with c4:
         head = head_choice("Head", n_heads, "dp_enc_head")
     direction = c5.radio("Direction", [WHERE_TO, WHO_FROM], key="dp_enc_direction")
-    maps = insp.encoder_maps(int(y), int(x), reverse=direction == WHO_FROM)  # (L_e, nh, h, w)
+    maps = encoder_maps(result, int(y), int(x), reverse=direction == WHO_FROM)  # (E, nh, h, w)
     attn = maps[layer].mean(0) if head == MEAN else maps[layer, head]
-    cell = insp.cell_extent()
     point = ((x + 0.5) * cell[1], (y + 0.5) * cell[0])
     left, right = st.columns([3, 2])
     with left:
@@ -471,8 +469,7 @@ def encoder_section(insp: DetrInspection, bg: Background) -> None:
                 st.session_state.dp_opacity,
                 point=point,
                 clickable=True,
-                title=f"({y}, {x}): {direction}, layer {layer}, "
-                f"{'mean of heads' if head == MEAN else f'head {head}'}",
+                title=f"({y}, {x}): {direction}, layer {layer}, {head_name(head)}",
             ),
             key="dp_enc_click",
             on_select=pick_point,
@@ -492,8 +489,8 @@ def encoder_section(insp: DetrInspection, bg: Background) -> None:
 
 
 @st.fragment
-def decoder_self_section(insp: DetrInspection) -> None:
-    n_layers, n_heads = insp.decoder_self.shape[:2]
+def decoder_self_section(result: DetrResult) -> None:
+    n_layers, n_heads = result.decoder_self.shape[:2]
     st.caption(
         "The N object queries attend to one another (S18): this is how DETR avoids predicting one object "
         "twice without NMS (S17)."
@@ -504,25 +501,21 @@ def decoder_self_section(insp: DetrInspection) -> None:
     )
     with c2:
         head = head_choice("Head", n_heads, "dp_dself_head")
-    matrix = insp.decoder_self[layer].mean(0) if head == MEAN else insp.decoder_self[layer, head]
-    labels = [query_label(insp, q) for q in range(insp.num_queries)]
+    matrix = result.decoder_self[layer].mean(0) if head == MEAN else result.decoder_self[layer, head]
+    labels = query_labels(result)
     st.plotly_chart(
         attention_heatmap(
-            matrix,
-            labels,
-            labels,
-            title=f"Decoder self-attention, layer {layer}, "
-            f"{'mean of heads' if head == MEAN else f'head {head}'}",
+            matrix, labels, labels, title=f"Decoder self-attention, layer {layer}, {head_name(head)}"
         ),
         key="dp_dself",
     )
 
 
-def matching_section(insp: DetrInspection, bg: Background, scene, config: DetrConfig) -> None:
+def matching_section(result: DetrResult, bg: Background, scene) -> None:
     if scene is None:
         st.info("The matching needs ground truth: choose a generated scene.")
         return
-    if list(config.class_names) != list(SHAPE_CLASSES):
+    if list(result.class_names) != list(SHAPE_CLASSES):
         st.info(
             f"The matching needs a model of the scene's classes {SHAPE_CLASSES}; this one has other classes."
         )
@@ -532,25 +525,28 @@ def matching_section(insp: DetrInspection, bg: Background, scene, config: DetrCo
         "algorithm on cost = 1·class + 5·L1 + 2·GIoU; every unmatched query is trained towards “no object” "
         "(S19). Circles mark the assignment, computed here from the last decoder layer."
     )
-    m = match_ground_truth(insp, scene.boxes, scene.labels)
+    m = match_ground_truth(result, scene.boxes, scene.labels)
+    n = m.total.shape[0]
     gt_names = [f"{j}: {SHAPE_CLASSES[c]}" for j, c in enumerate(scene.labels)]
-    queries = [f"query {q}" for q in range(insp.num_queries)]
     costs = {"class (−1·p)": m.cls, "L1 (5·‖b−b̂‖₁)": m.bbox, "GIoU (−2·GIoU)": m.giou, "sum": m.total}
-    st.plotly_chart(matching_heatmaps(costs, m.pred, m.gt, queries, gt_names), key="dp_match_costs")
+    st.plotly_chart(
+        matching_heatmaps(costs, m.pred, m.gt, [f"query {q}" for q in range(n)], gt_names),
+        key="dp_match_costs",
+    )
     left, right = st.columns([3, 2])
     left.plotly_chart(
         matching_scene(
             bg,
             scene.boxes,
             gt_names,
-            insp.boxes[-1],
+            result.layer_boxes[-1],
             m.pred,
             m.gt,
             title="Ground truth (dashed) and the matched queries",
         ),
         key="dp_match_scene",
     )
-    unmatched = sorted(set(range(insp.num_queries)) - {int(q) for q in m.pred})
+    unmatched = sorted(set(range(n)) - {int(q) for q in m.pred})
     right.dataframe(
         pd.DataFrame(
             {"query": m.pred, "ground truth": [gt_names[j] for j in m.gt], "cost": m.total[m.pred, m.gt]}
@@ -561,8 +557,9 @@ def matching_section(insp: DetrInspection, bg: Background, scene, config: DetrCo
 
 
 @st.fragment
-def positional_section(insp: DetrInspection) -> None:
-    d = insp.pos.shape[0]
+def positional_section(result: DetrResult, d_model: int) -> None:
+    pos = positional_encoding(result, d_model)  # (d, h, w)
+    d = pos.shape[0]
     st.caption(
         "DETR encodes position in y and x separately because image features are 2-D (S20): the first half "
         "of the channels are sines and cosines of y, the second half of x. This encoding is added to Q and "
@@ -573,10 +570,10 @@ def positional_section(insp: DetrInspection) -> None:
     names = [f"{c}: {detr_channel_name(c, d // 2)}" for c in (channel, partner)]
     st.plotly_chart(
         channel_maps(
-            insp.pos,
+            pos,
             [channel, partner],
             names,
-            title=f"This image's {insp.h} × {insp.w} feature map: channel {channel} and its "
+            title=f"This image's {result.h} × {result.w} feature map: channel {channel} and its "
             f"{'x' if channel < d // 2 else 'y'} partner",
         ),
         key="dp_pos",
@@ -602,12 +599,12 @@ for key, value in {
 picked = model_picker()
 if picked is None:
     st.stop()
-model, config, model_key = picked
+detector, model_key = picked
+c = detector.config
 st.caption(
-    f"{config.backbone_depth}-layer ResNet, d = {config.d_model}, {config.num_encoder_layers} encoder + "
-    f"{config.num_decoder_layers} decoder layers × {config.n_heads} heads, {config.num_queries} queries, "
-    f"{config.num_classes} classes; images resized to a shorter side of {config.min_size} "
-    f"(longer ≤ {config.max_size})."
+    f"{detector.name}: {c.backbone_depth}-layer ResNet, d = {c.d_model}, {c.num_encoder_layers} encoder + "
+    f"{c.num_decoder_layers} decoder layers × {c.n_heads} heads, {c.num_queries} queries, {c.num_classes} "
+    f"classes; images resized to a shorter side of {c.min_size} (longer ≤ {c.max_size})."
 )
 if model_key[0] in (SMALL, R50):
     st.warning("This model has random weights: its attention shows the architecture, not learned behaviour.")
@@ -616,14 +613,14 @@ if chosen is None:
     st.stop()
 image_key, image, scene = chosen
 try:
-    insp = inspect_image(model, config, model_key, image_key, image)
+    result = inspect_image(detector, model_key, image_key, image)
 except (RuntimeError, ValueError) as err:
     st.error(f"DETR could not run on this image: {err}")
     st.stop()
 bg = get_background(image_key, image)
-reset_for(insp, (model_key, image_key))
+reset_for(result, (model_key, image_key))
 
-detections_section(insp, bg)
+detections_section(result, bg)
 tabs = st.tabs(
     [
         "Cross-attention",
@@ -635,14 +632,14 @@ tabs = st.tabs(
     ]
 )
 with tabs[0]:
-    cross_attention_section(insp, bg)
+    cross_attention_section(result, bg, image)
 with tabs[1]:
-    layer_predictions_section(insp, bg)
+    layer_predictions_section(result, bg)
 with tabs[2]:
-    encoder_section(insp, bg)
+    encoder_section(result, bg)
 with tabs[3]:
-    decoder_self_section(insp)
+    decoder_self_section(result)
 with tabs[4]:
-    matching_section(insp, bg, scene, config)
+    matching_section(result, bg, scene)
 with tabs[5]:
-    positional_section(insp)
+    positional_section(result, c.d_model)

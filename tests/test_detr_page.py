@@ -11,7 +11,19 @@ from PIL import Image
 from safetensors.torch import save
 from streamlit.testing.v1 import AppTest
 
-from models.detr.inspect import match_ground_truth, run_detr, untrained, upsample
+from models.detr.api import run_detr
+from models.detr.box_ops import box_xyxy_to_cxcywh
+from models.detr.inspect import (
+    cell_extent,
+    detections,
+    encoder_maps,
+    is_object,
+    match_ground_truth,
+    positional_encoding,
+    scores_labels,
+    untrained,
+    upsample,
+)
 from models.detr.matcher import hungarian_match
 from models.detr.preprocess import postprocess, preprocess
 from models.detr.scenes import make_scene
@@ -33,8 +45,16 @@ def scene():
 
 
 @pytest.fixture(scope="module")
-def insp(small, scene):
-    return run_detr(*small, scene.image)
+def result(small, scene):
+    return run_detr(small, scene.image, threshold=0.0)
+
+
+@pytest.fixture(scope="module")
+def reference(small, scene):
+    """The model's own outputs on the scene: (batch, DetrOutput with capture)."""
+    batch = preprocess([scene.image], SMALL_CONFIG.min_size, SMALL_CONFIG.max_size)
+    with torch.no_grad():
+        return batch, small.model(batch.pixels, batch.mask, capture=True)
 
 
 def png(array: np.ndarray) -> bytes:
@@ -43,76 +63,60 @@ def png(array: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def test_inspection_holds_every_layer_and_head(small, insp):
-    model, config = small
-    n, hw = config.num_queries, insp.h * insp.w
-    assert insp.image.shape == (96, 96, 3) and insp.resized == (128, 128)
-    assert (insp.h, insp.w) == (128 // insp.stride, 128 // insp.stride)
-    assert insp.encoder.shape == (config.num_encoder_layers, config.n_heads, hw, hw)
-    assert insp.decoder_self.shape == (config.num_decoder_layers, config.n_heads, n, n)
-    assert insp.decoder_cross.shape == (config.num_decoder_layers, config.n_heads, n, hw)
-    assert insp.boxes.shape == (config.num_decoder_layers, n, 4)
-    assert insp.pos.shape == (config.d_model, insp.h, insp.w)
-    np.testing.assert_allclose(insp.cross_maps(3).sum((-1, -2)), 1, atol=1e-5)  # nothing is padding
-    np.testing.assert_allclose(insp.encoder_maps(1, 2).sum((-1, -2)), 1, atol=1e-5)
-    np.testing.assert_array_equal(
-        insp.encoder_maps(1, 2, reverse=True)[0, 0].ravel(), insp.encoder[0, 0, :, 1 * insp.w + 2]
-    )
-    assert insp.cell_extent() == (insp.stride * 96 / 128,) * 2
-
-
-def test_inspection_matches_the_model_outputs(small, insp, scene):
-    model, config = small
-    batch = preprocess([scene.image], config.min_size, config.max_size)
-    with torch.no_grad():
-        out = model(batch.pixels, batch.mask, capture=True)
-    np.testing.assert_allclose(insp.logits, out.aux_logits[:, 0].numpy(), atol=1e-5)
-    det = postprocess(out, batch.orig_sizes, threshold=0.0)[0]
-    np.testing.assert_allclose(insp.boxes[-1, det.query_index.numpy()], det.boxes.numpy(), atol=1e-3)
+def test_encoder_maps_are_rows_and_columns_of_the_attention(result, reference):
+    _, out = reference
+    probs = out.attentions.encoder[1].probs[0].numpy()  # (nh, HW, HW)
+    y, x = 1, 2
+    i = y * result.w + x
     np.testing.assert_allclose(
-        insp.decoder_cross[1], out.attentions.decoder_cross[1].probs[0].numpy(), atol=1e-6
+        encoder_maps(result, y, x)[1].reshape(-1, result.h * result.w), probs[:, i], atol=1e-6
     )
-    scores, labels = insp.scores_labels()
+    np.testing.assert_allclose(
+        encoder_maps(result, y, x, reverse=True)[1].reshape(-1, result.h * result.w),
+        probs[:, :, i],
+        atol=1e-6,
+    )
+    np.testing.assert_allclose(encoder_maps(result, y, x).sum((-1, -2)), 1, atol=1e-5)  # nothing is padding
+    with pytest.raises(ValueError, match="outside the 8 x 8 feature map"):
+        encoder_maps(result, 8, 0)
+
+
+def test_cells_detections_and_positions_follow_the_model(small, result, reference):
+    batch, out = reference
+    assert result.input_size == (128, 128) and result.stride == 16
+    assert cell_extent(result) == (16 * 96 / 128,) * 2
+    det = postprocess(out, batch.orig_sizes, threshold=0.0)[0]
+    scores, labels = scores_labels(result)
     np.testing.assert_allclose(scores[det.query_index.numpy()], det.scores.numpy(), atol=1e-6)
+    np.testing.assert_array_equal(labels[det.query_index.numpy()], det.labels.numpy())
     threshold = float(np.median(scores))
-    kept = insp.detections(threshold)
+    kept = detections(result, threshold)
     assert (scores[kept] >= threshold).all() and (np.diff(scores[kept]) <= 0).all()
     assert len(kept) == (scores >= threshold).sum()
+    np.testing.assert_array_equal(
+        is_object(result), out.pred_logits[0].argmax(-1).numpy() != SMALL_CONFIG.num_classes
+    )
+    _, _, pos = small.model.backbone(batch.pixels, batch.mask)  # what the encoder adds to Q and K
+    np.testing.assert_allclose(positional_encoding(result, SMALL_CONFIG.d_model), pos[0].numpy(), atol=1e-6)
 
 
-def test_matching_is_the_hungarian_assignment(insp, scene):
-    m = match_ground_truth(insp, scene.boxes, scene.labels)
-    n, k = insp.num_queries, len(scene.labels)
+def test_matching_is_the_hungarian_assignment(result, scene, reference):
+    m = match_ground_truth(result, scene.boxes, scene.labels)
+    n, k = SMALL_CONFIG.num_queries, len(scene.labels)
     assert m.total.shape == (n, k) and len(m.pred) == k
     np.testing.assert_allclose(m.total, m.cls + m.bbox + m.giou, atol=1e-5)
-    scale = np.array([96, 96, 96, 96], dtype=np.float32)
-    xyxy = torch.from_numpy(scene.boxes / scale)
-    cxcywh = torch.stack(
-        [
-            (xyxy[:, 0] + xyxy[:, 2]) / 2,
-            (xyxy[:, 1] + xyxy[:, 3]) / 2,
-            xyxy[:, 2] - xyxy[:, 0],
-            xyxy[:, 3] - xyxy[:, 1],
-        ],
-        -1,
-    )
-    pred = torch.from_numpy(insp.boxes[-1] / scale)
-    pred = torch.stack(
-        [
-            (pred[:, 0] + pred[:, 2]) / 2,
-            (pred[:, 1] + pred[:, 3]) / 2,
-            pred[:, 2] - pred[:, 0],
-            pred[:, 3] - pred[:, 1],
-        ],
-        -1,
-    )
-    rows, cols = hungarian_match(
-        torch.from_numpy(insp.logits[-1])[None],
-        pred[None],
-        [{"labels": torch.from_numpy(scene.labels), "boxes": cxcywh}],
-    )[0]
+    scale = torch.tensor([96.0] * 4)
+    targets = [
+        {
+            "labels": torch.from_numpy(scene.labels),
+            "boxes": box_xyxy_to_cxcywh(torch.from_numpy(scene.boxes) / scale),
+        }
+    ]
+    pred = box_xyxy_to_cxcywh(torch.from_numpy(result.layer_boxes[-1]) / scale)
+    _, out = reference  # the matcher on the model's own logits
+    rows, cols = hungarian_match(out.pred_logits, pred[None], targets)[0]
     assert sorted(zip(m.pred.tolist(), m.gt.tolist())) == sorted(zip(rows.tolist(), cols.tolist()))
-    empty = match_ground_truth(insp, np.zeros((0, 4)), np.zeros(0, dtype=np.int64))
+    empty = match_ground_truth(result, np.zeros((0, 4)), np.zeros(0, dtype=np.int64))
     assert empty.total.shape == (n, 0) and len(empty.pred) == 0
 
 
@@ -260,8 +264,7 @@ def test_scene_shows_the_matching_and_a_broken_checkpoint_gets_a_message(tmp_pat
 
 
 def test_uploaded_checkpoint_is_loaded(small):
-    model, _ = small
-    data = save({k: v.contiguous() for k, v in model.state_dict().items()})
+    data = save({k: v.contiguous() for k, v in small.model.state_dict().items()})
     at = AppTest.from_file(PAGE, default_timeout=120)
     at.run()
     at.sidebar.radio(key="dp_model_source").set_value("Upload a DETR checkpoint").run()
