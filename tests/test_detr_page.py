@@ -28,6 +28,7 @@ from models.detr.matcher import hungarian_match
 from models.detr.preprocess import postprocess, preprocess
 from models.detr.scenes import make_scene
 from scripts.train_detr import SMALL_CONFIG
+from tests.test_images import png_bomb
 from viz.detr import attention_overlay, background, detections_figure, map_grid, overlay_rgb
 
 PAGE = str(Path(__file__).parents[1] / "pages" / "detr.py")
@@ -233,14 +234,11 @@ def test_upload_choose_detection_change_layer_and_head(app):
         ("empty.png", b"", "is empty"),
         ("notes.png", b"this is not a picture", "not an image"),
         ("cut.png", png(make_scene(1, 96).image)[:400], "truncated or corrupt"),
-        ("bomb.png", b"", "decompression bomb"),
+        ("huge.png", png_bomb(7000, 7000), "the limit is 40,000,000"),
+        ("bomb.png", png_bomb(12_000, 12_000), "decompression bomb"),
     ],
 )
 def test_bad_uploads_get_a_message(app, name, data, message):
-    if name == "bomb.png":
-        from tests.test_images import png_bomb
-
-        data = png_bomb(12_000, 12_000)
     app.file_uploader(key="dp_upload").set_value((name, data, "image/png")).run()
     assert not app.exception
     assert message in app.error[0].value
