@@ -154,7 +154,7 @@ def test_overlay_figures_and_png():
     fig = attention_overlay(bg, attn, (8.0, 8.0), 0.5, box=(0, 0, 10, 10), point=(4, 4))
     assert np.asarray(fig.data[0].z).shape == (5, 6) and fig.data[0].x0 == 4 and fig.data[0].dx == 8
     scale = fig.to_dict()["data"][0]["colorscale"]  # plotly.js knows no "Inferno": the stops must be sent
-    assert scale[0] == [0.0, "#000004"] and scale[-1][0] == 1.0
+    assert scale[0] == [0.0, "rgba(0,0,4,0.000)"] and scale[-1] == [1.0, "rgba(252,255,164,1.000)"]
     with pytest.raises(ValueError, match="2-D"):
         attention_overlay(bg, attn[None], (8.0, 8.0))
     np.testing.assert_array_equal(overlay_rgb(image, attn, (40, 48), opacity=0.0), image)

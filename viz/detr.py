@@ -20,8 +20,25 @@ from plotly.subplots import make_subplots
 MARGIN = {"l": 10, "r": 10, "t": 40, "b": 10}
 PALETTE = qualitative.Plotly
 OUTLINE_POINTS = 9  # clickable markers per box edge: a click anywhere on the outline picks the box
-# spelled out: plotly.js has no "Inferno" by name, and the figures skip the validation that would expand it
-COLORSCALE = [[i / (len(sequential.Inferno) - 1), c] for i, c in enumerate(sequential.Inferno)]
+
+
+def _alpha(t: np.ndarray) -> np.ndarray:
+    """Opacity of the overlay colour at relative weight t in [0, 1]: little attention leaves the
+    image visible, the peak covers it."""
+    return np.sqrt(t)
+
+
+def _inferno_with_alpha() -> list:
+    """Inferno stops as rgba, transparent at 0. Spelled out because plotly.js knows no "Inferno" by
+    name and these figures skip the validation that would expand it."""
+    stops = sequential.Inferno
+    ts = np.linspace(0, 1, len(stops))
+    return [
+        [float(t), f"rgba({r},{g},{b},{_alpha(t):.3f})"] for t, (r, g, b) in zip(ts, map(hex_to_rgb, stops))
+    ]
+
+
+COLORSCALE = _inferno_with_alpha()
 
 
 @dataclass(frozen=True)
@@ -543,7 +560,7 @@ _INFERNO = _lut(sequential.Inferno)
 def overlay_rgb(image, attn, extent: tuple[float, float], opacity: float = 0.6) -> np.ndarray:
     """The image with `attn` (h, w) blended over it, for a PNG download: the map covers `extent` =
     (height, width) pixels from the top left (it can pass the image's edge), resized bilinearly and
-    coloured with the overlay's scale, 0 to its maximum. -> (H, W, 3) uint8."""
+    coloured and made opaque as the overlay's scale, 0 to its maximum. -> (H, W, 3) uint8."""
     image = np.asarray(image)
     attn = _check_map(attn)
     if image.ndim != 3 or image.shape[2] != 3:
@@ -553,6 +570,7 @@ def overlay_rgb(image, attn, extent: tuple[float, float], opacity: float = 0.6) 
         : image.shape[0], : image.shape[1]
     ]
     peak = up.max()
-    idx = np.clip(up / peak * 255 if peak > 0 else up * 0, 0, 255).astype(np.uint8)
-    colour = _INFERNO[idx]
-    return np.clip(image * (1 - opacity) + colour * opacity, 0, 255).astype(np.uint8)
+    rel = np.clip(up / peak if peak > 0 else up * 0, 0, 1)
+    colour = _INFERNO[(rel * 255).astype(np.uint8)]
+    alpha = (opacity * _alpha(rel))[..., None]
+    return np.clip(image * (1 - alpha) + colour * alpha, 0, 255).astype(np.uint8)
