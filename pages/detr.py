@@ -112,11 +112,8 @@ def model_picker() -> tuple[Detector, tuple] | None:
                     return None
                 data = upload.getvalue()
                 digest = hashlib.sha256(data).hexdigest()
-                return get_uploaded_model(digest, data, Path(upload.name).suffix, device), (
-                    source,
-                    digest,
-                    device,
-                )
+                detector = get_uploaded_model(digest, data, Path(upload.name).suffix, device)
+                return detector, (source, digest, device)
             if source == DEFAULT and not (DEFAULT_WEIGHTS / "model.safetensors").exists():
                 st.warning(
                     f"No trained default detector is shipped yet (nothing at {DEFAULT_WEIGHTS}; "
