@@ -33,13 +33,11 @@ class GPTConfig:
 
 
 PRESETS: dict[str, GPTConfig] = {
-    # the embedded default trained by scripts/train_gpt.py on the standard library's docstrings
-    # (untied: a tied head makes the direct bigram path E Eᵀ symmetric, which slows a small model down)
+    # the embedded default trained by scripts/train_gpt.py on the standard library's docstrings: attention
+    # only (no MLPs), the smallest kind of model that forms induction heads, and one that trains fast on a CPU
     "gpt-stdlib": GPTConfig(
-        vocab_size=97, block_size=256, n_layer=3, n_head=4, n_embd=128, tie_weights=False
+        vocab_size=97, block_size=128, n_layer=2, n_head=4, n_embd=128, d_mlp=0, tie_weights=False
     ),
-    # a two-layer attention-only model, the smallest that can form induction heads
-    "attn-only-2l": GPTConfig(vocab_size=97, block_size=256, n_layer=2, n_head=4, n_embd=128, d_mlp=0),
     # a few dozen steps of training for the smoke test
     "gpt-nano": GPTConfig(vocab_size=97, block_size=64, n_layer=2, n_head=2, n_embd=32, d_mlp=128),
     # long context with random weights for the capture-overhead benchmark

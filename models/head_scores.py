@@ -72,3 +72,8 @@ def induction_share(probs: Tensor, targets: list[int | None]) -> Tensor:
         return torch.full(probs.shape[:-2], float("nan"))
     rows, cols = zip(*pairs, strict=True)
     return probs[..., list(rows), list(cols)].mean(-1)
+
+
+def period_targets(n: int, period: int) -> list[int | None]:
+    """Induction targets of a sequence repeating with `period`: query i >= period looks at i - period + 1."""
+    return [i - period + 1 if i >= period else None for i in range(n)]

@@ -8,7 +8,13 @@ import torch
 from models.bert import ModelLoadError, TextModel, load_bert
 from models.gpt import generate
 from models.gpt_io import TextGPT, encoding_notices, load_gpt
-from models.head_scores import induction_share, induction_targets, measure_heads, repeated_random_tokens
+from models.head_scores import (
+    induction_share,
+    induction_targets,
+    measure_heads,
+    period_targets,
+    repeated_random_tokens,
+)
 from viz.attention import attention_heatmap, head_statistic_heatmap
 from viz.causal import generation_rows, overlay_causal_mask
 from viz.stepwise import MASKED_GREY, char_labels
@@ -100,13 +106,17 @@ def heads_section(gpt: TextGPT, gpt_key: tuple) -> tuple[int, int]:
     return best
 
 
-def own_text_section(gpt: TextGPT, gpt_key: tuple, text: str, layer: int, head: int) -> None:
-    """The chosen head on the user's text, induction targets circled, then the mask before/after softmax."""
+def own_text_section(gpt: TextGPT, gpt_key: tuple, text: str, repeat: bool, layer: int, head: int) -> None:
+    """The chosen head on the user's text, induction targets circled, then the mask before/after softmax.
+
+    Repeated, the target of a character of the second copy is the character after it in the first copy;
+    otherwise it is what followed the latest earlier occurrence of the same pair of characters.
+    """
     st.header("2 · On your own repeated text")
-    ids, labels = encode(gpt, text)
+    ids, labels = encode(gpt, text * 2 if repeat else text)
     att = attention(gpt, gpt_key, tuple(ids))
     probs, masked = att["probs"][layer, head], att["masked"][layer, head]
-    targets = induction_targets(ids)
+    targets = period_targets(len(ids), len(text)) if repeat else induction_targets(ids)
     marked = [(i, j) for i, j in enumerate(targets) if j is not None]
     fig = overlay_causal_mask(
         attention_heatmap(probs, labels, labels, title=f"Layer {layer}, head {head}"), len(ids)
@@ -118,7 +128,7 @@ def own_text_section(gpt: TextGPT, gpt_key: tuple, text: str, layer: int, head: 
                 y=[i for i, _ in marked],
                 mode="markers",
                 marker={"symbol": "circle-open", "color": "#ff4fa3", "size": 7},
-                name="induction target: what followed this pair last time",
+                name="induction target: what followed last time",
                 hoverinfo="skip",
             )
         )
@@ -130,7 +140,7 @@ def own_text_section(gpt: TextGPT, gpt_key: tuple, text: str, layer: int, head: 
             f"the {len(marked)} characters that have one: **{share:.2f}**."
         )
     else:
-        st.markdown("No pair of characters repeats in this text, so there are no induction targets to mark.")
+        st.markdown("Nothing repeats in this text, so there are no induction targets to mark.")
 
     st.header("3 · The causal mask, before and after the softmax (S12, S13)")
     upper = np.triu(np.ones_like(probs, dtype=bool), k=1)
@@ -246,7 +256,7 @@ repeat = st.checkbox("Repeat it twice in sections 2 and 3", value=True, key="cd_
 layer, head = head_picker(gpt.config.n_layer, gpt.config.n_head, "cd", best)
 text = st.session_state.cd_text
 if text.strip():
-    own_text_section(gpt, gpt_key, text * 2 if repeat else text, layer, head)
+    own_text_section(gpt, gpt_key, text, repeat, layer, head)
 else:
     st.info("Type some text to see the chosen head and the causal mask on it.")
 generation_section(gpt, gpt_key, layer, head)

@@ -78,7 +78,7 @@ def get_batch(
     windows = torch.stack([data[s : s + t + 1] for s in starts.tolist()]).long()  # (B, t + 1)
     for row in windows:
         if torch.rand((), generator=g) < p_tiled:
-            n = int(torch.randint(8, t // 2, (), generator=g))  # block length
+            n = int(torch.randint(8, t // 2 + 1, (), generator=g))  # block length, up to half the window
             row[:] = torch.randint(1, vocab, (n,), generator=g).repeat(t // n + 1)[: t + 1]
             continue
         if torch.rand((), generator=g) >= p_repeat:
@@ -137,7 +137,7 @@ def train(
     lr: float,
     device: str,
     p_repeat: float = 0.5,
-    p_tiled: float = 0.25,
+    p_tiled: float = 0.5,
     seed: int = 0,
     show_progress: bool = True,
 ) -> tuple[GPT, list[float]]:
@@ -176,8 +176,8 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--preset", default="gpt-stdlib", choices=sorted(PRESETS))
-    parser.add_argument("--steps", type=int, default=1200)
-    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--steps", type=int, default=1500)
+    parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default=None, help="default: CUDA, then MPS, then CPU")
@@ -213,7 +213,7 @@ def main() -> None:
         file=sys.stderr,
     )
     training = {
-        "command": "python -m scripts.train_gpt " + " ".join(sys.argv[1:]),
+        "command": " ".join(["python -m scripts.train_gpt", *sys.argv[1:]]),
         "steps": args.steps,
         "batch": args.batch,
         "lr": args.lr,

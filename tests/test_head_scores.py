@@ -7,6 +7,7 @@ from models.head_scores import (
     induction_score,
     induction_share,
     induction_targets,
+    period_targets,
     previous_token_score,
     repeated_random_tokens,
 )
@@ -67,3 +68,10 @@ def test_induction_targets_point_after_the_previous_occurrence_of_the_pair():
     probs[4, 2] = 0.75
     assert induction_share(probs, induction_targets(ids)).item() == 0.75
     assert torch.isnan(induction_share(probs, [None] * 6))
+
+
+def test_period_targets_match_the_induction_score():
+    probs = one_hot_rows([0, 0, 0, 0, 1, 2, 3, 4])
+    targets = period_targets(8, 4)
+    assert targets == [None] * 4 + [1, 2, 3, 4]
+    assert induction_share(probs, targets).item() == induction_score(probs, 4).item() == 1.0

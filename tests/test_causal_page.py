@@ -1,0 +1,98 @@
+"""AppTest of the causal decoder page on the shipped gpt-stdlib weights."""
+
+import base64
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+PAGE = str(Path(__file__).parents[1] / "pages" / "causal_decoder.py")
+
+
+def figure(at, key):
+    chart = next(c for c in at.get("plotly_chart") if c.proto.id.endswith(key) or key in c.proto.id)
+    return json.loads(chart.proto.spec)
+
+
+def z(at, key) -> np.ndarray:
+    data = figure(at, key)["data"][0]["z"]
+    if isinstance(data, dict):  # plotly's typed-array encoding
+        shape = tuple(int(n) for n in str(data["shape"]).split(","))
+        return np.frombuffer(base64.b64decode(data["bdata"]), dtype=data["dtype"]).reshape(shape)
+    return np.array(data, dtype=float)
+
+
+@pytest.fixture(scope="module")
+def default_page():
+    at = AppTest.from_file(PAGE, default_timeout=180)
+    at.session_state["cd_new"] = 12
+    return at.run()
+
+
+def test_head_scores_find_an_induction_head(default_page):
+    at = default_page
+    assert not at.exception and not at.error
+    assert z(at, "ind_scores").shape == z(at, "prev_scores").shape == (2, 4)
+    summary = next(m.value for m in at.markdown if m.value.startswith("Best induction head"))
+    assert float(re.search(r"\(score ([0-9.]+)\)", summary).group(1)) >= 0.5
+
+
+def test_repeated_text_and_the_causal_mask(default_page):
+    at = default_page
+    t = 2 * len("Return the number of items. ")
+    probs, before = z(at, "own_text"), z(at, "mask_before")
+    assert probs.shape == before.shape == (t, t)
+    upper = np.triu(np.ones((t, t), dtype=bool), 1)
+    assert (z(at, "mask_after")[upper] == 0).all()  # exactly zero after the softmax
+    assert np.isnan(before[upper]).all() and np.isfinite(before[~upper]).all()  # −∞ drawn as masked
+    np.testing.assert_allclose(probs.sum(1), 1, atol=1e-5)
+    share = next(m.value for m in at.markdown if "induction target" in m.value)
+    assert float(re.search(r"\*\*([0-9.]+)\*\*", share).group(1)) > 0.2  # the best head finds the copy
+
+
+def test_generation_adds_one_row_per_character(default_page):
+    at = default_page
+    rows = z(at, "generation")
+    assert rows.shape == (12, len("Return the ") + 11)
+    assert np.isnan(rows[0, len("Return the ") :]).all() and not np.isnan(rows[-1]).any()
+
+
+def test_encoder_vs_decoder(default_page):
+    at = default_page
+    enc, dec = z(at, "vs_encoder"), z(at, "vs_decoder")
+    assert dec.shape == (len("Return the number of items. "),) * 2
+    assert (dec[np.triu(np.ones(dec.shape, dtype=bool), 1)] == 0).all()
+    assert enc[np.triu(np.ones(enc.shape, dtype=bool), 1)].sum() > 0  # the encoder looks ahead
+    future = [float(m.value) for m in at.metric]
+    assert future[0] > 0 and future[1] == 0
+
+
+def run_with(**state):
+    at = AppTest.from_file(PAGE, default_timeout=180)
+    at.session_state["cd_new"] = 5
+    for key, value in state.items():
+        at.session_state[key] = value
+    return at.run()
+
+
+def test_empty_text_and_prompt_get_messages():
+    at = run_with(cd_text="  ", cd_prompt="")
+    assert not at.exception
+    infos = " ".join(i.value for i in at.info)
+    assert "Type some text" in infos and "Type a prompt" in infos
+
+
+def test_unknown_characters_long_prompt_and_long_generation_are_bounded():
+    at = run_with(cd_text="Grüße, 世界 ", cd_prompt="x" * 500, cd_new=5000)
+    assert not at.exception
+    warnings = " ".join(w.value for w in at.warning)
+    assert "outside the model's alphabet" in warnings and "'ü'" in warnings
+    assert "the first 372 were dropped" in warnings
+    assert not at.error or "fills the whole context" in at.error[0].value
+    at.session_state["cd_prompt"] = "Return"
+    at.run()
+    assert "Generating 122 characters, not 5000" in " ".join(w.value for w in at.warning)
+    assert z(at, "generation").shape[0] == 122
