@@ -20,8 +20,9 @@ def scene_png() -> bytes:
     return buf.getvalue()
 
 
-def test_detr_page_in_chromium(page, app_url):
-    page.goto(f"{app_url}/detr")
+def test_detr_page_in_chromium(page):
+    page.get_by_test_id("stSidebar").get_by_text("Device").wait_for()  # app.py's navigation is in place
+    page.get_by_test_id("stSidebarNav").get_by_role("link", name="DETR").click()
     page.get_by_text("DETR: what each object query looks at").wait_for()
     if not DEFAULT_SHIPPED:
         page.get_by_text("Untrained small DETR (random weights)").click()
