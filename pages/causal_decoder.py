@@ -170,7 +170,11 @@ def generation_section(gpt: TextGPT, gpt_key: tuple, layer: int, head: int) -> N
     st.text_input("Prompt", key="cd_prompt", max_chars=1000)
     controls = st.columns(2)
     requested = int(controls[0].number_input("Characters to generate", 1, 100_000, 60, key="cd_new"))
-    temperature = controls[1].slider("Temperature (0 = greedy)", 0.0, 1.5, 0.0, 0.1, key="cd_temperature")
+    temperature = controls[1].slider(
+        "Temperature (0 = greedy)", 0.0, 1.5, 0.8, 0.1, key="cd_temperature",
+        help="Sampling with a fixed seed, so the same settings give the same text. Greedy decoding of a "
+        "small model soon loops, and its induction heads then keep copying the loop.",
+    )  # fmt: skip
     prompt = st.session_state.cd_prompt
     if not prompt:
         st.info("Type a prompt: the model continues text, so it needs at least one character to start from.")

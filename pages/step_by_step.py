@@ -66,9 +66,9 @@ def symmetric(fig):
     return fig
 
 
-def score_heatmap(matrix, labels, title, value_name, query, diverging=True):
+def score_heatmap(matrix, labels, title, value_name, query, diverging=True, height=380):
     fig = attention_heatmap(matrix, labels, labels, title=title, zmin=None, value_name=value_name)
-    fig.update_layout(plot_bgcolor=MASKED_GREY, height=360)
+    fig.update_layout(plot_bgcolor=MASKED_GREY, height=height)
     if diverging:
         symmetric(fig)
     return outline(fig, row=query)
@@ -111,15 +111,17 @@ n_tokens = len(ids)
 
 net = model.model
 n_layers, n_heads = len(net.layers), net.layers[0].attention.n_heads
-for key, limit in (("sbs_layer", n_layers), ("sbs_head", n_heads), ("sbs_query", n_tokens)):
+for key, limit in (("sbs_layer", n_layers), ("sbs_head", n_heads)):
     if st.session_state.get(key, 0) >= limit:  # a choice left over from another model or a longer text
         st.session_state[key] = limit - 1
-st.session_state.setdefault("sbs_query", n_tokens - 1)
+# the query choice belongs to one tokenised text: a new text or model starts again from its last token
+query_key = f"sbs_query_{name}_{hash(tuple(ids))}"
+st.session_state.setdefault(query_key, n_tokens - 1)
 left, middle, right = st.columns(3)
 layer = left.selectbox("Layer", range(n_layers), key="sbs_layer")
 head = middle.selectbox("Head", range(n_heads), key="sbs_head")
 query = right.selectbox(
-    "Query token", range(n_tokens), key="sbs_query", format_func=lambda i: f"{i}: {labels[i]}"
+    "Query token", range(n_tokens), key=query_key, format_func=lambda i: f"{i}: {labels[i]}"
 )
 
 s, gaps = compute_stages(model, (name, str(model.device), id(net)), tuple(ids), layer)
@@ -207,7 +209,8 @@ rows_side, cols_side = st.columns(2)
 with rows_side:
     st.markdown("**Rows as tokens**: A = softmax(QKᵀ/√d_head), output A·V")
     st.plotly_chart(
-        score_heatmap(probs_view, labels, "A (query rows)", "weight", query, diverging=False), key="rows_a"
+        score_heatmap(probs_view, labels, "A (query rows)", "weight", query, diverging=False, height=460),
+        key="rows_a",
     )
     st.plotly_chart(
         tokens_by_channels(s["heads"][head], labels, head_cols, "A·V (tokens × d_head)"), key="rows_av"
@@ -225,6 +228,7 @@ with cols_side:
         "Viridis",
         zmid=None,
         zmin=0.0,
+        height=460,
     )
     st.plotly_chart(outline(fig, col=query), key="cols_a")
     st.plotly_chart(

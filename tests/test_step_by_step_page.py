@@ -37,6 +37,10 @@ def run_page(model=None, text=None):
     return at
 
 
+def query_box(at):
+    return next(box for box in at.selectbox if box.label == "Query token")
+
+
 def gaps(at) -> dict:
     table = at.dataframe[-1].value
     return dict(zip(table["stage"], table["largest |difference|"], strict=True))
@@ -72,7 +76,7 @@ def test_causal_model_masks_the_upper_triangle():
     assert max(gaps(at).values()) < 1e-4
     at.selectbox(key="sbs_layer").set_value(1).run()
     at.selectbox(key="sbs_head").set_value(3).run()
-    at.selectbox(key="sbs_query").set_value(4).run()
+    query_box(at).set_value(4).run()
     assert not at.exception
     row = at.dataframe[0].value
     assert np.isneginf(row["masked"].to_numpy()[5:]).all() and (row["softmax"].to_numpy()[5:] == 0).all()
@@ -80,7 +84,7 @@ def test_causal_model_masks_the_upper_triangle():
 
 def test_switching_back_to_a_model_with_more_layers_keeps_working():
     at = run_page(GPT, text="short")
-    at.selectbox(key="sbs_query").set_value(4).run()
+    query_box(at).set_value(4).run()
     at.sidebar.radio(key="sbs_model").set_value("MiniLM (bidirectional encoder)").run()
     assert not at.exception
 

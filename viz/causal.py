@@ -32,7 +32,16 @@ def overlay_causal_mask(
     marker = {"color": "rgba(228, 87, 46, 0.6)", "symbol": "square"}
     # an empty trace, so that the overlay gets a legend entry
     fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", marker=marker, name=label, showlegend=True))
-    fig.update_layout(legend={"orientation": "h", "y": -0.15})
+    # the legend sits in the top-right corner, inside the masked triangle it describes
+    fig.update_layout(
+        legend={
+            "x": 0.98,
+            "y": 0.98,
+            "xanchor": "right",
+            "yanchor": "top",
+            "bgcolor": "rgba(255,255,255,0.85)",
+        }
+    )
     return fig
 
 

@@ -16,9 +16,9 @@ def char_labels(tokens: list[str]) -> list[str]:
     return [{" ": "␣", "\n": "⏎"}.get(tok, tok) for tok in tokens]
 
 
-def _axis(labels: list[str], title: str) -> dict:
+def _axis(labels: list[str], title: str, label_ticks: bool = True) -> dict:
     axis = {"title": title}
-    if len(labels) <= MAX_TICK_LABELS:
+    if label_ticks and len(labels) <= MAX_TICK_LABELS:
         axis |= {"tickmode": "array", "tickvals": list(range(len(labels))), "ticktext": list(labels)}
     return axis
 
@@ -36,8 +36,13 @@ def labelled_heatmap(
     zmax: float | None = None,
     value_name: str = "value",
     height: int | None = None,
+    row_ticks: bool = True,
+    col_ticks: bool = True,
 ) -> go.Figure:
-    """matrix (R, C) with one label per row and column; NaN cells are drawn grey (masked)."""
+    """matrix (R, C) with one label per row and column; NaN cells are drawn grey (masked).
+
+    row_ticks / col_ticks False leave that axis to Plotly's numeric ticks (for channel indices).
+    """
     matrix = np.asarray(matrix, dtype=np.float64)
     if matrix.ndim != 2 or matrix.shape != (len(row_labels), len(col_labels)):
         raise ValueError(
@@ -70,8 +75,8 @@ def labelled_heatmap(
     fig.update_layout(
         title=title,
         height=height or max(260, min(700, 90 + 14 * rows)),
-        xaxis=_axis(col_labels, col_title),
-        yaxis=_axis(row_labels, row_title) | {"autorange": "reversed"},
+        xaxis=_axis(col_labels, col_title, col_ticks),
+        yaxis=_axis(row_labels, row_title, row_ticks) | {"autorange": "reversed"},
         plot_bgcolor=MASKED_GREY,
         margin={"l": 10, "r": 10, "t": 40, "b": 10},
     )
@@ -86,7 +91,9 @@ def tokens_by_channels(
     if matrix.ndim != 2:
         raise ValueError(f"expected (tokens, channels), got shape {matrix.shape}")
     channels = [str(c) for c in range(matrix.shape[1])]
-    return labelled_heatmap(matrix, tokens, channels, "token", channel_name, title, value_name=value_name)
+    return labelled_heatmap(
+        matrix, tokens, channels, "token", channel_name, title, value_name=value_name, col_ticks=False
+    )
 
 
 def channels_by_tokens(
@@ -97,7 +104,9 @@ def channels_by_tokens(
     if matrix.ndim != 2:
         raise ValueError(f"expected (channels, tokens), got shape {matrix.shape}")
     channels = [str(c) for c in range(matrix.shape[0])]
-    return labelled_heatmap(matrix, channels, tokens, channel_name, "token", title, value_name=value_name)
+    return labelled_heatmap(
+        matrix, channels, tokens, channel_name, "token", title, value_name=value_name, row_ticks=False
+    )
 
 
 def outline(

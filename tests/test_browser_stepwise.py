@@ -1,0 +1,33 @@
+"""The step-by-step and causal decoder pages in a real browser: every figure drawn, masked cells grey."""
+
+import pytest
+
+from tests.conftest import screenshot
+
+pytestmark = pytest.mark.browser
+
+
+def test_step_by_step_in_chromium(page, app_url):
+    page.goto(f"{app_url}/step_by_step")
+    page.get_by_text("Check: recomputed here vs the model's own capture").wait_for()
+    page.get_by_label("gpt-stdlib (causal decoder)").check(force=True)
+    page.get_by_text("The GPT is pre-norm").wait_for()
+    page.get_by_text("The mask removes").wait_for()
+    page.get_by_test_id("stStatusWidget").wait_for(state="hidden")  # the rerun is over, no stale figures
+    plots = page.locator(".js-plotly-plot")
+    assert plots.count() == 15  # X, Q, K, V, 4 score stages, A·V, concat, output, 2 + 2 conventions
+    assert plots.nth(0).locator(".hm image").count() == 1
+    assert not page.get_by_test_id("stException").count()
+    assert screenshot(page, "step_by_step").stat().st_size > 10_000
+
+
+def test_causal_decoder_in_chromium(page, app_url):
+    page.goto(f"{app_url}/causal_decoder")
+    page.get_by_text("Best induction head").wait_for()
+    page.get_by_text("5 · Encoder vs decoder").wait_for()
+    page.get_by_text("Weight on later tokens").first.wait_for()
+    page.get_by_test_id("stStatusWidget").wait_for(state="hidden")
+    assert page.locator(".js-plotly-plot").count() == 8
+    assert page.locator("path[d^='M 0.5,-0.5']").count() >= 1 or page.locator(".shapelayer path").count() >= 3
+    assert not page.get_by_test_id("stException").count()
+    assert screenshot(page, "causal_decoder").stat().st_size > 10_000
