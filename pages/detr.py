@@ -52,6 +52,7 @@ SCENE, IMAGE = "Generated scene (with ground truth)", "Upload an image"
 MEAN = "mean"
 RAW, UPSAMPLED = "feature map (raw)", "upsampled (bilinear)"
 UPSAMPLE_FACTOR = 8  # display cells per feature cell, each way, when upsampled
+MAX_STRIP = 12  # detections drawn side by side at most
 WHERE_TO, WHO_FROM = "where it attends", "which positions attend to it"
 
 
@@ -196,6 +197,14 @@ def pick_query_row() -> None:
         st.session_state.dp_query = int(rows[0])
 
 
+def pick_strip_tile() -> None:
+    """on_select of the strip of every detection's map: that detection's query becomes the chosen one."""
+    points = st.session_state.dp_strip.selection.points
+    if points:
+        col = int(points[0]["x"] // st.session_state.dp_strip_tile_w)
+        st.session_state.dp_query = st.session_state.dp_shown[min(col, len(st.session_state.dp_shown) - 1)]
+
+
 def pick_tile() -> None:
     """on_select of the layer x head grid: the clicked tile becomes the chosen layer and head."""
     points = st.session_state.dp_grid.selection.points
@@ -324,6 +333,26 @@ def detections_section(result: DetrResult, bg: Background) -> None:
         )
         labels_text = query_labels(result)
         st.selectbox("Query to inspect", range(n), key="dp_query", format_func=lambda q: labels_text[q])
+    if shown:
+        strip = shown[:MAX_STRIP]
+        cell = cell_extent(result)
+        st.session_state.dp_strip_tile_w = (result.w + 1) * cell[1]
+        maps = result.decoder_cross[-1][:, strip].mean(0)  # (D, h, w) last layer, mean of heads
+        fig = map_grid(
+            bg,
+            maps[None],
+            ["last layer"],
+            [f"q{q} {result.class_names[labels[q]]}" for q in strip],
+            cell,
+            st.session_state.dp_opacity,
+            title=f"What each detection looks at (last decoder layer, mean of heads"
+            f"{f'; the best {MAX_STRIP}' if len(shown) > MAX_STRIP else ''}); click one to inspect it",
+            tile_width=min(150, 1000 // len(strip)),
+            names=("", "detection"),
+        )
+        st.plotly_chart(
+            fig, key="dp_strip", width="content", on_select=pick_strip_tile, selection_mode="points"
+        )
 
 
 @st.fragment

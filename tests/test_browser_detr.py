@@ -57,6 +57,12 @@ def test_detr_page_in_chromium(page):
     y = area["y"] + area["height"] * (layer * (h + 1) + h / 2) / (3 * (h + 1) - 1)
     page.mouse.click(x, y)
     page.get_by_text(re.compile(rf"^query {query}: .* · layer {layer}, head {head}$")).first.wait_for()
+    best = re.match(r"q(\d+) ", labels.nth(0).text_content()).group(1)
+    strip = page.locator(".js-plotly-plot", has_text="What each detection looks at").locator(".hm image")
+    strip.scroll_into_view_if_needed()
+    area = strip.bounding_box()  # 12 tiles of (w + 1) cells, less the last gap; the first is the best
+    page.mouse.click(area["x"] + area["width"] * (w / 2) / (12 * (w + 1) - 1), area["y"] + area["height"] / 2)
+    page.get_by_text(re.compile(rf"^query {best}: .* · layer {layer}, head {head}$")).first.wait_for()
     page.get_by_role("tab", name="Encoder self-attention").click()
     encoder = page.locator(".js-plotly-plot", has_text="where it attends, layer").locator(".hm image")
     area = encoder.bounding_box()

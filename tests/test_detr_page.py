@@ -206,6 +206,8 @@ def test_upload_choose_detection_change_layer_and_head(app):
     assert not at.exception and not at.error
     h = w = 128 // 16  # the small model is DC5 (stride 16) at 128 pixels
     assert z_shape(chart(at, "dp_overlay")) == (h, w)
+    at.slider(key="dp_threshold").set_value(0.0).run()  # every query is a detection: the strip shows 12
+    assert z_shape(chart(at, "dp_strip")) == (h, 12 * (w + 1) - 1)
     at.selectbox(key="dp_query").set_value(5).run()
     at.selectbox(key="dp_layer").set_value(0)
     at.selectbox(key="dp_head").set_value(2).run()
