@@ -13,6 +13,7 @@ to --out every --ckpt-every steps; an existing checkpoint there is resumed autom
 """
 
 import argparse
+import dataclasses
 import json
 import math
 import sys
@@ -86,11 +87,18 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--export", type=Path, default=Path("weights/detr-shapes"))
     p.add_argument("--export-only", action="store_true")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--backbone-width", type=int, default=SMALL_CONFIG.backbone_width,
+                   help="ResNet stem channels (a resumed run keeps the width it was started with)")
     args = p.parse_args(argv)
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    config = SMALL_CONFIG
+    ckpt_path = args.out / "last.pt"
+    ckpt = torch.load(ckpt_path, map_location=args.device, weights_only=True) if ckpt_path.exists() else None
+    if ckpt is not None and "config" in ckpt:
+        config = DetrConfig.from_dict(ckpt["config"])
+    else:
+        config = dataclasses.replace(SMALL_CONFIG, backbone_width=args.backbone_width)
     size = config.min_size
     model = build_detr(config, norm=nn.BatchNorm2d).to(args.device)
     criterion = SetCriterion(config.num_classes).to(args.device)
@@ -100,10 +108,8 @@ def main(argv: list[str] | None = None) -> None:
                                    {"params": backbone_params, "lr": args.lr_backbone}],
                                   weight_decay=args.weight_decay)
     base_lrs = [args.lr, args.lr_backbone]
-    ckpt_path = args.out / "last.pt"
     step = 0
-    if ckpt_path.exists():
-        ckpt = torch.load(ckpt_path, map_location=args.device, weights_only=True)
+    if ckpt is not None:
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         step = ckpt["step"]
@@ -116,7 +122,8 @@ def main(argv: list[str] | None = None) -> None:
     def save() -> None:
         args.out.mkdir(parents=True, exist_ok=True)
         tmp = ckpt_path.with_suffix(".tmp")
-        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step}, tmp)
+        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
+                    "config": config.to_dict()}, tmp)
         tmp.replace(ckpt_path)  # atomic: a kill mid-save never leaves a broken checkpoint
 
     decay = args.steps // 4 if args.decay_steps is None else args.decay_steps
