@@ -21,7 +21,7 @@ from viz.stepwise import MASKED_GREY, char_labels
 
 PERIOD = 64  # the repeated random block of the head measurements (as in scripts/train_gpt.py)
 MAX_NEW = 200  # generation re-runs the model once per token, so it is bounded
-EXAMPLE = "Return the number of items. "
+EXAMPLE = "Quick zebras jump. "  # few repeated characters, so each has one clear induction target
 
 
 @st.cache_resource(max_entries=2, show_spinner="Loading the causal model…")

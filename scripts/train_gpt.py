@@ -7,7 +7,7 @@ Python running this script (files in sorted order, so the corpus is deterministi
 One docstring in 20 is held out for validation. A quarter of the training windows are a random block of
 characters repeated to fill the window, and half of the others get a random string written twice into
 the text: a second copy is only predictable by finding the first one, which is what makes previous-token
-and induction heads form. Fixed seed; about 10 minutes on one CPU thread of an idle machine.
+and induction heads form. Fixed seed; about 10 minutes on one CPU thread.
 """
 
 import argparse
@@ -176,7 +176,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--preset", default="gpt-stdlib", choices=sorted(PRESETS))
-    parser.add_argument("--steps", type=int, default=1500)
+    parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--seed", type=int, default=0)

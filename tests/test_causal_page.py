@@ -42,7 +42,7 @@ def test_head_scores_find_an_induction_head(default_page):
 
 def test_repeated_text_and_the_causal_mask(default_page):
     at = default_page
-    t = 2 * len("Return the number of items. ")
+    t = 2 * len("Quick zebras jump. ")
     probs, before = z(at, "own_text"), z(at, "mask_before")
     assert probs.shape == before.shape == (t, t)
     upper = np.triu(np.ones((t, t), dtype=bool), 1)
@@ -50,7 +50,9 @@ def test_repeated_text_and_the_causal_mask(default_page):
     assert np.isnan(before[upper]).all() and np.isfinite(before[~upper]).all()  # −∞ drawn as masked
     np.testing.assert_allclose(probs.sum(1), 1, atol=1e-5)
     share = next(m.value for m in at.markdown if "induction target" in m.value)
-    assert float(re.search(r"\*\*([0-9.]+)\*\*", share).group(1)) > 0.2  # the best head finds the copy
+    assert (
+        float(re.search(r"\*\*([0-9.]+)\*\*", share).group(1)) > 0.3
+    )  # chance (uniform over the past) is 0.04
 
 
 def test_generation_adds_one_row_per_character(default_page):
@@ -63,7 +65,7 @@ def test_generation_adds_one_row_per_character(default_page):
 def test_encoder_vs_decoder(default_page):
     at = default_page
     enc, dec = z(at, "vs_encoder"), z(at, "vs_decoder")
-    assert dec.shape == (len("Return the number of items. "),) * 2
+    assert dec.shape == (len("Quick zebras jump. "),) * 2
     assert (dec[np.triu(np.ones(dec.shape, dtype=bool), 1)] == 0).all()
     assert enc[np.triu(np.ones(enc.shape, dtype=bool), 1)].sum() > 0  # the encoder looks ahead
     future = [float(m.value) for m in at.metric]
