@@ -182,15 +182,27 @@ def _read_config(directory: Path) -> dict:
         raise ModelLoadError(f"{directory / 'config.json'} is not valid JSON ({err})") from err
 
 
+def _our_config(raw: dict, directory: Path) -> tuple[GPTConfig, CharTokenizer]:
+    known = {f.name for f in fields(GPTConfig)}
+    try:
+        config = GPTConfig(**{k: v for k, v in raw["gpt"].items() if k in known})
+        if not all(isinstance(getattr(config, name), int) for name in ("vocab_size", "block_size", "n_embd")):
+            raise TypeError("sizes must be integers")
+        return config, CharTokenizer(str(raw["alphabet"]))
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
+        raise ModelLoadError(
+            f"{directory / 'config.json'} is not a valid gpt-stdlib config ({err!r}); "
+            "rewrite it with python -m scripts.train_gpt"
+        ) from err
+
+
 def load_gpt(path: str | Path | None = None, device: str = "cpu") -> TextGPT:
     """Load our character-level GPT (the embedded gpt-stdlib when `path` is None) or a GPT-2 directory."""
     directory = DEFAULT_GPT_PATH if path is None else Path(path).expanduser()
     raw = _read_config(directory)
     state = _read_weights(directory)
     if raw.get("model_type") == OUR_MODEL_TYPE:
-        known = {f.name for f in fields(GPTConfig)}
-        config = GPTConfig(**{k: v for k, v in raw.get("gpt", {}).items() if k in known})
-        tokenizer = CharTokenizer(raw["alphabet"])
+        config, tokenizer = _our_config(raw, directory)
         if len(tokenizer) != config.vocab_size:
             raise ModelLoadError(
                 f"alphabet of {len(tokenizer)} tokens does not fit vocab_size {config.vocab_size}"

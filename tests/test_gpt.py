@@ -110,3 +110,23 @@ def test_generation_keeps_each_steps_new_row():
         generate(model, [1, 2, 3], n_new=62)
     with pytest.raises(ValueError, match="prompt"):
         generate(model, [], n_new=1)
+
+
+@pytest.mark.parametrize(
+    "config_text, weights, message",
+    [
+        ("{not json", None, "not valid JSON"),
+        ('{"model_type": "bert"}', None, "expected 'gpt2'"),
+        ('{"model_type": "attention-lab-gpt", "gpt": {"n_layer": 2}}', None, "not a valid gpt-stdlib config"),
+        (None, b"\x00" * 64, "corrupt or truncated"),
+    ],
+)
+def test_broken_checkpoints_get_a_clear_message(tmp_path, config_text, weights, message):
+    config = PRESETS["gpt-nano"]
+    save_gpt(build_gpt(config), config, ALPHABET, tmp_path)
+    if config_text is not None:
+        (tmp_path / "config.json").write_text(config_text)
+    if weights is not None:
+        (tmp_path / "model.safetensors").write_bytes(weights)
+    with pytest.raises(ModelLoadError, match=message):
+        load_gpt(tmp_path)
