@@ -17,6 +17,7 @@ from viz.stepwise import (
     mark_column_groups,
     outline,
     tokens_by_channels,
+    weight_heatmap,
 )
 
 MINILM, GPT = "MiniLM (bidirectional encoder)", "gpt-stdlib (causal decoder)"
@@ -146,6 +147,12 @@ columns = st.columns(3)
 for column, key in zip(columns, ("q", "k", "v"), strict=True):
     fig = tokens_by_channels(s[key][head], labels, head_cols, f"{key.upper()} = X W_{key}")
     column.plotly_chart(outline(fig, row=query) if key == "q" else fig, key=f"{key}_fig")
+with st.expander(f"The weights that made them: head {head}'s columns of W_q, W_k, W_v (d × d_head)"):
+    head_slice = slice(head * dh, (head + 1) * dh)
+    for column, key in zip(st.columns(3), ("q", "k", "v"), strict=True):
+        w = s[f"w_{key}"][:, head_slice]
+        fig = weight_heatmap(w, f"input channel (d = {d})", head_cols, f"W_{key}[:, head {head}]")
+        column.plotly_chart(fig, key=f"w_{key}_fig")
 
 st.header("3 · Scores, scaling, mask, softmax (S13)")
 masked_view = np.where(s["mask"][head], s["masked"][head], np.nan)
@@ -200,6 +207,13 @@ concat = mark_column_groups(
     tokens_by_channels(s["concat"], labels, f"channel (d = {d})", "Concat(heads)"), dh
 )
 st.plotly_chart(concat, key="concat")
+with st.expander(f"W_o ({d} × {d}), drawn transposed: column block h multiplies head h's output"):
+    st.plotly_chart(
+        mark_column_groups(
+            weight_heatmap(s["w_o"].T, f"output channel (d = {d})", f"concat channel (d = {d})", "W_oᵀ"), dh
+        ),
+        key="w_o_fig",
+    )
 st.plotly_chart(
     tokens_by_channels(s["output"], labels, f"channel (d = {d})", "output = Concat W_o + b_o"), key="output"
 )

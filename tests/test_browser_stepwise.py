@@ -15,7 +15,9 @@ def test_step_by_step_in_chromium(page, app_url):
     page.get_by_text("The mask removes").wait_for()
     page.get_by_test_id("stStatusWidget").wait_for(state="hidden")  # the rerun is over, no stale figures
     plots = page.locator(".js-plotly-plot")
-    assert plots.count() == 15  # X, Q, K, V, 4 score stages, A·V, concat, output, 2 + 2 conventions
+    assert (
+        plots.count() == 19
+    )  # X, Q, K, V, W_q/k/v, 4 score stages, A·V, concat, W_o, output, 2 + 2 conventions
     assert plots.nth(0).locator(".hm image").count() == 1
     assert not page.get_by_test_id("stException").count()
     assert screenshot(page, "step_by_step").stat().st_size > 10_000

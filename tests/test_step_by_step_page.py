@@ -57,6 +57,7 @@ def test_minilm_shows_every_stage_with_d_and_d_head():
     assert z(at, "scores").shape == (t, t)
     assert not np.isnan(z(at, "masked")).any()  # one unpadded text: MiniLM masks nothing
     assert z(at, "concat").shape == (t, 384) and z(at, "output").shape == (t, 384)
+    assert z(at, "w_q_fig").shape == (384, 32) and z(at, "w_o_fig").shape == (384, 384)
     assert z(at, "cols_a").shape == (t, t) and z(at, "cols_va").shape == (32, t)
     np.testing.assert_allclose(z(at, "cols_a"), z(at, "rows_a").T, atol=1e-6)
     assert max(gaps(at).values()) < 1e-4

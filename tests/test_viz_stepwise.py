@@ -5,7 +5,14 @@ import pytest
 
 from viz.attention import attention_heatmap
 from viz.causal import causal_mask_path, generation_rows, overlay_causal_mask
-from viz.stepwise import channels_by_tokens, char_labels, mark_column_groups, outline, tokens_by_channels
+from viz.stepwise import (
+    channels_by_tokens,
+    char_labels,
+    mark_column_groups,
+    outline,
+    tokens_by_channels,
+    weight_heatmap,
+)
 
 
 def test_tokens_by_channels_and_transpose():
@@ -80,3 +87,10 @@ def test_generation_rows_stack_into_a_lower_triangle():
     assert list(fig.layout.xaxis.ticktext) == list("abcde")
     with pytest.raises(ValueError, match="should attend over"):
         generation_rows([np.ones(2)], list("abcd"), n_prompt=3)
+
+
+def test_weight_heatmap_keeps_in_by_out():
+    fig = weight_heatmap(np.ones((6, 2)), "input channel", "output channel")
+    assert np.asarray(fig.data[0].z).shape == (6, 2)
+    with pytest.raises(ValueError, match="2-D"):
+        weight_heatmap(np.ones(3), "a", "b")

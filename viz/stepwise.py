@@ -138,3 +138,14 @@ def mark_column_groups(fig: go.Figure, group: int, color: str = "#222") -> go.Fi
     for c in range(group, cols, group):
         fig.add_vline(x=c - 0.5, line={"color": color, "width": 1.5})
     return fig
+
+
+def weight_heatmap(weight: np.ndarray, row_name: str, col_name: str, title: str = "") -> go.Figure:
+    """A weight matrix (in, out) as used in X W: input channels down the side, output channels across."""
+    weight = np.asarray(weight)
+    if weight.ndim != 2:
+        raise ValueError(f"expected a 2-D weight matrix, got shape {weight.shape}")
+    rows, cols = (list(map(str, range(n))) for n in weight.shape)
+    return labelled_heatmap(
+        weight, rows, cols, row_name, col_name, title, value_name="weight", row_ticks=False, col_ticks=False
+    )
