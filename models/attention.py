@@ -12,7 +12,7 @@ scaling by 1/sqrt(d_head) and before the softmax.
 """
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -21,16 +21,25 @@ from torch import Tensor, nn
 
 @dataclass
 class AttentionRecord:
-    """Everything one attention computed, per head. B batch, nh heads, Tq queries, Tk keys."""
+    """Everything one attention computed, per head. B batch, nh heads, Tq queries, Tk keys.
+
+    The forward keeps q, k, v, the probabilities and the head outputs. The score stages are
+    recomputed from q and k on demand, exactly as the forward computed them, so that capturing
+    costs one (Tq, Tk) tensor per head (the probabilities) and not four.
+    """
 
     q: Tensor  # (B, nh, Tq, dh) queries, after the projection and the head split
     k: Tensor  # (B, nh, Tk, dh)
     v: Tensor  # (B, nh, Tk, dh)
-    scores: Tensor  # (B, nh, Tq, Tk) raw QK^T
     scale: float  # 1 / sqrt(dh)
     mask: Tensor | None  # bool, broadcastable to (B, nh, Tq, Tk); True = may attend
     probs: Tensor  # (B, nh, Tq, Tk) softmax of the masked scaled scores; rows sum to 1
     out: Tensor  # (B, nh, Tq, dh) per-head outputs A·V, before the heads are merged
+
+    @property
+    def scores(self) -> Tensor:
+        """(B, nh, Tq, Tk) the raw scores QK^T."""
+        return self.q @ self.k.transpose(-2, -1)
 
     @property
     def scaled(self) -> Tensor:
@@ -45,8 +54,15 @@ class AttentionRecord:
         return self.scaled.masked_fill(~self.mask, float("-inf"))
 
     def detach(self) -> "AttentionRecord":
-        tensors = {k: (v.detach() if isinstance(v, Tensor) else v) for k, v in vars(self).items()}
-        return AttentionRecord(**tensors)
+        return replace(self, **{k: v.detach() for k, v in vars(self).items() if isinstance(v, Tensor)})
+
+    def item(self, index: int) -> "AttentionRecord":
+        """The record of batch element `index`: every tensor loses its batch axis, (nh, Tq, Tk) etc."""
+        mask = self.mask
+        if mask is not None and mask.dim() == 4:
+            mask = mask[index if mask.size(0) > 1 else 0]
+        tensors = {k: v[index] for k, v in vars(self).items() if isinstance(v, Tensor) and k != "mask"}
+        return replace(self, mask=mask, **tensors)
 
 
 def causal_mask(t_q: int, t_k: int | None = None, device=None) -> Tensor:
@@ -88,13 +104,13 @@ def attend(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None, capture:
     if not capture:
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask), None
     scale = 1.0 / math.sqrt(q.size(-1))
-    scores = q @ k.transpose(-2, -1)  # (B, nh, Tq, Tk)
-    scaled = scores * scale
+    scores = q @ k.transpose(-2, -1)  # (B, nh, Tq, Tk) QK^T
+    scores.mul_(scale)  # in place: the stages are recomputed from q and k when asked for
     if mask is not None:
-        scaled = scaled.masked_fill(~mask, float("-inf"))
-    probs = scaled.softmax(dim=-1)
+        scores.masked_fill_(~mask, float("-inf"))  # after scaling, before the softmax
+    probs = scores.softmax(dim=-1)
     out = probs @ v  # (B, nh, Tq, dh)
-    return out, AttentionRecord(q=q, k=k, v=v, scores=scores, scale=scale, mask=mask, probs=probs, out=out)
+    return out, AttentionRecord(q=q, k=k, v=v, scale=scale, mask=mask, probs=probs, out=out)
 
 
 class MultiHeadAttention(nn.Module):

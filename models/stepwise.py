@@ -52,24 +52,8 @@ def capture_call(module: MultiHeadAttention, run: Callable[[], object]) -> Atten
     if mask is not None and mask.dim() == 4:
         mask = mask[0]  # (B, nh|1, Tq|1, Tk) -> (nh|1, Tq|1, Tk)
     out, record = seen["output"]
-    record = None if record is None else _first_item(record.detach())
+    record = None if record is None else record.detach().item(0)
     return AttentionCall(query[0].detach(), key[0].detach(), value[0].detach(), mask, out[0].detach(), record)
-
-
-def _first_item(record: AttentionRecord) -> AttentionRecord:
-    mask = record.mask
-    if mask is not None and mask.dim() == 4:
-        mask = mask[0]
-    return AttentionRecord(
-        q=record.q[0],
-        k=record.k[0],
-        v=record.v[0],
-        scores=record.scores[0],
-        scale=record.scale,
-        mask=mask,
-        probs=record.probs[0],
-        out=record.out[0],
-    )
 
 
 @dataclass

@@ -104,3 +104,13 @@ def test_cross_attention_takes_keys_and_values_from_memory():
 def test_heads_must_divide_width():
     with pytest.raises(ValueError, match="divisible"):
         MultiHeadAttention(10, 3)
+
+
+def test_item_drops_the_batch_axis():
+    q, k, v = qkv()
+    key_padding = torch.tensor([[False] * 6 + [True], [False] * 7])
+    _, rec = attend(q, k, v, mask=padding_mask(key_padding), capture=True)
+    one = rec.item(0)
+    assert one.probs.shape == (3, 7, 7) and one.q.shape == (3, 7, 8)
+    torch.testing.assert_close(one.masked, rec.masked[0])
+    assert torch.isneginf(one.masked[..., 6]).all()
