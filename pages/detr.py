@@ -345,14 +345,15 @@ def detections_section(result: DetrResult, bg: Background) -> None:
             [f"q{q} {result.class_names[labels[q]]}" for q in strip],
             cell,
             st.session_state.dp_opacity,
-            title=f"What each detection looks at (last decoder layer, mean of heads"
-            f"{f'; the best {MAX_STRIP}' if len(shown) > MAX_STRIP else ''}); click one to inspect it",
+            title="What each detection looks at",
             tile_width=min(150, 1000 // len(strip)),
             names=("", "detection"),
         )
         st.plotly_chart(
             fig, key="dp_strip", width="content", on_select=pick_strip_tile, selection_mode="points"
         )
+        best = f", the best {MAX_STRIP}" if len(shown) > MAX_STRIP else ""
+        st.caption(f"Last decoder layer, mean of heads{best}; click one to inspect it below.")
 
 
 @st.fragment
