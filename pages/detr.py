@@ -406,7 +406,7 @@ def cross_attention_section(result: DetrResult, bg: Background, image: np.ndarra
         d1, d2 = st.columns(2)
         d1.download_button(
             "Overlay (PNG)",
-            lambda: png_bytes(overlay_rgb(image, attn, extent, opacity)),
+            lambda: png_bytes(overlay_rgb(image, attn, extent, opacity, smooth=resolution == UPSAMPLED)),
             file_name=f"detr_query{query}_layer{layer}_{head_name(head).replace(' ', '_')}.png",
             mime="image/png",
             on_click="ignore",

@@ -160,6 +160,9 @@ def test_overlay_figures_and_png():
     np.testing.assert_array_equal(overlay_rgb(image, attn, (40, 48), opacity=0.0), image)
     hot = overlay_rgb(image, attn, (40, 48), opacity=1.0)
     assert hot.shape == image.shape and hot[20, 28].sum() > hot[2, 2].sum()
+    blocks = overlay_rgb(image, attn, (40, 48), opacity=1.0, smooth=False)
+    np.testing.assert_array_equal(blocks[:16], image[:16])  # rows 0-1 of the map are 0: untouched
+    assert (blocks[16:24, 24:32] == blocks[16, 24]).all() and blocks[16, 24].sum() > 600  # one bright cell
     fig = detections_figure(bg, [[1, 2, 10, 12], [5, 5, 30, 30]], ["a", "b"], [0, 1], selected=1)
     assert len(fig.data) == 2 and fig.data[1].line.width > fig.data[0].line.width
     with pytest.raises(ValueError, match="2 boxes for 1 labels"):

@@ -557,16 +557,19 @@ def _lut(colorscale: list[str]) -> np.ndarray:
 _INFERNO = _lut(sequential.Inferno)
 
 
-def overlay_rgb(image, attn, extent: tuple[float, float], opacity: float = 0.6) -> np.ndarray:
+def overlay_rgb(
+    image, attn, extent: tuple[float, float], opacity: float = 0.6, smooth: bool = True
+) -> np.ndarray:
     """The image with `attn` (h, w) blended over it, for a PNG download: the map covers `extent` =
-    (height, width) pixels from the top left (it can pass the image's edge), resized bilinearly and
+    (height, width) pixels from the top left (it can pass the image's edge), resized bilinearly
+    (`smooth`) or as blocks, one per feature cell, and
     coloured and made opaque as the overlay's scale, 0 to its maximum. -> (H, W, 3) uint8."""
     image = np.asarray(image)
     attn = _check_map(attn)
     if image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"expected an (H, W, 3) image, got shape {image.shape}")
     big = (int(round(extent[1])), int(round(extent[0])))  # PIL size is (width, height)
-    up = np.asarray(Image.fromarray(attn, mode="F").resize(big, Image.BILINEAR))[
+    up = np.asarray(Image.fromarray(attn, mode="F").resize(big, Image.BILINEAR if smooth else Image.NEAREST))[
         : image.shape[0], : image.shape[1]
     ]
     peak = up.max()
