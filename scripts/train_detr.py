@@ -1,7 +1,7 @@
 """Train the app's default detector: a small DETR on procedural shape scenes, from scratch.
 
-    python -m scripts.train_detr                       # train (or resume) and export the weights
-    python -m scripts.train_detr --steps 30000         # continue a finished run for longer
+    python -m scripts.train_detr --decay-steps 5000    # train (or resume) and export: the shipped run
+    python -m scripts.train_detr --steps 30000 --decay-steps 5000   # go on: full rate again, then decay
     python -m scripts.train_detr --export-only         # write weights/ from the last checkpoint
 
 The model is `models.detr` itself with the `SMALL_CONFIG` sizes. Its ResNet-18-style backbone trains
@@ -70,7 +70,7 @@ def lr_factor(step: int, total: int, warmup: int, decay: int) -> float:
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--steps", type=int, default=20000)
+    p.add_argument("--steps", type=int, default=22000)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--lr", type=float, default=2e-4)
     p.add_argument("--lr-backbone", type=float, default=1e-4)
@@ -81,7 +81,8 @@ def main(argv: list[str] | None = None) -> None:
                    help="cosine decay over the last N steps (default a quarter of --steps); to finish a run "
                         "early, resume with --steps <current + N> --decay-steps N")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--threads", type=int, default=2, help="CPU threads (torch.set_num_threads)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="CPU threads; on a shared 2-core machine 2 threads ran 20x slower than 1")
     p.add_argument("--ckpt-every", type=int, default=100)
     p.add_argument("--out", type=Path, default=Path("artifacts/detr-shapes"))
     p.add_argument("--export", type=Path, default=Path("weights/detr-shapes"))
