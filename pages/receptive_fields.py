@@ -15,6 +15,7 @@ from models.receptive.image import (
     encoder_span,
     field_distance_2d,
     theoretical_radius_2d,
+    uniform_span,
 )
 from models.receptive.norms import MAX_RESIDUAL_DEPTH, axis_stats, batch_norm, layer_norm, residual_trace
 from models.receptive.parallelism import complexity_table, time_forward
@@ -69,7 +70,7 @@ DEFAULTS = {
     "rf_log": True,
     "rf_timing_max": 512,
     "rf_img_seed": 0,
-    "rf_img_size": 64,
+    "rf_img_size": 128,
     "rf_img_kernel": 3,
     "rf_img_depths": [1, 2, 4, 8, 16],
     "rf_conv_kernel": 3,
@@ -127,12 +128,14 @@ def map_2d(seed: int, size: int, kernel: int, depth: int) -> np.ndarray:
 
 
 @st.cache_data(max_entries=8, show_spinner="Running DETR…")
-def detr_span(_detector: Detector, name: str, device: str, seed: int, size: int) -> np.ndarray:
-    """(E, nh) mean attention distance of the encoder on the scene, in pixels of the scene."""
+def detr_span(_detector: Detector, name: str, device: str, seed: int, size: int) -> tuple[np.ndarray, float]:
+    """(E, nh) mean attention distance of the encoder on the scene in pixels of the scene, and the
+    distance of uniform attention over the image for reference."""
     result = run_detr(_detector, make_scene(seed, size=size).image)
     scale = result.image_size[0] / result.input_size[0]
     cells = tuple(-(-n // result.stride) for n in result.input_size)  # feature cells that cover the image
-    return encoder_span(result.encoder, result.stride, scale, cells)
+    spans = encoder_span(result.encoder, result.stride, scale, cells)
+    return spans, uniform_span(result.h, result.w, result.stride, scale, cells)
 
 
 @st.cache_data(max_entries=4, show_spinner=False)
@@ -342,16 +345,17 @@ def image_section(device: str) -> None:
     distances = [field_distance_2d(m) for m in maps]
     try:
         detector = get_detr(device)
-        spans = detr_span(detector, detector.name, device, seed, size)
+        spans, uniform = detr_span(detector, detector.name, device, seed, size)
     except CheckpointError as err:
-        spans = None
+        spans = uniform = None
         st.info(f"The DETR side needs our trained detector, which could not be loaded: {err}")
-    st.plotly_chart(span_figure(depths, distances, spans), key="rf_span")
+    st.plotly_chart(span_figure(depths, distances, spans, uniform), key="rf_span")
     if spans is not None:
         st.caption(
             f"DETR encoder heads: {spans.min():.0f} to {spans.max():.0f} pixels (first layer "
-            f"{spans[0].min():.0f} to {spans[0].max():.0f}); the CNN reaches {distances[-1]:.1f} pixels "
-            f"at depth {depths[-1]} (depth limit {MAX_DEPTH_2D})."
+            f"{spans[0].min():.0f} to {spans[0].max():.0f}; attending evenly to the whole image would give "
+            f"{uniform:.0f}), between the feature cells of its ResNet backbone; the random CNN's gradient "
+            f"reaches {distances[-1]:.1f} pixels at depth {depths[-1]} (depth limit {MAX_DEPTH_2D})."
         )
 
 

@@ -20,6 +20,7 @@ from models.receptive.image import (
     field_distance_2d,
     mean_attention_distance,
     theoretical_radius_2d,
+    uniform_span,
 )
 from models.receptive.norms import axis_stats, batch_norm, layer_norm, residual_trace
 from models.receptive.parallelism import complexity_table, connectivity, hops_to_connect
@@ -259,6 +260,7 @@ def test_encoder_span_of_a_tiny_random_detr():
     ys, xs = np.mgrid[0:3, 0:3].reshape(2, -1)
     grid = np.hypot(ys[:, None] - ys[None], xs[:, None] - xs[None]).mean()
     np.testing.assert_allclose(encoder_span(uniform, 32, 0.5, (3, 3)), [[16 * grid]])
+    assert uniform_span(3, 3, 32, 0.5, (3, 3)) == pytest.approx(16 * grid)
     with pytest.raises(ValueError, match="h, w, h, w"):
         encoder_span(np.zeros((1, 1, 3, 3, 2, 2)), 32, 1.0)
 

@@ -204,10 +204,13 @@ def field_maps_figure(maps, depths, radii, image=None) -> go.Figure:
     return fig
 
 
-def span_figure(cnn_depths, cnn_distances, attention_distances=None) -> go.Figure:
+def span_figure(
+    cnn_depths, cnn_distances, attention_distances=None, uniform: float | None = None
+) -> go.Figure:
     """Mean distance in pixels: the CNN's gradient per depth, and each DETR encoder head per layer.
 
-    attention_distances (L, nh) or None (no DETR available).
+    attention_distances (L, nh) or None (no DETR available); uniform, if given, is the distance of a
+    head that attends to the whole image evenly, drawn as a dashed line.
     """
     cnn_depths = vector(cnn_depths, None, "CNN depths")
     cnn_distances = vector(cnn_distances, cnn_depths.size, "CNN distances")
@@ -240,6 +243,15 @@ def span_figure(cnn_depths, cnn_distances, attention_distances=None) -> go.Figur
                 col=2,
             )
         fig.update_xaxes(dtick=1, row=1, col=2)
+    if uniform is not None:
+        fig.add_hline(
+            y=uniform,
+            line={"dash": "dash", "color": "grey"},
+            annotation_text="uniform over the image",
+            annotation_position="bottom right",
+            row=1,
+            col=2,
+        )
     fig.update_xaxes(title="CNN depth", row=1, col=1)
     fig.update_xaxes(title="encoder layer", row=1, col=2)
     fig.update_yaxes(title="mean distance (pixels)", row=1, col=1)

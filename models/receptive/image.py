@@ -134,3 +134,11 @@ def encoder_span(
         inside = ((ys < valid[0]) & (xs < valid[1])).ravel()
     probs = encoder.reshape(n_layers, n_heads, h * w, h * w)
     return mean_attention_distance(probs, coords, inside)
+
+
+def uniform_span(h: int, w: int, stride: int, scale: float, valid: tuple[int, int]) -> float:
+    """The mean attention distance of a head that attends uniformly to every cell covering the image:
+    the span of attention that looks everywhere at once, for reference."""
+    probs = np.zeros((1, 1, h, w, h, w))
+    probs[..., : valid[0], : valid[1]] = 1.0 / (valid[0] * valid[1])
+    return float(encoder_span(probs, stride, scale, valid)[0, 0])
