@@ -341,8 +341,16 @@ def image_section(device: str) -> None:
     maps = np.stack(maps)
     radii = np.array([theoretical_radius_2d(d, kernel) for d in depths])
     image = scene_image(seed, size).mean(0)
-    st.plotly_chart(field_maps_figure(maps, depths, radii, image=image), key="rf_maps")
     distances = [field_distance_2d(m) for m in maps]
+    half = min(int(radii.max()) + 3, size // 2)  # draw the centre window the deepest field covers
+    window = slice(size // 2 - half, size // 2 + half + 1)
+    st.plotly_chart(
+        field_maps_figure(maps[:, window, window], depths, radii, image=image[window, window]), key="rf_maps"
+    )
+    st.caption(
+        f"The central {2 * half + 1} × {2 * half + 1} pixels of the {size} × {size} scene; the gradient is "
+        "exactly zero outside the theoretical field."
+    )
     try:
         detector = get_detr(device)
         spans, uniform = detr_span(detector, detector.name, device, seed, size)

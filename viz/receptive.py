@@ -199,7 +199,7 @@ def field_maps_figure(maps, depths, radii, image=None) -> go.Figure:
     for col in range(2, len(panels) + 1):
         fig.update_yaxes(scaleanchor=f"x{col}", row=1, col=col)
     fig.update_layout(
-        title="2-D CNN: |∂y_centre/∂x| per depth (dotted: theoretical field)", height=320, margin=MARGIN
+        title="2-D CNN: |∂y_centre/∂x| per depth (dotted: theoretical field)", height=260, margin=MARGIN
     )
     return fig
 
