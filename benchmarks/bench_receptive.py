@@ -14,10 +14,10 @@ import numpy as np
 import torch
 
 from models.bert import load_bert
-from models.detr.api import CheckpointError, load_detr, run_detr
+from models.detr.api import CheckpointError, load_detr
 from models.detr.scenes import make_scene
 from models.receptive.conv_attention import error_vs_alpha, head_maps
-from models.receptive.image import cnn_field_2d
+from models.receptive.image import cnn_field_2d, detr_encoder_span
 from models.receptive.norms import axis_stats, batch_norm, layer_norm, residual_trace
 from models.receptive.parallelism import complexity_table, time_forward
 from models.receptive.sequence import (
@@ -56,7 +56,7 @@ def images() -> None:
     except CheckpointError as err:
         print(f"(DETR side skipped: {err})")
     else:
-        run_detr(detector, make_scene(DEFAULTS["rf_img_seed"], size=size).image)
+        detr_encoder_span(detector, make_scene(DEFAULTS["rf_img_seed"], size=size).image)
     cnn_field_2d(scene_image(DEFAULTS["rf_img_seed"], size), DEFAULTS["rf_img_depths"], kernel_size=kernel)
 
 

@@ -5,17 +5,16 @@ import streamlit as st
 import torch
 
 from models.bert import ModelLoadError, TextModel
-from models.detr.api import CheckpointError, Detector, load_detr, run_detr
+from models.detr.api import CheckpointError, Detector, load_detr
 from models.detr.scenes import make_scene
 from models.receptive.conv_attention import error_vs_alpha, head_maps
 from models.receptive.image import (
     MAX_DEPTH_2D,
     MAX_IMAGE_SIDE,
     cnn_field_2d,
-    encoder_span,
+    detr_encoder_span,
     field_distance_2d,
     theoretical_radius_2d,
-    uniform_span,
 )
 from models.receptive.norms import MAX_RESIDUAL_DEPTH, axis_stats, batch_norm, layer_norm, residual_trace
 from models.receptive.parallelism import complexity_table, time_forward
@@ -129,13 +128,7 @@ def map_2d(seed: int, size: int, kernel: int, depth: int) -> np.ndarray:
 
 @st.cache_data(max_entries=8, show_spinner="Running DETR…")
 def detr_span(_detector: Detector, name: str, device: str, seed: int, size: int) -> tuple[np.ndarray, float]:
-    """(E, nh) mean attention distance of the encoder on the scene in pixels of the scene, and the
-    distance of uniform attention over the image for reference."""
-    result = run_detr(_detector, make_scene(seed, size=size).image)
-    scale = result.image_size[0] / result.input_size[0]
-    cells = tuple(-(-n // result.stride) for n in result.input_size)  # feature cells that cover the image
-    spans = encoder_span(result.encoder, result.stride, scale, cells)
-    return spans, uniform_span(result.h, result.w, result.stride, scale, cells)
+    return detr_encoder_span(_detector, make_scene(seed, size=size).image)
 
 
 @st.cache_data(max_entries=4, show_spinner=False)

@@ -16,6 +16,7 @@ from models.detr.scenes import make_scene
 from models.receptive.conv_attention import construction_error, conv_as_attention, error_vs_alpha, head_maps
 from models.receptive.image import (
     cnn_field_2d,
+    detr_encoder_span,
     encoder_span,
     field_distance_2d,
     mean_attention_distance,
@@ -251,9 +252,13 @@ def test_encoder_span_of_a_tiny_random_detr():
         num_classes=2, backbone_depth=18, backbone_width=8, d_model=16, n_heads=2, num_encoder_layers=2,
         num_decoder_layers=1, dim_feedforward=16, num_queries=3, min_size=96, max_size=96,
     )  # fmt: skip
-    result = run_detr(Detector(build_detr(config).eval(), config, "tiny"), make_scene(0, size=64).image)
+    detector = Detector(build_detr(config).eval(), config, "tiny")
+    result = run_detr(detector, make_scene(0, size=64).image)
     spans = encoder_span(result.encoder, result.stride, 64 / 96, (3, 3))
     assert spans.shape == (2, 2) and np.all(spans > 0)
+    measured, uniform = detr_encoder_span(detector, make_scene(0, size=64).image)  # what the page calls
+    np.testing.assert_allclose(measured, spans, rtol=1e-5)
+    assert 0 < uniform < 3 * 32 * 64 / 96
     # a head that attends uniformly over the 3 x 3 cells covering the image: distances of a 3 x 3 grid
     uniform = np.zeros((1, 1, 3, 3, 3, 3))
     uniform[..., :, :] = 1 / 9

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from models.detr.api import Detector, run_detr
 from models.receptive.threads import one_cpu_thread
 
 MAX_IMAGE_SIDE = 128  # the gradient maps run a full backward pass per initialisation and depth
@@ -142,3 +143,17 @@ def uniform_span(h: int, w: int, stride: int, scale: float, valid: tuple[int, in
     probs = np.zeros((1, 1, h, w, h, w))
     probs[..., : valid[0], : valid[1]] = 1.0 / (valid[0] * valid[1])
     return float(encoder_span(probs, stride, scale, valid)[0, 0])
+
+
+@one_cpu_thread
+def detr_encoder_span(detector: Detector, image: np.ndarray) -> tuple[np.ndarray, float]:
+    """Run DETR on image (H, W, 3) uint8 and measure its encoder.
+
+    Returns the (E, nh) mean attention distance of every encoder head in pixels of the image, and
+    the distance of attention spread evenly over the image, for reference.
+    """
+    result = run_detr(detector, image)
+    scale = result.image_size[0] / result.input_size[0]  # image pixels per input pixel
+    cells = tuple(-(-n // result.stride) for n in result.input_size)  # feature cells that cover the image
+    spans = encoder_span(result.encoder, result.stride, scale, cells)
+    return spans, uniform_span(result.h, result.w, result.stride, scale, cells)
