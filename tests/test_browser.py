@@ -18,8 +18,9 @@ def test_text_attention_in_chromium(page):
     page.get_by_text("Layer 0, head 5").first.wait_for()
     heatmap = page.locator(".js-plotly-plot").first
     assert heatmap.locator(".hm image").count() == 1
-    assert page.locator(".js-plotly-plot").nth(1).locator(".hm image").count() == 72
     overview = page.locator(".js-plotly-plot").nth(1)
+    overview.locator(".hm image").nth(71).wait_for()  # drawn once Plotly has laid out every subplot
+    assert overview.locator(".hm image").count() == 72
     overview.scroll_into_view_if_needed()
     thumbnail = overview.locator(".hm image").nth(2 * 12 + 7).bounding_box()  # layer 2, head 7
     page.mouse.click(thumbnail["x"] + thumbnail["width"] / 2, thumbnail["y"] + thumbnail["height"] / 2)
