@@ -8,13 +8,13 @@ import streamlit as st
 from models.device import available_devices, default_device
 
 PAGES = [
-    st.Page("pages/text_attention.py", title="Text attention", icon="🔤", default=True),
-    st.Page("pages/step_by_step.py", title="Step by step", icon="🧮"),
-    st.Page("pages/causal_decoder.py", title="Causal decoder", icon="➡️"),
-    st.Page("pages/encoder_decoder.py", title="Encoder–decoder", icon="🔁"),
-    st.Page("pages/positional.py", title="Positional encodings", icon="📍"),
-    st.Page("pages/receptive_fields.py", title="Receptive fields", icon="🔭"),
-    st.Page("pages/detr.py", title="DETR", icon="🖼️"),
+    st.Page("pages/text_attention.py", title="Text attention", icon=":material/translate:", default=True),
+    st.Page("pages/step_by_step.py", title="Step by step", icon=":material/calculate:"),
+    st.Page("pages/causal_decoder.py", title="Causal decoder", icon=":material/arrow_forward:"),
+    st.Page("pages/encoder_decoder.py", title="Encoder–decoder", icon=":material/sync_alt:"),
+    st.Page("pages/positional.py", title="Positional encodings", icon=":material/pin_drop:"),
+    st.Page("pages/receptive_fields.py", title="Receptive fields", icon=":material/center_focus_strong:"),
+    st.Page("pages/detr.py", title="DETR", icon=":material/image_search:"),
 ]
 
 
@@ -32,6 +32,6 @@ def device_picker() -> str:
     )
 
 
-st.set_page_config(page_title="Attention Lab", page_icon="🔍", layout="wide")
+st.set_page_config(page_title="Attention Lab", page_icon=":material/visibility:", layout="wide")
 device_picker()
 st.navigation(PAGES).run()
