@@ -180,7 +180,7 @@ def convert_hf_state_dict(state: dict[str, Tensor]) -> dict[str, Tensor]:
     return converted
 
 
-def _read_weights(directory: Path) -> dict[str, Tensor]:
+def read_weights(directory: Path) -> dict[str, Tensor]:
     safetensors_path, bin_path = directory / "model.safetensors", directory / "pytorch_model.bin"
     try:
         if safetensors_path.exists():
@@ -267,7 +267,7 @@ def load_bert(path: str | Path | None = None, device: str = "cpu") -> TextModel:
         )
     config = BertConfig.from_dict(raw)
     model = BertModel(config)
-    state = convert_hf_state_dict(_read_weights(directory))
+    state = convert_hf_state_dict(read_weights(directory))
     try:
         missing, unexpected = model.load_state_dict(state, strict=False)
     except RuntimeError as err:  # shapes that do not fit the config

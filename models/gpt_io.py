@@ -16,7 +16,7 @@ from safetensors.torch import save_model
 from tokenizers import Tokenizer
 from torch import Tensor
 
-from models.bert import ModelLoadError, _read_weights
+from models.bert import ModelLoadError, read_weights
 from models.gpt import GPT, GPTConfig, GPTOutput, build_gpt
 
 OUR_MODEL_TYPE = "attention-lab-gpt"
@@ -200,7 +200,7 @@ def load_gpt(path: str | Path | None = None, device: str = "cpu") -> TextGPT:
     """Load our character-level GPT (the embedded gpt-stdlib when `path` is None) or a GPT-2 directory."""
     directory = DEFAULT_GPT_PATH if path is None else Path(path).expanduser()
     raw = _read_config(directory)
-    state = _read_weights(directory)
+    state = read_weights(directory)
     if raw.get("model_type") == OUR_MODEL_TYPE:
         config, tokenizer = _our_config(raw, directory)
         if len(tokenizer) != config.vocab_size:
