@@ -1,7 +1,7 @@
 """DETR page: server-side time to redraw after the user changes query, layer or head, CPU.
 
-    python -m benchmarks.bench_detr_page            # DETR-R50 (random weights) and the small model
-    python -m benchmarks.bench_detr_page --quick    # the small model only
+    python -m benchmarks.bench_detr_page            # the default detector and DETR-R50 (random weights)
+    python -m benchmarks.bench_detr_page --quick    # the default detector only
 
 The page runs the model once per (model, image) and caches the result; a change of query, layer or
 head only slices the cached arrays and rebuilds two figures (the overlay and the layer x head grid),
@@ -21,7 +21,7 @@ import torch
 from PIL import Image
 
 from benchmarks.timing import machine, median_times
-from models.detr.api import run_detr
+from models.detr.api import DEFAULT_WEIGHTS, load_detr, run_detr
 from models.detr.detr import DetrConfig
 from models.detr.inspect import cell_extent, scores_labels, untrained, upsample
 from models.detr.scenes import make_scene
@@ -121,18 +121,21 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--quick", action="store_true", help="the small model only")
+    parser.add_argument("--quick", action="store_true", help="the default detector only")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     print(f"machine: {machine()}")
     image = make_scene(0, 1066).image[:800]  # (800, 1066, 3): shorter side 800, kept as is by DETR-R50
-    bench(
-        "small DETR (untrained, the default's architecture)",
-        untrained(SMALL_CONFIG),
-        image,
-        "Untrained small DETR (random weights)",
-    )
+    if (DEFAULT_WEIGHTS / "model.safetensors").exists():
+        bench("the default detector (weights/detr-shapes)", load_detr(), image, "Default detector (shapes)")
+    else:
+        bench(
+            "small DETR (untrained, the default's architecture)",
+            untrained(SMALL_CONFIG),
+            image,
+            "Untrained small DETR (random weights)",
+        )
     if not args.quick:
         r50 = DetrConfig(class_names=[f"class {i}" for i in range(91)])
         bench("DETR-R50 (random weights)", untrained(r50), image, "Untrained DETR-R50 (random weights)")
