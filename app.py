@@ -1,6 +1,8 @@
 """Attention Lab: the Streamlit entry point (`streamlit run app.py`).
 
-Pages live in pages/ and stay thin: widgets in, calls to models/ and viz/, figures out.
+Pages live in app_pages/ and stay thin: widgets in, calls to models/ and viz/, figures out. The folder is
+not called pages/ because Streamlit serves a pages/ folder on its own, and a deep link would then bypass
+this navigation (and the device picker).
 """
 
 import streamlit as st
@@ -8,13 +10,13 @@ import streamlit as st
 from models.device import available_devices, default_device
 
 PAGES = [
-    st.Page("pages/text_attention.py", title="Text attention", icon=":material/translate:", default=True),
-    st.Page("pages/step_by_step.py", title="Step by step", icon=":material/calculate:"),
-    st.Page("pages/causal_decoder.py", title="Causal decoder", icon=":material/arrow_forward:"),
-    st.Page("pages/encoder_decoder.py", title="Encoder–decoder", icon=":material/sync_alt:"),
-    st.Page("pages/positional.py", title="Positional encodings", icon=":material/pin_drop:"),
-    st.Page("pages/receptive_fields.py", title="Receptive fields", icon=":material/center_focus_strong:"),
-    st.Page("pages/detr.py", title="DETR", icon=":material/image_search:"),
+    st.Page("app_pages/text_attention.py", title="Text attention", icon=":material/translate:", default=True),
+    st.Page("app_pages/step_by_step.py", title="Step by step", icon=":material/calculate:"),
+    st.Page("app_pages/causal_decoder.py", title="Causal decoder", icon=":material/arrow_forward:"),
+    st.Page("app_pages/encoder_decoder.py", title="Encoder–decoder", icon=":material/sync_alt:"),
+    st.Page("app_pages/positional.py", title="Positional encodings", icon=":material/pin_drop:"),
+    st.Page("app_pages/receptive_fields.py", title="Receptive fields", icon=":material/center_focus_strong:"),
+    st.Page("app_pages/detr.py", title="DETR", icon=":material/image_search:"),
 ]
 
 

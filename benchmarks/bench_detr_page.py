@@ -28,7 +28,7 @@ from models.detr.scenes import make_scene
 from scripts.train_detr import SMALL_CONFIG
 from viz.detr import attention_overlay, background, map_grid
 
-PAGE = str(Path(__file__).parents[1] / "pages" / "detr.py")
+PAGE = str(Path(__file__).parents[1] / "app_pages" / "detr.py")
 
 
 def redraw(result, bg, query: int, layer: int, head: int | None, upsampled: bool) -> int:

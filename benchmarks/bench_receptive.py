@@ -12,6 +12,7 @@ import time
 
 import numpy as np
 import torch
+from pages.receptive_fields import DEFAULT_SENTENCES, DEFAULTS, TIMING_LENGTHS, scene_image
 
 from models.bert import load_bert
 from models.detr.api import CheckpointError, load_detr
@@ -28,7 +29,6 @@ from models.receptive.sequence import (
     theoretical_field,
 )
 from models.receptive.threads import one_cpu_thread
-from pages.receptive_fields import DEFAULT_SENTENCES, DEFAULTS, TIMING_LENGTHS, scene_image
 
 
 def sequences(cfg: SeqConfig) -> None:

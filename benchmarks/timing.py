@@ -22,4 +22,5 @@ def median_times(functions: dict, repeats: int = 15, warmup: int = 2) -> dict[st
 
 
 def machine() -> str:
-    return f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}"
+    cpu = platform.processor() or platform.machine()
+    return f"{cpu}, {torch.get_num_threads()} torch threads, torch {torch.__version__}"

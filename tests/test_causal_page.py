@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-PAGE = str(Path(__file__).parents[1] / "pages" / "causal_decoder.py")
+PAGE = str(Path(__file__).parents[1] / "app_pages" / "causal_decoder.py")
 
 
 def figure(at, key):

@@ -31,7 +31,7 @@ from scripts.train_detr import SMALL_CONFIG
 from tests.test_images import png_bomb
 from viz.detr import attention_overlay, background, detections_figure, map_grid, overlay_rgb
 
-PAGE = str(Path(__file__).parents[1] / "pages" / "detr.py")
+PAGE = str(Path(__file__).parents[1] / "app_pages" / "detr.py")
 SMALL = "Untrained small DETR (random weights)"
 
 

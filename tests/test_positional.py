@@ -28,7 +28,7 @@ from models.positional import (
 )
 from viz.positional import channel_maps, encoding_heatmap, statistic_comparison, where_added_diagram
 
-PAGE = Path(__file__).resolve().parents[1] / "pages" / "positional.py"
+PAGE = Path(__file__).resolve().parents[1] / "app_pages" / "positional.py"
 
 
 @pytest.fixture(scope="module")

@@ -40,7 +40,7 @@ from models.receptive.sequence import (
 from viz.norms import norm_axes_figure
 from viz.receptive import effective_field_figure, field_maps_figure
 
-PAGE = str(Path(__file__).parents[1] / "pages" / "receptive_fields.py")
+PAGE = str(Path(__file__).parents[1] / "app_pages" / "receptive_fields.py")
 SMALL = SeqConfig(length=24, d_model=8, n_heads=2, cnn_layers=3, radius=2)
 
 

@@ -38,7 +38,7 @@ from scripts.train_seq2seq import exact_match, task_config, train
 from viz.seq2seq import head_rows_heatmap, masked_attention_heatmap, next_token_bar
 
 WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "seq2seq-dates"
-PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "encoder_decoder.py")
+PAGE = str(Path(__file__).resolve().parents[1] / "app_pages" / "encoder_decoder.py")
 
 
 @pytest.fixture(scope="module")

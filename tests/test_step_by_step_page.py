@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-PAGE = str(Path(__file__).parents[1] / "pages" / "step_by_step.py")
+PAGE = str(Path(__file__).parents[1] / "app_pages" / "step_by_step.py")
 GPT = "gpt-stdlib (causal decoder)"
 
 

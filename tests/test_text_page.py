@@ -7,7 +7,7 @@ from streamlit.testing.v1 import AppTest
 
 import models.bert
 
-PAGE = str(Path(__file__).parents[1] / "pages" / "text_attention.py")
+PAGE = str(Path(__file__).parents[1] / "app_pages" / "text_attention.py")
 
 
 def figure(at, key):
