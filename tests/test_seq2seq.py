@@ -278,7 +278,7 @@ def test_shipped_cross_attention_reads_each_field_from_its_source(shipped):
     """The alignment is readable: some head puts most of each field's attention on that written field."""
     model, config, _ = shipped
     shares = {"year": [], "month": [], "day": []}
-    for text, _ in make_pairs(30, seed=7, held_out=True):
+    for text, _ in make_pairs(10, seed=7, held_out=True):
         run = decode_step_by_step(model, encode_sources([text]), 11, config.bos_id, config.eos_id)
         cross = torch.stack([r.probs[0] for r in run.output.cross]).numpy()  # (L, nh, Tt, Ts)
         for field, values in field_attention(cross, read_fields(text).spans).items():
