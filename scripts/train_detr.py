@@ -1,7 +1,7 @@
 """Train the app's default detector: a small DETR on procedural shape scenes, from scratch.
 
-    python -m scripts.train_detr --decay-steps 5000    # train (or resume) and export: the shipped run
-    python -m scripts.train_detr --steps 30000 --decay-steps 5000   # go on: full rate again, then decay
+    python -m scripts.train_detr --steps 31000 --decay-steps 7000   # train or resume, export: the shipped run
+    python -m scripts.train_detr --steps 40000 --decay-steps 7000   # go on: full rate again, then decay
     python -m scripts.train_detr --export-only         # write weights/ from the last checkpoint
 
 The model is `models.detr` itself with the `SMALL_CONFIG` sizes. Its ResNet-18-style backbone trains
@@ -70,7 +70,7 @@ def lr_factor(step: int, total: int, warmup: int, decay: int) -> float:
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--steps", type=int, default=22000)
+    p.add_argument("--steps", type=int, default=31000)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--lr", type=float, default=2e-4)
     p.add_argument("--lr-backbone", type=float, default=1e-4)

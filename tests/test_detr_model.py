@@ -138,10 +138,26 @@ def test_coco_names():
 
 
 @pytest.mark.skipif(not (DEFAULT_WEIGHTS / "model.safetensors").exists(), reason="weights not trained yet")
-def test_default_detector_finds_the_shapes():
+def test_default_detector_finds_the_shapes_and_looks_at_them():
+    from models.detr.box_ops import box_iou
+    from models.detr.scenes import EVAL_SEED_OFFSET
+
     detector = load_detr()
-    assert detector.config.class_names[:2] == ["circle", "square"]
-    scene = make_scene(10**9 + 3, detector.config.min_size)
-    result = run_detr(detector, scene.image, threshold=0.5)
-    assert result.decoder_cross.shape[-2:] == (result.h, result.w) == (8, 8)
-    assert len(result.boxes) >= 1
+    assert detector.config.class_names == ["circle", "square", "triangle", "star", "ring", "cross"]
+    found = total = 0
+    inside, uniform = [], []
+    for i in range(10):
+        scene = make_scene(EVAL_SEED_OFFSET + i, detector.config.min_size)
+        result = run_detr(detector, scene.image, threshold=0.5)
+        assert result.decoder_cross.shape[-2:] == (result.h, result.w) == (8, 8)
+        iou = box_iou(torch.from_numpy(scene.boxes), torch.from_numpy(result.boxes))[0].numpy()  # (M, D)
+        same = scene.labels[:, None] == result.labels[None, :]
+        found += int(((iou >= 0.5) & same).any(1).sum())
+        total += len(scene.labels)
+        for box, q in zip(result.boxes.astype(int), result.query_index):
+            att = result.decoder_cross[-1, :, q].mean(0)  # (8, 8), cells of 16 x 16 pixels
+            cells = np.kron(att, np.ones((16, 16))) / 256
+            inside.append(cells[box[1]:box[3], box[0]:box[2]].sum())
+            uniform.append((box[2] - box[0]) * (box[3] - box[1]) / 128**2)
+    assert found / total >= 0.6
+    assert np.mean(inside) > 3 * np.mean(uniform)
