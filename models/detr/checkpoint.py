@@ -11,7 +11,7 @@
   `out_proj` or `o_proj`, `fc1` or `mlp.fc1`.
 The architecture (depth, width, layers, queries, classes) is inferred from the tensors; what the
 tensors cannot tell (number of heads, DC5 dilation) comes from config.json, else the official
-defaults (8 heads, no dilation). Loading is strict: missing, unexpected or mis-shaped tensors raise a
+defaults (8 heads; dilation only when the file name says "dc5", as the official DC5 files do). Loading is strict: missing, unexpected or mis-shaped tensors raise a
 `CheckpointError` naming them. Pickles that would run code are refused, never executed.
 """
 
@@ -219,6 +219,7 @@ def load_checkpoint(path: str | Path, n_heads: int | None = None, dilation: bool
         obj = read_tensors(weights)
     else:
         obj = read_tensors(path)
+        hf_dilation = "dc5" in path.name.lower()  # detr-r50-dc5-f0fb7ef5.pth: same tensors, dilated
     if isinstance(obj, dict) and "model" in obj and isinstance(obj["model"], dict):
         obj = obj["model"]  # torch-hub / official training checkpoint
     if not isinstance(obj, dict) or not all(isinstance(v, Tensor) for v in obj.values()):
