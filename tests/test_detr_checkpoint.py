@@ -229,3 +229,11 @@ def test_official_training_checkpoint_with_args_namespace_loads(tmp_path):
                tmp_path / "checkpoint.pth")
     model, config = load_checkpoint(tmp_path / "checkpoint.pth", n_heads=4)
     assert config.d_model == 32 and config.n_heads == 4
+
+
+def test_dc5_file_name_turns_on_dilation(tmp_path):
+    torch.save({"model": to_official(build_detr(TINY).state_dict())}, tmp_path / "detr-r18-dc5-test.pth")
+    model, config = load_checkpoint(tmp_path / "detr-r18-dc5-test.pth", n_heads=4)
+    assert config.dilation and model.backbone[0].stride == 16
+    with torch.no_grad():
+        assert model(torch.randn(1, 3, 64, 64), torch.zeros(1, 64, 64, dtype=torch.bool)).h == 4

@@ -11,8 +11,9 @@
   `out_proj` or `o_proj`, `fc1` or `mlp.fc1`.
 The architecture (depth, width, layers, queries, classes) is inferred from the tensors; what the
 tensors cannot tell (number of heads, DC5 dilation) comes from config.json, else the official
-defaults (8 heads; dilation only when the file name says "dc5", as the official DC5 files do). Loading is strict: missing, unexpected or mis-shaped tensors raise a
-`CheckpointError` naming them. Pickles that would run code are refused, never executed.
+defaults (8 heads; dilation only when the file name says "dc5", as the official DC5 files do).
+Loading is strict: missing, unexpected or mis-shaped tensors raise a `CheckpointError` naming them.
+Pickles that would run code are refused, never executed.
 """
 
 import argparse
