@@ -5,6 +5,8 @@ not called pages/ because Streamlit serves a pages/ folder on its own, and a dee
 this navigation (and the device picker).
 """
 
+import logging
+
 import streamlit as st
 
 from models.device import available_devices, default_device
@@ -36,4 +38,11 @@ def device_picker() -> str:
 
 st.set_page_config(page_title="Attention Lab", page_icon=":material/visibility:", layout="wide")
 device_picker()
-st.navigation(PAGES).run()
+try:
+    st.navigation(PAGES).run()
+except Exception as err:  # the last line of defence: pages report the errors they expect themselves
+    logging.getLogger("attention_lab").exception("a page failed")
+    st.error(
+        f"This view stopped on an unexpected error ({type(err).__name__}: {err}). "
+        "Change the input or the settings and try again; the other pages keep working."
+    )

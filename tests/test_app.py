@@ -30,6 +30,19 @@ def test_page_opens_through_the_navigation(path):
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300).run()
     at.switch_page(path).run()
     assert not at.exception, [e.value for e in at.exception]
+    assert not [e.value for e in at.error if "unexpected error" in e.value]
     assert at.title, f"{path} shows no title"
     if not path.endswith("text_attention.py"):
         assert at.title[0].value != "Text attention", f"{path} did not open"
+
+
+def test_an_unexpected_error_becomes_a_message(monkeypatch):
+    import models.attention_stats
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(models.attention_stats, "head_statistics", broken)
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300).run()
+    assert not at.exception
+    assert "unexpected error (RuntimeError: boom)" in at.error[0].value
