@@ -109,8 +109,8 @@ class Transformer(nn.Module):
         src = src.flatten(2).transpose(1, 2)  # (B, HW, d), row-major over (h, w)
         pos = pos_embed.flatten(2).transpose(1, 2)  # (B, HW, d)
         key_mask = padding_mask(mask.flatten(1))  # (B, 1, 1, HW)
-        if not capture and not mask.any():
-            key_mask = None  # lets SDPA take its unmasked kernel; nothing is masked anyway
+        if not mask.any():
+            key_mask = None  # nothing is padded: SDPA takes its unmasked kernel, capture skips the fill
         query_pos = query_embed.unsqueeze(0).expand(b, -1, -1)  # (B, N, d)
         enc_records, self_records, cross_records = [], [], []
         memory = src
