@@ -19,7 +19,7 @@ run: $(VENV)/.app
 	$(PY) -m streamlit run app.py
 
 test: $(VENV)/.test
-	$(PY) -m ruff check .
+	$(PY) -m ruff check . && $(PY) -m ruff format --check .
 	$(PY) -m pytest -q
 
 lint: $(VENV)/.test

@@ -10,7 +10,15 @@ import pandas as pd
 import streamlit as st
 from PIL import Image
 
-from models.detr.api import DEFAULT_WEIGHTS, CheckpointError, Detector, DetrResult, load_detr, run_detr
+from models.detr.api import (
+    DEFAULT_WEIGHTS,
+    SMALL_CONFIG,
+    CheckpointError,
+    Detector,
+    DetrResult,
+    load_detr,
+    run_detr,
+)
 from models.detr.detr import DetrConfig
 from models.detr.inspect import (
     cell_extent,
@@ -56,16 +64,10 @@ MAX_STRIP = 12  # detections drawn side by side at most
 WHERE_TO, WHO_FROM = "where it attends", "which positions attend to it"
 
 
-def small_config() -> DetrConfig:
-    from scripts.train_detr import SMALL_CONFIG  # the sizes the default detector is trained with
-
-    return SMALL_CONFIG
-
-
 @st.cache_resource(max_entries=3, show_spinner="Loading the model…")
 def get_model(source: str, path: str, device: str) -> Detector:
     if source == SMALL:
-        return untrained(small_config(), device=device, name=SMALL)
+        return untrained(SMALL_CONFIG, device=device, name=SMALL)
     if source == R50:
         return untrained(DetrConfig(class_names=[f"class {i}" for i in range(91)]), device=device, name=R50)
     return load_detr(path or None, device=device)

@@ -47,14 +47,20 @@ def bench_r50(device: str, repeats: int, dtype: torch.dtype = torch.float32) -> 
         def timed():
             fn()
             sync()
+
         return timed
 
-    return median_times({
-        "ours, capture": run(lambda: ours(x, mask, capture=True)),
-        "ours, fast": run(lambda: ours(x, mask)),
-        "transformers eager, output_attentions": run(
-            lambda: hf(pixel_values=x, pixel_mask=(~mask).long(), output_attentions=True)),
-    }, repeats=repeats, warmup=1)
+    return median_times(
+        {
+            "ours, capture": run(lambda: ours(x, mask, capture=True)),
+            "ours, fast": run(lambda: ours(x, mask)),
+            "transformers eager, output_attentions": run(
+                lambda: hf(pixel_values=x, pixel_mask=(~mask).long(), output_attentions=True)
+            ),
+        },
+        repeats=repeats,
+        warmup=1,
+    )
 
 
 def report(title: str, t: dict[str, float]) -> None:
@@ -84,9 +90,13 @@ def main() -> None:
         image = make_scene(10**9, size).image
         x, mask = torch.randn(1, 3, size, size), torch.zeros(1, size, size, dtype=torch.bool)
         with torch.no_grad():
-            t = median_times({"forward, capture": lambda: detector.model(x, mask, capture=True),
-                              "run_detr (pre-process, forward, numpy)": lambda: run_detr(detector, image)},
-                             repeats=20)
+            t = median_times(
+                {
+                    "forward, capture": lambda: detector.model(x, mask, capture=True),
+                    "run_detr (pre-process, forward, numpy)": lambda: run_detr(detector, image),
+                },
+                repeats=20,
+            )
         print(f"small default detector ({DEFAULT_WEIGHTS.name}), {size} x {size}, CPU, per image")
         for name, sec in t.items():
             print(f"  {name:40s} {sec * 1000:9.1f} ms")

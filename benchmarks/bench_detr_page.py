@@ -21,11 +21,10 @@ import torch
 from PIL import Image
 
 from benchmarks.timing import machine, median_times
-from models.detr.api import DEFAULT_WEIGHTS, load_detr, run_detr
+from models.detr.api import DEFAULT_WEIGHTS, SMALL_CONFIG, load_detr, run_detr
 from models.detr.detr import DetrConfig
 from models.detr.inspect import cell_extent, scores_labels, untrained, upsample
 from models.detr.scenes import make_scene
-from scripts.train_detr import SMALL_CONFIG
 from viz.detr import attention_overlay, background, map_grid
 
 PAGE = str(Path(__file__).parents[1] / "app_pages" / "detr.py")

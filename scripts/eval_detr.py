@@ -37,8 +37,9 @@ def attention_share(att: np.ndarray, box: np.ndarray, stride: int, size: tuple[i
 
 
 @torch.no_grad()
-def evaluate(weights, n: int = 500, batch_size: int = 25, attn_threshold: float = 0.5,
-             verbose: bool = True) -> dict:
+def evaluate(
+    weights, n: int = 500, batch_size: int = 25, attn_threshold: float = 0.5, verbose: bool = True
+) -> dict:
     detector = load_detr(weights)
     model, config = detector.model, detector.config
     size = config.min_size
@@ -57,13 +58,26 @@ def evaluate(weights, n: int = 500, batch_size: int = 25, attn_threshold: float 
             images.append({"id": image_id, "width": size, "height": size})
             for box, label, mask in zip(scene.boxes, scene.labels, scene.masks):
                 x0, y0, x1, y1 = box.tolist()
-                annotations.append({"id": len(annotations) + 1, "image_id": image_id,
-                                    "category_id": int(label) + 1, "bbox": [x0, y0, x1 - x0, y1 - y0],
-                                    "area": float(mask.sum()), "iscrowd": 0})
+                annotations.append(
+                    {
+                        "id": len(annotations) + 1,
+                        "image_id": image_id,
+                        "category_id": int(label) + 1,
+                        "bbox": [x0, y0, x1 - x0, y1 - y0],
+                        "area": float(mask.sum()),
+                        "iscrowd": 0,
+                    }
+                )
             for q in range(boxes.shape[1]):
                 x0, y0, x1, y1 = boxes[b, q].tolist()
-                detections.append({"image_id": image_id, "category_id": int(labels[b, q]) + 1,
-                                   "bbox": [x0, y0, x1 - x0, y1 - y0], "score": float(scores[b, q])})
+                detections.append(
+                    {
+                        "image_id": image_id,
+                        "category_id": int(labels[b, q]) + 1,
+                        "bbox": [x0, y0, x1 - x0, y1 - y0],
+                        "score": float(scores[b, q]),
+                    }
+                )
                 if scores[b, q] >= attn_threshold:
                     att = cross[b, q].reshape(out.h, out.w).numpy()
                     shares.append(attention_share(att, boxes[b, q].numpy(), stride, (size, size)))
@@ -71,8 +85,11 @@ def evaluate(weights, n: int = 500, batch_size: int = 25, attn_threshold: float 
         if verbose:
             print(f"\r{min(n, start + batch_size)}/{n} scenes", end="", file=sys.stderr, flush=True)
     gt = COCO()
-    gt.dataset = {"images": images, "annotations": annotations,
-                  "categories": [{"id": i + 1, "name": c} for i, c in enumerate(config.class_names)]}
+    gt.dataset = {
+        "images": images,
+        "annotations": annotations,
+        "categories": [{"id": i + 1, "name": c} for i, c in enumerate(config.class_names)],
+    }
     with contextlib.redirect_stdout(io.StringIO()):
         gt.createIndex()
         dt = gt.loadRes(detections)
@@ -84,11 +101,17 @@ def evaluate(weights, n: int = 500, batch_size: int = 25, attn_threshold: float 
         ev.summarize()
     if verbose:
         print("\n" + summary.getvalue(), file=sys.stderr)
-    return {"weights": str(weights), "scenes": n, "objects": len(annotations), "AP": float(ev.stats[0]),
-            "AP50": float(ev.stats[1]), "AP75": float(ev.stats[2]),
-            "attention_in_box": float(np.mean(shares)) if shares else float("nan"),
-            "uniform_attention_in_box": float(np.mean(uniform)) if uniform else float("nan"),
-            "detections_above_attn_threshold": len(shares)}
+    return {
+        "weights": str(weights),
+        "scenes": n,
+        "objects": len(annotations),
+        "AP": float(ev.stats[0]),
+        "AP50": float(ev.stats[1]),
+        "AP75": float(ev.stats[2]),
+        "attention_in_box": float(np.mean(shares)) if shares else float("nan"),
+        "uniform_attention_in_box": float(np.mean(uniform)) if uniform else float("nan"),
+        "detections_above_attn_threshold": len(shares),
+    }
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -24,17 +24,12 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
+from models.detr.api import SMALL_CONFIG
 from models.detr.box_ops import box_xyxy_to_cxcywh
 from models.detr.criterion import SetCriterion
 from models.detr.detr import DetrConfig, build_detr
 from models.detr.preprocess import normalise
-from models.detr.scenes import SHAPE_CLASSES, TRAIN_SEED_OFFSET, make_scene
-
-SMALL_CONFIG = DetrConfig(
-    num_classes=len(SHAPE_CLASSES), backbone_depth=18, backbone_width=16, dilation=True, d_model=128,
-    n_heads=8, num_encoder_layers=3, num_decoder_layers=3, dim_feedforward=512, dropout=0.0, num_queries=20,
-    min_size=128, max_size=256, class_names=list(SHAPE_CLASSES),
-)
+from models.detr.scenes import TRAIN_SEED_OFFSET, make_scene
 
 
 def scene_batch(first_seed: int, n: int, size: int) -> tuple[torch.Tensor, list[dict]]:
@@ -51,8 +46,11 @@ def scene_batch(first_seed: int, n: int, size: int) -> tuple[torch.Tensor, list[
 def export(model: nn.Module, config: DetrConfig, out_dir: Path) -> None:
     """model.safetensors (float32, without BatchNorm's num_batches_tracked) + config.json."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().float().contiguous() for k, v in model.state_dict().items()
-             if not k.endswith("num_batches_tracked")}
+    state = {
+        k: v.detach().float().contiguous()
+        for k, v in model.state_dict().items()
+        if not k.endswith("num_batches_tracked")
+    }
     save_file(state, str(out_dir / "model.safetensors"))
     (out_dir / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
 
@@ -77,19 +75,31 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--weight-decay", type=float, default=1e-4)
     p.add_argument("--clip", type=float, default=0.1, help="gradient-norm clipping, as the official 0.1")
     p.add_argument("--warmup", type=int, default=300)
-    p.add_argument("--decay-steps", type=int, default=None,
-                   help="cosine decay over the last N steps (default a quarter of --steps); to finish a run "
-                        "early, resume with --steps <current + N> --decay-steps N")
+    p.add_argument(
+        "--decay-steps",
+        type=int,
+        default=None,
+        help="cosine decay over the last N steps (default a quarter of --steps); to finish a run "
+        "early, resume with --steps <current + N> --decay-steps N",
+    )
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--threads", type=int, default=1,
-                   help="CPU threads; on a shared 2-core machine 2 threads ran 20x slower than 1")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="CPU threads; on a shared 2-core machine 2 threads ran 20x slower than 1",
+    )
     p.add_argument("--ckpt-every", type=int, default=100)
     p.add_argument("--out", type=Path, default=Path("artifacts/detr-shapes"))
     p.add_argument("--export", type=Path, default=Path("weights/detr-shapes"))
     p.add_argument("--export-only", action="store_true")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--backbone-width", type=int, default=SMALL_CONFIG.backbone_width,
-                   help="ResNet stem channels (a resumed run keeps the width it was started with)")
+    p.add_argument(
+        "--backbone-width",
+        type=int,
+        default=SMALL_CONFIG.backbone_width,
+        help="ResNet stem channels (a resumed run keeps the width it was started with)",
+    )
     args = p.parse_args(argv)
 
     torch.set_num_threads(args.threads)
@@ -105,9 +115,10 @@ def main(argv: list[str] | None = None) -> None:
     criterion = SetCriterion(config.num_classes).to(args.device)
     backbone_params = [p for n, p in model.named_parameters() if n.startswith("backbone.")]
     other_params = [p for n, p in model.named_parameters() if not n.startswith("backbone.")]
-    optimizer = torch.optim.AdamW([{"params": other_params, "lr": args.lr},
-                                   {"params": backbone_params, "lr": args.lr_backbone}],
-                                  weight_decay=args.weight_decay)
+    optimizer = torch.optim.AdamW(
+        [{"params": other_params, "lr": args.lr}, {"params": backbone_params, "lr": args.lr_backbone}],
+        weight_decay=args.weight_decay,
+    )
     base_lrs = [args.lr, args.lr_backbone]
     step = 0
     if ckpt is not None:
@@ -123,8 +134,15 @@ def main(argv: list[str] | None = None) -> None:
     def save() -> None:
         args.out.mkdir(parents=True, exist_ok=True)
         tmp = ckpt_path.with_suffix(".tmp")
-        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
-                    "config": config.to_dict()}, tmp)
+        torch.save(
+            {
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "step": step,
+                "config": config.to_dict(),
+            },
+            tmp,
+        )
         tmp.replace(ckpt_path)  # atomic: a kill mid-save never leaves a broken checkpoint
 
     decay = args.steps // 4 if args.decay_steps is None else args.decay_steps
@@ -150,10 +168,14 @@ def main(argv: list[str] | None = None) -> None:
             save()
         rate = (step - start_step) / (time.time() - t0)
         done = int(30 * step / args.steps)
-        print(f"\r[{'#' * done}{'.' * (30 - done)}] {step}/{args.steps} loss {ema:.3f} "
-              f"(ce {parts['ce']:.3f} l1 {parts['bbox']:.3f} giou {parts['giou']:.3f}) "
-              f"{rate:.2f} it/s, eta {(args.steps - step) / max(rate, 1e-9) / 60:.0f} min",
-              end="\n" if step % 50 == 0 else "", file=sys.stderr, flush=True)
+        print(
+            f"\r[{'#' * done}{'.' * (30 - done)}] {step}/{args.steps} loss {ema:.3f} "
+            f"(ce {parts['ce']:.3f} l1 {parts['bbox']:.3f} giou {parts['giou']:.3f}) "
+            f"{rate:.2f} it/s, eta {(args.steps - step) / max(rate, 1e-9) / 60:.0f} min",
+            end="\n" if step % 50 == 0 else "",
+            file=sys.stderr,
+            flush=True,
+        )
     export(model, config, args.export)
     print(f"\nexported step {step} to {args.export}", file=sys.stderr)
 

@@ -40,9 +40,10 @@ def _logits_for(classes: list[int], k: int = 3) -> torch.Tensor:
 def test_matcher_pairs_each_object_with_its_query():
     boxes = torch.tensor([[0.2, 0.2, 0.1, 0.1], [0.8, 0.8, 0.2, 0.2], [0.5, 0.5, 0.3, 0.3]])
     logits = _logits_for([0, 1, 3])  # the third query says "no object"
-    targets = [{"labels": torch.tensor([1, 0]), "boxes": torch.tensor([[0.8, 0.8, 0.2, 0.2],
-                                                                       [0.21, 0.2, 0.1, 0.1]])}]
-    (pred, tgt), = hungarian_match(logits[None], boxes[None], targets)
+    targets = [
+        {"labels": torch.tensor([1, 0]), "boxes": torch.tensor([[0.8, 0.8, 0.2, 0.2], [0.21, 0.2, 0.1, 0.1]])}
+    ]
+    ((pred, tgt),) = hungarian_match(logits[None], boxes[None], targets)
     assert dict(zip(tgt.tolist(), pred.tolist())) == {0: 1, 1: 0}
 
 
@@ -50,7 +51,7 @@ def test_matcher_uses_class_to_break_a_box_tie():
     box = torch.tensor([[0.5, 0.5, 0.2, 0.2]]).repeat(2, 1)  # both queries predict the same box
     logits = _logits_for([2, 1])
     targets = [{"labels": torch.tensor([1]), "boxes": box[:1]}]
-    (pred, tgt), = hungarian_match(logits[None], box[None], targets)
+    ((pred, tgt),) = hungarian_match(logits[None], box[None], targets)
     assert pred.tolist() == [1] and tgt.tolist() == [0]
 
 
@@ -75,16 +76,27 @@ def test_matching_costs_are_the_weighted_parts():
 
 def test_criterion_no_object_weight_and_decrease():
     torch.manual_seed(0)
-    config = DetrConfig(num_classes=3, backbone_depth=18, backbone_width=8, d_model=32, n_heads=4,
-                        num_encoder_layers=1, num_decoder_layers=2, dim_feedforward=64, dropout=0.0,
-                        num_queries=5)
+    config = DetrConfig(
+        num_classes=3,
+        backbone_depth=18,
+        backbone_width=8,
+        d_model=32,
+        n_heads=4,
+        num_encoder_layers=1,
+        num_decoder_layers=2,
+        dim_feedforward=64,
+        dropout=0.0,
+        num_queries=5,
+    )
     model = build_detr(config, norm=torch.nn.BatchNorm2d)
     criterion = SetCriterion(config.num_classes)
     assert criterion.empty_weight.tolist() == pytest.approx([1.0, 1.0, 1.0, 0.1])
     images, mask = torch.randn(2, 3, 64, 64), torch.zeros(2, 64, 64, dtype=torch.bool)
     two = torch.tensor([[0.3, 0.3, 0.2, 0.2], [0.7, 0.6, 0.3, 0.2]])
-    targets = [{"labels": torch.tensor([0, 2]), "boxes": two},
-               {"labels": torch.zeros(0, dtype=torch.int64), "boxes": torch.zeros(0, 4)}]
+    targets = [
+        {"labels": torch.tensor([0, 2]), "boxes": two},
+        {"labels": torch.zeros(0, dtype=torch.int64), "boxes": torch.zeros(0, 4)},
+    ]
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     losses = []
     for _ in range(12):

@@ -22,9 +22,20 @@ from models.detr.detr import DetrConfig, build_detr
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "detr"
 if not SHARED.exists():
     SHARED = Path("/work/shared/detr")
-TINY = DetrConfig(num_classes=4, backbone_depth=18, backbone_width=8, d_model=32, n_heads=4,
-                  num_encoder_layers=2, num_decoder_layers=2, dim_feedforward=64, num_queries=6,
-                  min_size=64, max_size=96, class_names=["a", "b", "c", "d"])
+TINY = DetrConfig(
+    num_classes=4,
+    backbone_depth=18,
+    backbone_width=8,
+    d_model=32,
+    n_heads=4,
+    num_encoder_layers=2,
+    num_decoder_layers=2,
+    dim_feedforward=64,
+    num_queries=6,
+    min_size=64,
+    max_size=96,
+    class_names=["a", "b", "c", "d"],
+)
 
 
 def random_state_from_tsv(path: Path) -> dict:
@@ -145,7 +156,6 @@ def test_malicious_pickle_is_refused_and_never_runs(tmp_path):
     assert marker.read_text() == "pwned"
 
 
-
 def test_timm_named_hugging_face_checkpoint_maps(tmp_path):
     """Hub files (facebook/detr-resnet-50) use timm backbone names, out_proj and fc1 directly."""
     ours = build_detr(TINY).state_dict()
@@ -168,8 +178,9 @@ def test_timm_named_hugging_face_checkpoint_maps(tmp_path):
     assert "model.backbone.conv_encoder.model.layer2.0.downsample.1.running_var" in hf
     save_file(hf, str(tmp_path / "model.safetensors"))
     id2label = {str(i): n for i, n in enumerate(TINY.class_names)}
-    (tmp_path / "config.json").write_text(json.dumps({"model_type": "detr", "encoder_attention_heads": 4,
-                                                      "id2label": id2label}))
+    (tmp_path / "config.json").write_text(
+        json.dumps({"model_type": "detr", "encoder_attention_heads": 4, "id2label": id2label})
+    )
     model, config = load_checkpoint(tmp_path)
     assert config.n_heads == 4 and config.class_names == TINY.class_names
     for key, value in model.state_dict().items():
@@ -211,9 +222,11 @@ def test_parity_with_transformers_detr():
     assert torch.allclose(ref.logits, out.pred_logits, atol=1e-4)
     assert torch.allclose(ref.pred_boxes, out.pred_boxes, atol=1e-4)
     att = out.attentions
-    for name, theirs, mine in [("encoder", ref.encoder_attentions, att.encoder),
-                               ("decoder self", ref.decoder_attentions, att.decoder_self),
-                               ("cross", ref.cross_attentions, att.decoder_cross)]:
+    for name, theirs, mine in [
+        ("encoder", ref.encoder_attentions, att.encoder),
+        ("decoder self", ref.decoder_attentions, att.decoder_self),
+        ("cross", ref.cross_attentions, att.decoder_cross),
+    ]:
         assert len(theirs) == len(mine) == 6
         for layer, (a, b) in enumerate(zip(theirs, mine)):
             assert a.shape == b.probs.shape, (name, layer)
@@ -225,8 +238,10 @@ def test_parity_with_transformers_detr():
 
 def test_official_training_checkpoint_with_args_namespace_loads(tmp_path):
     state = to_official(build_detr(TINY).state_dict())
-    torch.save({"model": state, "args": argparse.Namespace(lr=1e-4, backbone="resnet18"), "epoch": 3},
-               tmp_path / "checkpoint.pth")
+    torch.save(
+        {"model": state, "args": argparse.Namespace(lr=1e-4, backbone="resnet18"), "epoch": 3},
+        tmp_path / "checkpoint.pth",
+    )
     model, config = load_checkpoint(tmp_path / "checkpoint.pth", n_heads=4)
     assert config.d_model == 32 and config.n_heads == 4
 

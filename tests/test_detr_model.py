@@ -157,7 +157,7 @@ def test_default_detector_finds_the_shapes_and_looks_at_them():
         for box, q in zip(result.boxes.astype(int), result.query_index):
             att = result.decoder_cross[-1, :, q].mean(0)  # (8, 8), cells of 16 x 16 pixels
             cells = np.kron(att, np.ones((16, 16))) / 256
-            inside.append(cells[box[1]:box[3], box[0]:box[2]].sum())
+            inside.append(cells[box[1] : box[3], box[0] : box[2]].sum())
             uniform.append((box[2] - box[0]) * (box[3] - box[1]) / 128**2)
     assert found / total >= 0.6
     assert np.mean(inside) > 3 * np.mean(uniform)

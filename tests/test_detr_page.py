@@ -11,7 +11,7 @@ from PIL import Image
 from safetensors.torch import save
 from streamlit.testing.v1 import AppTest
 
-from models.detr.api import run_detr
+from models.detr.api import SMALL_CONFIG, run_detr
 from models.detr.box_ops import box_xyxy_to_cxcywh
 from models.detr.inspect import (
     cell_extent,
@@ -27,7 +27,6 @@ from models.detr.inspect import (
 from models.detr.matcher import hungarian_match
 from models.detr.preprocess import postprocess, preprocess
 from models.detr.scenes import make_scene
-from scripts.train_detr import SMALL_CONFIG
 from tests.test_images import png_bomb
 from viz.detr import attention_overlay, background, detections_figure, map_grid, overlay_rgb
 

@@ -23,10 +23,30 @@ from models.detr.box_ops import box_cxcywh_to_xyxy
 from models.detr.checkpoint import CheckpointError, load_checkpoint
 from models.detr.detr import DETR, DetrConfig
 from models.detr.preprocess import preprocess
+from models.detr.scenes import SHAPE_CLASSES
 
 DEFAULT_WEIGHTS = Path(__file__).resolve().parents[2] / "weights" / "detr-shapes"
 
 __all__ = ["CheckpointError", "DEFAULT_WEIGHTS", "Detector", "DetrResult", "load_detr", "run_detr"]
+
+
+# The sizes of our default detector, weights/detr-shapes (trained by `python -m scripts.train_detr`).
+SMALL_CONFIG = DetrConfig(
+    num_classes=len(SHAPE_CLASSES),
+    backbone_depth=18,
+    backbone_width=16,
+    dilation=True,
+    d_model=128,
+    n_heads=8,
+    num_encoder_layers=3,
+    num_decoder_layers=3,
+    dim_feedforward=512,
+    dropout=0.0,
+    num_queries=20,
+    min_size=128,
+    max_size=256,
+    class_names=list(SHAPE_CLASSES),
+)
 
 
 @dataclass
@@ -93,12 +113,18 @@ def run_detr(detector: Detector, image, threshold: float = 0.7) -> DetrResult:
 
     nh, n = att.encoder[0].probs.shape[1], probs.shape[1]
     return DetrResult(
-        image_size=(H, W), input_size=(hin, win), h=h, w=w,
+        image_size=(H, W),
+        input_size=(hin, win),
+        h=h,
+        w=w,
         stride=model.backbone[0].stride,
-        boxes=layer_boxes[-1, keep].cpu().numpy(), scores=scores[keep].cpu().numpy(),
-        labels=labels[keep].cpu().numpy(), label_names=[names[i] for i in labels[keep].tolist()],
+        boxes=layer_boxes[-1, keep].cpu().numpy(),
+        scores=scores[keep].cpu().numpy(),
+        labels=labels[keep].cpu().numpy(),
+        label_names=[names[i] for i in labels[keep].tolist()],
         query_index=keep.cpu().numpy(),
-        layer_probs=probs.float().cpu().numpy(), layer_boxes=layer_boxes.cpu().numpy(),
+        layer_probs=probs.float().cpu().numpy(),
+        layer_boxes=layer_boxes.cpu().numpy(),
         encoder=stack(att.encoder, (nh, h, w, h, w)),
         decoder_self=stack(att.decoder_self, (nh, n, n)),
         decoder_cross=stack(att.decoder_cross, (nh, n, h, w)),

@@ -14,8 +14,12 @@ from torch.nn import functional as F
 from models.detr.position_encoding import PositionEmbeddingSine
 
 # depth -> (block kind, blocks per stage)
-RESNET_LAYOUTS = {18: ("basic", (2, 2, 2, 2)), 34: ("basic", (3, 4, 6, 3)),
-                  50: ("bottleneck", (3, 4, 6, 3)), 101: ("bottleneck", (3, 4, 23, 3))}
+RESNET_LAYOUTS = {
+    18: ("basic", (2, 2, 2, 2)),
+    34: ("basic", (3, 4, 6, 3)),
+    50: ("bottleneck", (3, 4, 6, 3)),
+    101: ("bottleneck", (3, 4, 23, 3)),
+}
 
 
 class FrozenBatchNorm2d(nn.Module):
@@ -33,11 +37,13 @@ class FrozenBatchNorm2d(nn.Module):
         self.register_buffer("running_mean", torch.zeros(n))
         self.register_buffer("running_var", torch.ones(n))
 
-    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
-                              unexpected_keys, error_msgs):
+    def _load_from_state_dict(
+        self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+    ):
         state_dict.pop(prefix + "num_batches_tracked", None)
-        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
-                                      unexpected_keys, error_msgs)
+        super()._load_from_state_dict(
+            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         scale = self.weight * (self.running_var + self.eps).rsqrt()
@@ -55,8 +61,9 @@ def conv3x3(cin: int, cout: int, stride: int = 1, dilation: int = 1) -> nn.Conv2
 class BasicBlock(nn.Module):
     expansion = 1
 
-    def __init__(self, cin: int, width: int, stride: int, dilation: int, downsample: nn.Module | None,
-                 norm: NormLayer):
+    def __init__(
+        self, cin: int, width: int, stride: int, dilation: int, downsample: nn.Module | None, norm: NormLayer
+    ):
         super().__init__()
         self.conv1 = conv3x3(cin, width, stride, dilation)
         self.bn1 = norm(width)
@@ -73,8 +80,9 @@ class BasicBlock(nn.Module):
 class Bottleneck(nn.Module):
     expansion = 4
 
-    def __init__(self, cin: int, width: int, stride: int, dilation: int, downsample: nn.Module | None,
-                 norm: NormLayer):
+    def __init__(
+        self, cin: int, width: int, stride: int, dilation: int, downsample: nn.Module | None, norm: NormLayer
+    ):
         super().__init__()
         self.conv1 = nn.Conv2d(cin, width, 1, bias=False)
         self.bn1 = norm(width)
@@ -94,8 +102,13 @@ class Bottleneck(nn.Module):
 class ResNet(nn.Module):
     """torchvision's ResNet layout without the classifier; `forward` returns the last stage's map."""
 
-    def __init__(self, depth: int = 50, base_width: int = 64, dilation: bool = False,
-                 norm: NormLayer = FrozenBatchNorm2d):
+    def __init__(
+        self,
+        depth: int = 50,
+        base_width: int = 64,
+        dilation: bool = False,
+        norm: NormLayer = FrozenBatchNorm2d,
+    ):
         super().__init__()
         if depth not in RESNET_LAYOUTS:
             raise ValueError(f"ResNet depth {depth} is not one of {sorted(RESNET_LAYOUTS)}")
@@ -129,8 +142,13 @@ class ResNet(nn.Module):
 class Backbone(nn.Module):
     """The ResNet under `.body`, plus the padding mask brought down to the feature map's size."""
 
-    def __init__(self, depth: int = 50, base_width: int = 64, dilation: bool = False,
-                 norm: NormLayer = FrozenBatchNorm2d):
+    def __init__(
+        self,
+        depth: int = 50,
+        base_width: int = 64,
+        dilation: bool = False,
+        norm: NormLayer = FrozenBatchNorm2d,
+    ):
         super().__init__()
         self.body = ResNet(depth, base_width, dilation, norm)
         self.num_channels = self.body.num_channels

@@ -45,12 +45,15 @@ def read_tensors(path: Path) -> dict:
         with torch.serialization.safe_globals([argparse.Namespace]):
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        raise CheckpointError(f"{path.name}: refused, the file holds Python objects beyond tensors and "
-                              f"plain containers, which could run code when unpickled ({e})") from e
+        raise CheckpointError(
+            f"{path.name}: refused, the file holds Python objects beyond tensors and "
+            f"plain containers, which could run code when unpickled ({e})"
+        ) from e
     except (SafetensorError, RuntimeError, EOFError, OSError, ValueError) as e:
         kind = "safetensors" if path.suffix == ".safetensors" else "torch"
-        raise CheckpointError(f"{path.name}: could not be read as a checkpoint (truncated, or not a {kind} "
-                              f"file): {e}") from e
+        raise CheckpointError(
+            f"{path.name}: could not be read as a checkpoint (truncated, or not a {kind} file): {e}"
+        ) from e
 
 
 def split_in_proj(state: dict) -> dict:
@@ -69,20 +72,31 @@ def split_in_proj(state: dict) -> dict:
 _HF_RESNET_STEM = {"embedder.embedder.convolution": "conv1", "embedder.embedder.normalization": "bn1"}
 _HF_LAYER = {
     # encoder layer
-    "self_attn_layer_norm": "norm1", "final_layer_norm": "norm2", "mlp.fc1": "linear1", "mlp.fc2": "linear2",
-    "fc1": "linear1", "fc2": "linear2",
+    "self_attn_layer_norm": "norm1",
+    "final_layer_norm": "norm2",
+    "mlp.fc1": "linear1",
+    "mlp.fc2": "linear2",
+    "fc1": "linear1",
+    "fc2": "linear2",
 }
-_HF_DECODER_LAYER = {**_HF_LAYER, "encoder_attn_layer_norm": "norm2", "final_layer_norm": "norm3",
-                     "encoder_attn": "multihead_attn"}
+_HF_DECODER_LAYER = {
+    **_HF_LAYER,
+    "encoder_attn_layer_norm": "norm2",
+    "final_layer_norm": "norm3",
+    "encoder_attn": "multihead_attn",
+}
 
 
 def _hf_backbone_key(rest: str) -> str:
     """A backbone key below `...conv_encoder.model.` (timm or transformers ResNet names) -> ours."""
     for src, dst in _HF_RESNET_STEM.items():
         if rest.startswith(src):
-            return dst + rest[len(src):]
-    m = re.fullmatch(r"encoder\.stages\.(\d+)\.layers\.(\d+)\.(shortcut|layer\.(\d+))"
-                     r"\.(convolution|normalization)\.(.+)", rest)
+            return dst + rest[len(src) :]
+    m = re.fullmatch(
+        r"encoder\.stages\.(\d+)\.layers\.(\d+)\.(shortcut|layer\.(\d+))"
+        r"\.(convolution|normalization)\.(.+)",
+        rest,
+    )
     if m:
         stage, block, kind, idx, part, leaf = m.groups()
         if kind == "shortcut":
@@ -130,8 +144,9 @@ def _count(state: dict, pattern: str) -> int:
     return len({m[1] for k in state if (m := re.match(pattern, k))})
 
 
-def infer_config(state: dict, n_heads: int = 8, dilation: bool = False,
-                 class_names: list[str] | None = None) -> DetrConfig:
+def infer_config(
+    state: dict, n_heads: int = 8, dilation: bool = False, class_names: list[str] | None = None
+) -> DetrConfig:
     """The DetrConfig a state dict in our names was made from (what tensors can tell)."""
     try:
         num_queries, d_model = state["query_embed.weight"].shape
@@ -140,12 +155,17 @@ def infer_config(state: dict, n_heads: int = 8, dilation: bool = False,
         layer3 = _count(state, r"backbone\.0\.body\.layer3\.(\d+)\.")
         depth = {(True, 6): 50, (True, 23): 101, (False, 6): 34, (False, 2): 18}.get((bottleneck, layer3))
         if depth is None:
-            raise CheckpointError(f"backbone with {layer3} blocks in layer3 "
-                                  f"({'bottleneck' if bottleneck else 'basic'}) is not ResNet-18/34/50/101")
+            raise CheckpointError(
+                f"backbone with {layer3} blocks in layer3 "
+                f"({'bottleneck' if bottleneck else 'basic'}) is not ResNet-18/34/50/101"
+            )
         config = DetrConfig(
-            num_classes=num_classes, backbone_depth=depth,
-            backbone_width=state["backbone.0.body.conv1.weight"].shape[0], dilation=dilation,
-            d_model=d_model, n_heads=n_heads,
+            num_classes=num_classes,
+            backbone_depth=depth,
+            backbone_width=state["backbone.0.body.conv1.weight"].shape[0],
+            dilation=dilation,
+            d_model=d_model,
+            n_heads=n_heads,
             num_encoder_layers=_count(state, r"transformer\.encoder\.layers\.(\d+)\."),
             num_decoder_layers=_count(state, r"transformer\.decoder\.layers\.(\d+)\."),
             dim_feedforward=state["transformer.encoder.layers.0.linear1.weight"].shape[0],
@@ -154,8 +174,11 @@ def infer_config(state: dict, n_heads: int = 8, dilation: bool = False,
     except KeyError as e:
         raise CheckpointError(f"not a DETR state dict: no tensor named {e.args[0]!r} (after renaming)") from e
     if class_names is None:
-        class_names = list(COCO_CLASSES) if num_classes == len(COCO_CLASSES) else \
-            [f"class {i}" for i in range(num_classes)]
+        class_names = (
+            list(COCO_CLASSES)
+            if num_classes == len(COCO_CLASSES)
+            else [f"class {i}" for i in range(num_classes)]
+        )
     config.class_names = class_names
     return config
 
@@ -165,17 +188,23 @@ def load_state_strict(model: DETR, state: dict, source: str) -> None:
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(k for k in set(state) - set(expected) if not k.endswith("num_batches_tracked"))
-    shapes = sorted(f"{k}: file {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}"
-                    for k in set(expected) & set(state) if state[k].shape != expected[k].shape)
+    shapes = sorted(
+        f"{k}: file {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}"
+        for k in set(expected) & set(state)
+        if state[k].shape != expected[k].shape
+    )
 
     def listing(title: str, items: list[str]) -> str:
         more = f" ... and {len(items) - 8} more" if len(items) > 8 else ""
         return f"\n  {title} ({len(items)}): " + ", ".join(items[:8]) + more if items else ""
 
     if missing or unexpected or shapes:
-        raise CheckpointError(f"{source} does not match the DETR architecture it describes:"
-                              + listing("missing", missing) + listing("unexpected", unexpected)
-                              + listing("wrong shape", shapes))
+        raise CheckpointError(
+            f"{source} does not match the DETR architecture it describes:"
+            + listing("missing", missing)
+            + listing("unexpected", unexpected)
+            + listing("wrong shape", shapes)
+        )
     model.load_state_dict(state, strict=False)  # all names checked above; num_batches_tracked is dropped
 
 
@@ -189,8 +218,9 @@ def _hf_config(cfg: dict) -> tuple[int, bool, list[str] | None]:
     return int(cfg.get("encoder_attention_heads", 8)), bool(cfg.get("dilation") or False), names
 
 
-def load_checkpoint(path: str | Path, n_heads: int | None = None, dilation: bool | None = None,
-                    device: str = "cpu") -> tuple[DETR, DetrConfig]:
+def load_checkpoint(
+    path: str | Path, n_heads: int | None = None, dilation: bool | None = None, device: str = "cpu"
+) -> tuple[DETR, DetrConfig]:
     """-> (model in eval mode on `device`, config). See the module docstring for the formats."""
     path = Path(path)
     if not path.exists():
@@ -204,8 +234,9 @@ def load_checkpoint(path: str | Path, n_heads: int | None = None, dilation: bool
             cfg = json.loads(cfg_file.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise CheckpointError(f"{cfg_file}: not valid JSON ({e})") from e
-        weights = next((path / f for f in ("model.safetensors", "pytorch_model.bin") if (path / f).exists()),
-                       None)
+        weights = next(
+            (path / f for f in ("model.safetensors", "pytorch_model.bin") if (path / f).exists()), None
+        )
         if weights is None:
             raise CheckpointError(f"{path}: no model.safetensors or pytorch_model.bin next to config.json")
         if cfg.get("model_type") != "detr":  # ours
@@ -225,10 +256,17 @@ def load_checkpoint(path: str | Path, n_heads: int | None = None, dilation: bool
         obj = obj["model"]  # torch-hub / official training checkpoint
     if not isinstance(obj, dict) or not all(isinstance(v, Tensor) for v in obj.values()):
         raise CheckpointError(f"{path}: expected a state dict of tensors (or {{'model': state dict}})")
-    state = hf_to_ours(obj) if any(k.startswith(("model.", "class_labels_classifier")) for k in obj) \
+    state = (
+        hf_to_ours(obj)
+        if any(k.startswith(("model.", "class_labels_classifier")) for k in obj)
         else split_in_proj(obj)
-    config = infer_config(state, n_heads=n_heads or hf_heads,
-                          dilation=hf_dilation if dilation is None else dilation, class_names=names)
+    )
+    config = infer_config(
+        state,
+        n_heads=n_heads or hf_heads,
+        dilation=hf_dilation if dilation is None else dilation,
+        class_names=names,
+    )
     if names is not None and len(names) != config.num_classes:
         config.class_names = (names + ["N/A"] * config.num_classes)[: config.num_classes]
     model = build_detr(config)

@@ -30,8 +30,9 @@ class SetCriterion(nn.Module):
         indices = hungarian_match(logits, boxes, targets)
         batch_idx = torch.cat([torch.full_like(p, b) for b, (p, _) in enumerate(indices)])
         pred_idx = torch.cat([p for p, _ in indices])
-        target_classes = torch.full(logits.shape[:2], self.num_classes, dtype=torch.int64,
-                                    device=logits.device)  # (B, N) "no object" unless matched
+        target_classes = torch.full(
+            logits.shape[:2], self.num_classes, dtype=torch.int64, device=logits.device
+        )  # (B, N) "no object" unless matched
         matched_labels = torch.cat([t["labels"][j] for t, (_, j) in zip(targets, indices)]).to(logits.device)
         target_classes[batch_idx, pred_idx] = matched_labels
         ce = F.cross_entropy(logits.transpose(1, 2), target_classes, self.empty_weight)
@@ -51,6 +52,7 @@ class SetCriterion(nn.Module):
         total = output.aux_logits.new_zeros(())
         for logits, boxes in zip(output.aux_logits, output.aux_boxes):
             parts = self.layer_losses(logits, boxes, targets, num_boxes)
-            total = total + (WEIGHT_CE * parts["ce"] + WEIGHT_BBOX * parts["bbox"]
-                             + WEIGHT_GIOU * parts["giou"])
+            total = total + (
+                WEIGHT_CE * parts["ce"] + WEIGHT_BBOX * parts["bbox"] + WEIGHT_GIOU * parts["giou"]
+            )
         return total, {k: v.detach() for k, v in parts.items()}

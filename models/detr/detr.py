@@ -112,11 +112,21 @@ class DETR(nn.Module):
         boxes = self.bbox_embed(out.hs).sigmoid()  # (L, B, N, 4)
         attentions = None
         if capture:
-            attentions = DetrAttentions(encoder=out.encoder_attentions,
-                                        decoder_self=out.decoder_self_attentions,
-                                        decoder_cross=out.decoder_cross_attentions)
-        return DetrOutput(pred_logits=logits[-1], pred_boxes=boxes[-1], aux_logits=logits, aux_boxes=boxes,
-                          feature_mask=feat_mask, h=feat.shape[-2], w=feat.shape[-1], attentions=attentions)
+            attentions = DetrAttentions(
+                encoder=out.encoder_attentions,
+                decoder_self=out.decoder_self_attentions,
+                decoder_cross=out.decoder_cross_attentions,
+            )
+        return DetrOutput(
+            pred_logits=logits[-1],
+            pred_boxes=boxes[-1],
+            aux_logits=logits,
+            aux_boxes=boxes,
+            feature_mask=feat_mask,
+            h=feat.shape[-2],
+            w=feat.shape[-1],
+            attentions=attentions,
+        )
 
 
 def build_detr(config: DetrConfig, norm: NormLayer = FrozenBatchNorm2d) -> DETR:
@@ -124,8 +134,12 @@ def build_detr(config: DetrConfig, norm: NormLayer = FrozenBatchNorm2d) -> DETR:
     BatchNorm2d state dict loads into the default frozen model unchanged."""
     backbone = Backbone(config.backbone_depth, config.backbone_width, config.dilation, norm)
     joiner = Joiner(backbone, PositionEmbeddingSine(config.d_model // 2, normalize=True))
-    transformer = Transformer(d_model=config.d_model, n_heads=config.n_heads,
-                              num_encoder_layers=config.num_encoder_layers,
-                              num_decoder_layers=config.num_decoder_layers,
-                              dim_feedforward=config.dim_feedforward, dropout=config.dropout)
+    transformer = Transformer(
+        d_model=config.d_model,
+        n_heads=config.n_heads,
+        num_encoder_layers=config.num_encoder_layers,
+        num_decoder_layers=config.num_decoder_layers,
+        dim_feedforward=config.dim_feedforward,
+        dropout=config.dropout,
+    )
     return DETR(joiner, transformer, num_classes=config.num_classes, num_queries=config.num_queries)

@@ -28,9 +28,15 @@ class MatchCosts:
     total: Tensor  # the sum, what the assignment minimises
 
 
-def matching_costs(logits: Tensor, boxes: Tensor, tgt_labels: Tensor, tgt_boxes: Tensor,
-                   cost_class: float = COST_CLASS, cost_bbox: float = COST_BBOX,
-                   cost_giou: float = COST_GIOU) -> MatchCosts:
+def matching_costs(
+    logits: Tensor,
+    boxes: Tensor,
+    tgt_labels: Tensor,
+    tgt_boxes: Tensor,
+    cost_class: float = COST_CLASS,
+    cost_bbox: float = COST_BBOX,
+    cost_giou: float = COST_GIOU,
+) -> MatchCosts:
     """logits (N, K + 1), boxes (N, 4) cxcywh; tgt_labels (M,), tgt_boxes (M, 4) cxcywh."""
     prob = logits.softmax(-1)  # (N, K + 1)
     c_cls = -cost_class * prob[:, tgt_labels]  # (N, M)

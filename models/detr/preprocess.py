@@ -116,8 +116,9 @@ def preprocess(images: list, min_size: int = 800, max_size: int | None = 1333) -
     return Batch(pixels=pixels, mask=mask, sizes=sizes, orig_sizes=orig)
 
 
-def postprocess(output: DetrOutput, orig_sizes: list[tuple[int, int]], threshold: float = 0.0,
-                layer: int = -1) -> list[Detections]:
+def postprocess(
+    output: DetrOutput, orig_sizes: list[tuple[int, int]], threshold: float = 0.0, layer: int = -1
+) -> list[Detections]:
     """Detections per image from decoder layer `layer` (default the last), scores >= threshold."""
     logits, boxes = output.aux_logits[layer], output.aux_boxes[layer]  # (B, N, K + 1), (B, N, 4)
     prob = logits.softmax(-1)[..., :-1]  # drop "no object"
@@ -128,6 +129,7 @@ def postprocess(output: DetrOutput, orig_sizes: list[tuple[int, int]], threshold
         xyxy = box_cxcywh_to_xyxy(boxes[b]) * scale  # (N, 4) pixels
         keep = torch.nonzero(scores[b] >= threshold).flatten()
         keep = keep[scores[b, keep].argsort(descending=True)]
-        results.append(Detections(boxes=xyxy[keep], scores=scores[b, keep], labels=labels[b, keep],
-                                  query_index=keep))
+        results.append(
+            Detections(boxes=xyxy[keep], scores=scores[b, keep], labels=labels[b, keep], query_index=keep)
+        )
     return results

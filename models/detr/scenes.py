@@ -37,14 +37,28 @@ class Scene:
 def _polygon(cx: float, cy: float, radii: list[float], angle: float) -> list[tuple[float, float]]:
     """Vertices at the given radii, evenly spaced in angle, starting at `angle` (radians)."""
     n = len(radii)
-    return [(cx + r * math.cos(angle + 2 * math.pi * i / n), cy + r * math.sin(angle + 2 * math.pi * i / n))
-            for i, r in enumerate(radii)]
+    return [
+        (cx + r * math.cos(angle + 2 * math.pi * i / n), cy + r * math.sin(angle + 2 * math.pi * i / n))
+        for i, r in enumerate(radii)
+    ]
 
 
 def _cross(cx: float, cy: float, r: float, angle: float) -> list[tuple[float, float]]:
     t = 0.33 * r  # half the arm thickness
-    pts = [(t, r), (t, t), (r, t), (r, -t), (t, -t), (t, -r), (-t, -r), (-t, -t), (-r, -t), (-r, t), (-t, t),
-           (-t, r)]
+    pts = [
+        (t, r),
+        (t, t),
+        (r, t),
+        (r, -t),
+        (t, -t),
+        (t, -r),
+        (-t, -r),
+        (-t, -t),
+        (-r, -t),
+        (-r, t),
+        (-t, t),
+        (-t, r),
+    ]
     c, s = math.cos(angle), math.sin(angle)
     return [(cx + x * c - y * s, cy + x * s + y * c) for x, y in pts]
 
@@ -90,9 +104,14 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
         field = ((np.floor(xx / cell) + np.floor(yy / cell)) % 2)[..., None] * rng.uniform(-35, 35, size=3)
     else:  # smooth blobs: low-resolution noise upsampled
         low = rng.uniform(-30, 30, size=(5, 5, 3)).astype(np.float32)
-        field = np.asarray(Image.fromarray(((low + 30) * 4).astype(np.uint8)).resize((size, size),
-                                                                                    Image.BILINEAR),
-                           dtype=np.float32) / 4 - 30
+        field = (
+            np.asarray(
+                Image.fromarray(((low + 30) * 4).astype(np.uint8)).resize((size, size), Image.BILINEAR),
+                dtype=np.float32,
+            )
+            / 4
+            - 30
+        )
     noise = rng.normal(0, rng.uniform(2, 14), size=(size, size, 3))
     return base + field + noise
 

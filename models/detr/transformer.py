@@ -51,14 +51,22 @@ class DecoderLayer(nn.Module):
         self.norm3 = nn.LayerNorm(d_model)
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, tgt: Tensor, memory: Tensor, pos: Tensor, query_pos: Tensor,
-                memory_mask: Tensor | None, capture: bool):
+    def forward(
+        self,
+        tgt: Tensor,
+        memory: Tensor,
+        pos: Tensor,
+        query_pos: Tensor,
+        memory_mask: Tensor | None,
+        capture: bool,
+    ):
         """tgt, query_pos (B, N, d); memory, pos (B, HW, d); memory_mask bool (B, 1, 1, HW)."""
         qk = tgt + query_pos
         attn, self_record = self.self_attn(qk, qk, tgt, capture=capture)
         tgt = self.norm1(tgt + self.dropout(attn))
-        attn, cross_record = self.multihead_attn(tgt + query_pos, memory + pos, memory, mask=memory_mask,
-                                                 capture=capture)
+        attn, cross_record = self.multihead_attn(
+            tgt + query_pos, memory + pos, memory, mask=memory_mask, capture=capture
+        )
         tgt = self.norm2(tgt + self.dropout(attn))
         ff = self.linear2(self.dropout(F.relu(self.linear1(tgt))))
         return self.norm3(tgt + self.dropout(ff)), self_record, cross_record
@@ -87,8 +95,15 @@ class TransformerOutput:
 
 
 class Transformer(nn.Module):
-    def __init__(self, d_model: int = 256, n_heads: int = 8, num_encoder_layers: int = 6,
-                 num_decoder_layers: int = 6, dim_feedforward: int = 2048, dropout: float = 0.1):
+    def __init__(
+        self,
+        d_model: int = 256,
+        n_heads: int = 8,
+        num_encoder_layers: int = 6,
+        num_decoder_layers: int = 6,
+        dim_feedforward: int = 2048,
+        dropout: float = 0.1,
+    ):
         super().__init__()
         layer = dict(n_heads=n_heads, dim_feedforward=dim_feedforward, dropout=dropout)
         self.encoder = Encoder(num_encoder_layers, d_model=d_model, **layer)
@@ -102,8 +117,9 @@ class Transformer(nn.Module):
             if p.dim() > 1:
                 nn.init.xavier_uniform_(p)
 
-    def forward(self, src: Tensor, mask: Tensor, query_embed: Tensor, pos_embed: Tensor,
-                capture: bool = False) -> TransformerOutput:
+    def forward(
+        self, src: Tensor, mask: Tensor, query_embed: Tensor, pos_embed: Tensor, capture: bool = False
+    ) -> TransformerOutput:
         """src, pos_embed (B, d, h, w); mask (B, h, w) True at padding; query_embed (N, d)."""
         b = src.shape[0]
         src = src.flatten(2).transpose(1, 2)  # (B, HW, d), row-major over (h, w)
