@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from models.detr.position_encoding import PositionEmbeddingSine
+from models.detr.preprocess import resized_size
 
 MAX_POSITIONS = 8192
 MAX_DIM = 4096
@@ -124,15 +125,8 @@ def detr_resized_size(
     `longer_max` (then the longer side is capped), as the official `get_size_with_aspect_ratio`."""
     if not (1 <= height <= MAX_IMAGE_SIDE and 1 <= width <= MAX_IMAGE_SIDE):
         raise ValueError(f"image size {height}×{width} is outside 1..{MAX_IMAGE_SIDE} pixels per side")
-    size = shorter
-    short, long = min(height, width), max(height, width)
-    if long / short * size > longer_max:
-        size = int(round(longer_max * short / long))
-    if short == size:
-        return height, width
-    if width < height:
-        return max(1, int(size * height / width)), max(1, size)
-    return max(1, size), max(1, int(size * width / height))
+    h, w = resized_size(height, width, shorter, longer_max)
+    return max(1, h), max(1, w)
 
 
 def detr_feature_size(height: int, width: int) -> tuple[int, int]:
