@@ -1,7 +1,5 @@
 """The DETR model and its API: capture equals the fast path, shapes, pre- and post-processing."""
 
-import io
-
 import numpy as np
 import pytest
 import torch
@@ -11,7 +9,7 @@ from models.detr.api import DEFAULT_WEIGHTS, Detector, load_detr, run_detr
 from models.detr.backbone import FrozenBatchNorm2d
 from models.detr.coco import COCO_CLASSES
 from models.detr.detr import DetrConfig, build_detr
-from models.detr.preprocess import open_image, postprocess, preprocess, resized_size
+from models.detr.preprocess import postprocess, preprocess, resized_size
 from models.detr.scenes import make_scene
 
 TINY = DetrConfig(
@@ -95,16 +93,6 @@ def test_preprocess_pads_and_masks_a_batch():
     )
     with pytest.raises(ValueError, match="uint8"):
         preprocess([np.zeros((4, 4), dtype=np.float32)])
-
-
-def test_open_image_rejects_garbage():
-    buf = io.BytesIO()
-    Image.new("RGB", (5, 4), "red").save(buf, format="PNG")
-    assert open_image(buf.getvalue()).size == (5, 4)
-    with pytest.raises(ValueError, match="could not read the image"):
-        open_image(b"not an image")
-    with pytest.raises(ValueError, match="could not read the image"):
-        open_image(buf.getvalue()[:30])
 
 
 def test_postprocess_drops_no_object_and_scales_boxes(tiny):

@@ -6,7 +6,7 @@ colour the transparent parts show on a page), palette, CMYK, greyscale and 16-bi
 to 8-bit RGB by value (16-bit as v / 257, not clipped at 255). The size is checked from the header,
 before the pixels are decoded, against `MAX_PIXELS` (the backend's limit), and Pillow's own
 decompression-bomb guard is made fatal, so a small file that would expand to gigabytes is refused.
-This extends `models.detr.preprocess.open_image` (which has no EXIF, alpha or 16-bit handling).
+This is the only image reader: the DETR page and any other page that takes images use it.
 """
 
 import io

@@ -8,12 +8,11 @@ original images: softmax over the classes, drop the "no object" column, take eac
 convert (cx, cy, w, h) to (x0, y0, x1, y1). There is no non-maximum suppression anywhere (S17).
 """
 
-import io
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from torch import Tensor
 
 from models.detr.box_ops import box_cxcywh_to_xyxy
@@ -40,18 +39,6 @@ class Detections:
     scores: Tensor  # (D,) probability of the predicted class
     labels: Tensor  # (D,) class id
     query_index: Tensor  # (D,) which of the N object queries produced each detection
-
-
-def open_image(data: bytes) -> Image.Image:
-    """Decode uploaded bytes to an RGB image, or raise ValueError saying why not."""
-    try:
-        img = Image.open(io.BytesIO(data))
-        if img.width * img.height > MAX_PIXELS:
-            raise ValueError(f"image is {img.width}x{img.height}; at most {MAX_PIXELS:,} pixels are accepted")
-        img.load()
-    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as e:
-        raise ValueError(f"could not read the image: {e}") from e
-    return img.convert("RGB")
 
 
 def resized_size(h: int, w: int, min_size: int, max_size: int | None) -> tuple[int, int]:
