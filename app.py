@@ -32,11 +32,15 @@ def device_picker() -> str:
     devices = available_devices()
     st.session_state.setdefault("device", default)
     return st.sidebar.selectbox(
-        "Device", devices, key="device", help="Override with the ATTN_DEVICE variable."
+        "Device",
+        devices,
+        key="device",
+        persist_state="session",
+        help="Override with the ATTN_DEVICE variable.",
     )
 
 
-st.set_page_config(page_title="Attention Lab", page_icon=":material/visibility:", layout="wide")
+st.set_page_config(page_title="Attention Lab", page_icon="🔍", layout="wide")
 device_picker()
 try:
     st.navigation(PAGES).run()

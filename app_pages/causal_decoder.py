@@ -68,8 +68,8 @@ def head_picker(n_layers: int, n_heads: int, prefix: str, default: tuple[int, in
     st.session_state.setdefault(f"{prefix}_layer", default[0])
     st.session_state.setdefault(f"{prefix}_head", default[1])
     left, right = st.columns(2)
-    layer = left.selectbox("Layer", range(n_layers), key=f"{prefix}_layer")
-    head = right.selectbox("Head", range(n_heads), key=f"{prefix}_head")
+    layer = left.selectbox("Layer", range(n_layers), key=f"{prefix}_layer", persist_state="session")
+    head = right.selectbox("Head", range(n_heads), key=f"{prefix}_head", persist_state="session")
     return layer, head
 
 
@@ -167,7 +167,7 @@ def own_text_section(gpt: TextGPT, gpt_key: tuple, text: str, repeat: bool, laye
 def generation_section(gpt: TextGPT, gpt_key: tuple, layer: int, head: int) -> None:
     st.header("4 · Generation, one character at a time (S12)")
     st.session_state.setdefault("cd_prompt", "Return the ")
-    st.text_input("Prompt", key="cd_prompt", max_chars=1000)
+    st.text_input("Prompt", key="cd_prompt", persist_state="session", max_chars=1000)
     controls = st.columns(2)
     requested = int(controls[0].number_input("Characters to generate", 1, 100_000, 60, key="cd_new"))
     temperature = controls[1].slider(
@@ -255,7 +255,7 @@ best = heads_section(gpt, gpt_key)
 
 st.divider()
 st.session_state.setdefault("cd_text", EXAMPLE)
-st.text_input("Your text (for sections 2, 3 and 5)", key="cd_text", max_chars=1000)
+st.text_input("Your text (for sections 2, 3 and 5)", key="cd_text", persist_state="session", max_chars=1000)
 repeat = st.checkbox("Repeat it twice in sections 2 and 3", value=True, key="cd_repeat")
 layer, head = head_picker(gpt.config.n_layer, gpt.config.n_head, "cd", best)
 text = st.session_state.cd_text

@@ -135,9 +135,16 @@ def image_picker():
     source = st.radio("Image", [SCENE, IMAGE], key="dp_image_source", horizontal=True)
     if source == SCENE:
         c1, c2 = st.columns(2)
-        seed = c1.number_input("Scene seed", min_value=0, max_value=2**31 - 1, key="dp_seed")
+        seed = c1.number_input(
+            "Scene seed", min_value=0, max_value=2**31 - 1, key="dp_seed", persist_state="session"
+        )
         size = c2.number_input(
-            "Scene size (pixels)", min_value=64, max_value=1024, step=32, key="dp_scene_size"
+            "Scene size (pixels)",
+            min_value=64,
+            max_value=1024,
+            step=32,
+            key="dp_scene_size",
+            persist_state="session",
         )
         scene = make_scene(int(seed), int(size))
         return f"scene-{seed}-{size}", scene.image, scene
@@ -226,11 +233,18 @@ def pick_point() -> None:
         st.session_state.dp_enc_y = min(int(points[0]["y"] // ch), st.session_state.dp_h - 1)
 
 
+def layer_choice(label: str, n_layers: int, key: str) -> int:
+    return st.selectbox(
+        label, range(n_layers), key=key, persist_state="session", format_func=lambda i: f"layer {i}"
+    )
+
+
 def head_choice(label: str, n_heads: int, key: str):
     return st.selectbox(
         label,
         [*range(n_heads), MEAN],
         key=key,
+        persist_state="session",
         format_func=lambda h: f"head {h}" if h != MEAN else "mean of heads",
     )
 
@@ -292,7 +306,7 @@ def head_name(head) -> str:
 
 
 def detections_section(result: DetrResult, bg: Background) -> None:
-    st.slider("Score threshold", 0.0, 1.0, step=0.01, key="dp_threshold")
+    st.slider("Score threshold", 0.0, 1.0, step=0.01, key="dp_threshold", persist_state="session")
     scores, labels = scores_labels(result)
     shown = [int(q) for q in detections(result, st.session_state.dp_threshold)]
     st.session_state.dp_shown = shown
@@ -334,7 +348,13 @@ def detections_section(result: DetrResult, bg: Background) -> None:
             selection_mode="single-row",
         )
         labels_text = query_labels(result)
-        st.selectbox("Query to inspect", range(n), key="dp_query", format_func=lambda q: labels_text[q])
+        st.selectbox(
+            "Query to inspect",
+            range(n),
+            key="dp_query",
+            persist_state="session",
+            format_func=lambda q: labels_text[q],
+        )
     if shown:
         strip = shown[:MAX_STRIP]
         cell = cell_extent(result)
@@ -367,11 +387,12 @@ def cross_attention_section(result: DetrResult, bg: Background, image: np.ndarra
         "of the image (S14); the head mixes the two, and the query's attention lands on its object (S16)."
     )
     c1, c2, c3, c4 = st.columns(4)
-    layer = c1.selectbox("Decoder layer", range(n_layers), key="dp_layer", format_func=lambda i: f"layer {i}")
+    with c1:
+        layer = layer_choice("Decoder layer", n_layers, "dp_layer")
     with c2:
         head = head_choice("Head", n_heads, "dp_head")
-    opacity = c3.slider("Opacity", 0.0, 1.0, step=0.05, key="dp_opacity")
-    resolution = c4.radio("Resolution", [RAW, UPSAMPLED], key="dp_resolution")
+    opacity = c3.slider("Opacity", 0.0, 1.0, step=0.05, key="dp_opacity", persist_state="session")
+    resolution = c4.radio("Resolution", [RAW, UPSAMPLED], key="dp_resolution", persist_state="session")
     maps = result.decoder_cross[:, :, query]  # (L, nh, h, w)
     attn = maps[layer].mean(0) if head == MEAN else maps[layer, head]
     cell = cell_extent(result)
@@ -448,7 +469,9 @@ def layer_predictions_section(result: DetrResult, bg: Background) -> None:
         "class and box heads (S22). Thin dotted boxes are queries predicting “no object”; lines trace each "
         f"query's box centre from layer 0. {n} queries, {n_layers} decoder layers."
     )
-    layer = st.select_slider("After decoder layer", range(n_layers), key="dp_pred_layer")
+    layer = st.select_slider(
+        "After decoder layer", range(n_layers), key="dp_pred_layer", persist_state="session"
+    )
     scores, labels = scores_labels(result, layer)
     real = is_object(result, layer)
     names = [f"{result.class_names[labels[q]]} {scores[q]:.2f}" if real[q] else "no object" for q in range(n)]
@@ -477,14 +500,13 @@ def encoder_section(result: DetrResult, bg: Background) -> None:
     cell = cell_extent(result)
     st.session_state.update(dp_cell=cell, dp_h=result.h, dp_w=result.w)
     c1, c2, c3, c4, c5 = st.columns(5)
-    x = c1.number_input("x (feature column)", 0, result.w - 1, key="dp_enc_x")
-    y = c2.number_input("y (feature row)", 0, result.h - 1, key="dp_enc_y")
-    layer = c3.selectbox(
-        "Encoder layer", range(n_layers), key="dp_enc_layer", format_func=lambda i: f"layer {i}"
-    )
+    x = c1.number_input("x (feature column)", 0, result.w - 1, key="dp_enc_x", persist_state="session")
+    y = c2.number_input("y (feature row)", 0, result.h - 1, key="dp_enc_y", persist_state="session")
+    with c3:
+        layer = layer_choice("Encoder layer", n_layers, "dp_enc_layer")
     with c4:
         head = head_choice("Head", n_heads, "dp_enc_head")
-    direction = c5.radio("Direction", [WHERE_TO, WHO_FROM], key="dp_enc_direction")
+    direction = c5.radio("Direction", [WHERE_TO, WHO_FROM], key="dp_enc_direction", persist_state="session")
     maps = encoder_maps(result, int(y), int(x), reverse=direction == WHO_FROM)  # (E, nh, h, w)
     attn = maps[layer].mean(0) if head == MEAN else maps[layer, head]
     point = ((x + 0.5) * cell[1], (y + 0.5) * cell[0])
@@ -525,9 +547,8 @@ def decoder_self_section(result: DetrResult) -> None:
         "twice without NMS (S17)."
     )
     c1, c2 = st.columns(2)
-    layer = c1.selectbox(
-        "Decoder layer", range(n_layers), key="dp_dself_layer", format_func=lambda i: f"layer {i}"
-    )
+    with c1:
+        layer = layer_choice("Decoder layer", n_layers, "dp_dself_layer")
     with c2:
         head = head_choice("Head", n_heads, "dp_dself_head")
     matrix = result.decoder_self[layer].mean(0) if head == MEAN else result.decoder_self[layer, head]
@@ -594,7 +615,7 @@ def positional_section(result: DetrResult, d_model: int) -> None:
         "of the channels are sines and cosines of y, the second half of x. This encoding is added to Q and "
         "K at every encoder layer (S21). More on the [positional-encodings page](/positional)."
     )
-    channel = st.slider("Channel", 0, d - 1, key="dp_pos_channel")
+    channel = st.slider("Channel", 0, d - 1, key="dp_pos_channel", persist_state="session")
     partner = (channel + d // 2) % d
     names = [f"{c}: {detr_channel_name(c, d // 2)}" for c in (channel, partner)]
     st.plotly_chart(

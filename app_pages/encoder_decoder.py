@@ -88,7 +88,7 @@ def input_ui() -> str | None:
     """The validated, normalised input, or None after saying what the model accepts."""
     st.session_state.setdefault("s2s_text", EXAMPLE)
     left, right = st.columns([4, 1], vertical_alignment="bottom")
-    left.text_input("A date written in English", key="s2s_text", max_chars=200)
+    left.text_input("A date written in English", key="s2s_text", persist_state="session", max_chars=200)
     right.button("Random held-out date", on_click=random_example)
     check = validate(st.session_state.s2s_text)
     if not check.ok:
@@ -123,7 +123,7 @@ def step_view(result: dict, layer: int) -> None:
     tokens, dec_in = result["tokens"], result["dec_in"]
     n_steps = len(tokens)
     st.session_state["s2s_step"] = min(st.session_state.get("s2s_step", 1), n_steps)
-    step = st.slider("Step", 1, n_steps, key="s2s_step") if n_steps > 1 else 1
+    step = st.slider("Step", 1, n_steps, key="s2s_step", persist_state="session") if n_steps > 1 else 1
     t = step - 1
     st.markdown(
         f"The decoder has read `{' '.join(dec_in[: t + 1])}` and writes **`{result['dec_out'][t]}`** "

@@ -121,9 +121,13 @@ def sinusoidal_section() -> None:
         "sin(pos·ω_i) and cos(pos·ω_i), with ω_i = base^(−2i/d). Fast pairs first, slow pairs last."
     )
     c1, c2, c3 = st.columns(3)
-    n = c1.number_input("positions N", min_value=1, max_value=1_000_000, step=1, key="sin_n")
-    d = c2.number_input("channels d (even)", min_value=1, max_value=1_000_000, step=2, key="sin_d")
-    base = c3.number_input("base", min_value=2.0, max_value=1e6, key="sin_base")
+    n = c1.number_input(
+        "positions N", min_value=1, max_value=1_000_000, step=1, key="sin_n", persist_state="session"
+    )
+    d = c2.number_input(
+        "channels d (even)", min_value=1, max_value=1_000_000, step=2, key="sin_d", persist_state="session"
+    )
+    base = c3.number_input("base", min_value=2.0, max_value=1e6, key="sin_base", persist_state="session")
     try:
         view = sinusoidal_view(int(n), int(d), float(base))
     except ValueError as err:
@@ -137,7 +141,9 @@ def sinusoidal_section() -> None:
         key="sin_heatmap",
     )
     st.session_state.sin_channels = [c for c in st.session_state.sin_channels if c < d]
-    channels = st.multiselect("channels to draw as waves", list(range(int(d))), key="sin_channels")
+    channels = st.multiselect(
+        "channels to draw as waves", list(range(int(d))), key="sin_channels", persist_state="session"
+    )
     channels = valid_channels(channels, int(d))
     st.plotly_chart(
         channel_waves(pe, channels, view["rows"], "each channel is a wave; frequency falls with i"),
@@ -161,7 +167,10 @@ def learned_section(model: TextModel | None) -> None:
     if model is None:
         return
     text = st.text_input(
-        "sentence (its positions are read from the table)", key="learned_text", max_chars=2000
+        "sentence (its positions are read from the table)",
+        key="learned_text",
+        persist_state="session",
+        max_chars=2000,
     )
     if not text.strip():
         st.warning("Type a sentence to see its position rows.")
@@ -174,7 +183,10 @@ def learned_section(model: TextModel | None) -> None:
         key="learned_heatmap",
     )
     channels = valid_channels(
-        st.multiselect("channels", list(range(table.shape[1])), key="learned_channels"), table.shape[1]
+        st.multiselect(
+            "channels", list(range(table.shape[1])), key="learned_channels", persist_state="session"
+        ),
+        table.shape[1],
     )
     st.plotly_chart(
         channel_waves(table, channels, title="learned channels against position"), key="learned_waves"
@@ -222,8 +234,12 @@ def image_size() -> tuple[int, int] | None:
     )
     if upload is None:
         c1, c2 = st.columns(2)
-        h = c1.number_input("image height (pixels)", min_value=1, max_value=1_000_000, key="detr_h")
-        w = c2.number_input("image width (pixels)", min_value=1, max_value=1_000_000, key="detr_w")
+        h = c1.number_input(
+            "image height (pixels)", min_value=1, max_value=1_000_000, key="detr_h", persist_state="session"
+        )
+        w = c2.number_input(
+            "image width (pixels)", min_value=1, max_value=1_000_000, key="detr_w", persist_state="session"
+        )
         return int(h), int(w)
     if upload.size > MAX_UPLOAD_BYTES:
         st.error(f"{upload.name} is {upload.size:,} bytes; the limit is {MAX_UPLOAD_BYTES:,}.")
@@ -255,13 +271,29 @@ def detr_section() -> None:
     except ValueError as err:
         st.error(str(err))
         return
-    padded = st.checkbox("pad it as in a batch with a larger image (padding is masked)", key="detr_pad")
+    padded = st.checkbox(
+        "pad it as in a batch with a larger image (padding is masked)",
+        key="detr_pad",
+        persist_state="session",
+    )
     pad_hw = resized
     if padded:
         c1, c2 = st.columns(2)
         pad_hw = (
-            int(c1.number_input("batch height", min_value=1, max_value=1_000_000, key="detr_pad_h")),
-            int(c2.number_input("batch width", min_value=1, max_value=1_000_000, key="detr_pad_w")),
+            int(
+                c1.number_input(
+                    "batch height",
+                    min_value=1,
+                    max_value=1_000_000,
+                    key="detr_pad_h",
+                    persist_state="session",
+                )
+            ),
+            int(
+                c2.number_input(
+                    "batch width", min_value=1, max_value=1_000_000, key="detr_pad_w", persist_state="session"
+                )
+            ),
         )
         if not (resized[0] <= pad_hw[0] <= DETR_LONGER_MAX and resized[1] <= pad_hw[1] <= DETR_LONGER_MAX):
             st.error(
@@ -280,6 +312,7 @@ def detr_section() -> None:
             "channels",
             list(range(pos.shape[0])),
             key="detr_channels",
+            persist_state="session",
             format_func=lambda c: f"{c}: {detr_channel_name(c)}",
         ),
         pos.shape[0],
@@ -296,8 +329,16 @@ def detr_section() -> None:
     c1, c2 = st.columns(2)
     for key, size in (("detr_y", pos.shape[1]), ("detr_x", pos.shape[2])):  # keep the point on a smaller map
         st.session_state[key] = min(st.session_state.get(key, size // 3), size - 1)
-    y = int(c1.number_input("point y (row)", min_value=0, max_value=pos.shape[1] - 1, key="detr_y"))
-    x = int(c2.number_input("point x (column)", min_value=0, max_value=pos.shape[2] - 1, key="detr_x"))
+    y = int(
+        c1.number_input(
+            "point y (row)", min_value=0, max_value=pos.shape[1] - 1, key="detr_y", persist_state="session"
+        )
+    )
+    x = int(
+        c2.number_input(
+            "point x (column)", min_value=0, max_value=pos.shape[2] - 1, key="detr_x", persist_state="session"
+        )
+    )
     sim = similarity_to_point(pos, y, x).numpy()
     st.plotly_chart(
         point_similarity_map(sim, (y, x), f"cosine similarity of every position to ({y}, {x})"),
@@ -317,10 +358,24 @@ def rope_section() -> None:
         "leaves q·k depending on n − m only."
     )
     c1, c2, c3, c4 = st.columns(4)
-    d = int(c1.number_input("d (even)", min_value=1, max_value=1_000_000, step=2, key="rope_d"))
-    n = int(c2.number_input("positions N", min_value=1, max_value=1_000_000, key="rope_n"))
-    base = float(c3.number_input("base", min_value=2.0, max_value=1e6, key="rope_base"))
-    seed = int(c4.number_input("seed of q, k", min_value=0, max_value=2**31 - 1, key="rope_seed"))
+    d = int(
+        c1.number_input(
+            "d (even)", min_value=1, max_value=1_000_000, step=2, key="rope_d", persist_state="session"
+        )
+    )
+    n = int(
+        c2.number_input(
+            "positions N", min_value=1, max_value=1_000_000, key="rope_n", persist_state="session"
+        )
+    )
+    base = float(
+        c3.number_input("base", min_value=2.0, max_value=1e6, key="rope_base", persist_state="session")
+    )
+    seed = int(
+        c4.number_input(
+            "seed of q, k", min_value=0, max_value=2**31 - 1, key="rope_seed", persist_state="session"
+        )
+    )
     if n > MAX_ROPE_POSITIONS:
         st.error(
             f"N = {n} is more than this view's {MAX_ROPE_POSITIONS} positions (it draws an N × N matrix)."
@@ -383,8 +438,12 @@ def attention_section(model: TextModel | None) -> None:
     if model is None:
         return
     c1, c2 = st.columns([4, 1])
-    text = c1.text_input("sentence", key="attn_text", max_chars=2000)
-    seed = int(c2.number_input("shuffle seed", min_value=0, max_value=2**31 - 1, key="attn_seed"))
+    text = c1.text_input("sentence", key="attn_text", persist_state="session", max_chars=2000)
+    seed = int(
+        c2.number_input(
+            "shuffle seed", min_value=0, max_value=2**31 - 1, key="attn_seed", persist_state="session"
+        )
+    )
     if not text.strip():
         st.warning("Type a sentence to compare.")
         return
@@ -394,9 +453,11 @@ def attention_section(model: TextModel | None) -> None:
         st.warning(f"The model reads 512 wordpieces; {result['n_dropped']} were cut off.")
     probs = variants["positions intact"].probs
     c1, c2, c3 = st.columns(3)
-    layer = c1.selectbox("layer", list(range(probs.shape[0])), key="attn_layer")
-    head = c2.selectbox("head", list(range(probs.shape[1])), key="attn_head")
-    reorder = c3.checkbox("draw the shuffled run in the original word order", key="attn_reorder")
+    layer = c1.selectbox("layer", list(range(probs.shape[0])), key="attn_layer", persist_state="session")
+    head = c2.selectbox("head", list(range(probs.shape[1])), key="attn_head", persist_state="session")
+    reorder = c3.checkbox(
+        "draw the shuffled run in the original word order", key="attn_reorder", persist_state="session"
+    )
     for col, name in zip(st.columns(3), COMPARED, strict=True):
         variant = variants[name]
         matrix = variant.in_original_order() if reorder else variant.probs
@@ -437,7 +498,7 @@ def attention_section(model: TextModel | None) -> None:
 
 
 def where_section() -> None:
-    n_layers = st.slider("layers drawn", 1, 6, key="where_layers")
+    n_layers = st.slider("layers drawn", 1, 6, key="where_layers", persist_state="session")
     st.plotly_chart(where_added_diagram(n_layers), key="where_diagram")
     st.markdown(
         "- **BERT / GPT** add the position embedding to the token embedding once, before the first layer "

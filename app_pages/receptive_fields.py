@@ -161,7 +161,7 @@ def init_state() -> None:
 
 def whole(label: str, key: str, help: str | None = None, container=st) -> int:
     """An integer input without a widget-side range, so that the lab's own limit message is shown."""
-    return int(container.number_input(label, step=1, key=key, help=help))
+    return int(container.number_input(label, step=1, key=key, persist_state="session", help=help))
 
 
 def sequence_controls() -> tuple[SeqConfig, list[str], int, int, bool]:
@@ -180,16 +180,18 @@ def sequence_controls() -> tuple[SeqConfig, list[str], int, int, bool]:
         radius = whole("local window radius r", "rf_radius", "local attention sees |t − s| ≤ r")
     with cols[3]:
         rnn_layers = whole("recurrent layers", "rf_rnn_layers", f"1 to {LIMITS.max_layers}")
-        causal = st.checkbox("causal CNN and attention", key="rf_causal", help="see only s ≤ t")
-        log = st.checkbox("log scale", key="rf_log")
-    models = st.multiselect("models", MODEL_NAMES, key="rf_models")
+        causal = st.checkbox(
+            "causal CNN and attention", key="rf_causal", persist_state="session", help="see only s ≤ t"
+        )
+        log = st.checkbox("log scale", key="rf_log", persist_state="session")
+    models = st.multiselect("models", MODEL_NAMES, key="rf_models", persist_state="session")
     cfg = SeqConfig(
         length, width, rnn_layers, cnn_layers, kernel, dilation, attn_layers, heads, radius, causal
     )
     check_config(cfg)
     check_work(cfg, n_inits=n_inits)
     st.session_state.rf_t = min(max(st.session_state.rf_t, 0), length - 1)
-    t = st.slider("output position t", 0, length - 1, key="rf_t")
+    t = st.slider("output position t", 0, length - 1, key="rf_t", persist_state="session")
     return cfg, models, t, n_inits, log
 
 
@@ -312,7 +314,9 @@ def image_section(device: str) -> None:
     seed = whole("scene", "rf_img_seed", "any integer: the procedural scene's seed", container=cols[0])
     size = whole("image side (pixels)", "rf_img_size", f"8 to {MAX_IMAGE_SIDE}", container=cols[1])
     kernel = whole("kernel size", "rf_img_kernel", "odd", container=cols[2])
-    depths = cols[3].multiselect("CNN depths", [1, 2, 4, 8, 16, 24, 32], key="rf_img_depths")
+    depths = cols[3].multiselect(
+        "CNN depths", [1, 2, 4, 8, 16, 24, 32], key="rf_img_depths", persist_state="session"
+    )
     if not 8 <= size <= MAX_IMAGE_SIDE:
         st.error(f"image side = {size} is outside the limit [8, {MAX_IMAGE_SIDE}]")
         return
@@ -370,8 +374,8 @@ def construction_section() -> None:
         "convolution. Local-window attention in the sequence lab above is the same idea in 1-D."
     )
     left, right = st.columns(2)
-    kernel = left.selectbox("kernel size K", [3, 5], key="rf_conv_kernel")
-    alpha = right.slider("α for the head maps", 0.1, 50.0, key="rf_alpha")
+    kernel = left.selectbox("kernel size K", [3, 5], key="rf_conv_kernel", persist_state="session")
+    alpha = right.slider("α for the head maps", 0.1, 50.0, key="rf_alpha", persist_state="session")
     alphas, errors = construction(kernel)
     left.plotly_chart(construction_error_figure(alphas, errors), key="rf_construction")
     right.plotly_chart(head_maps_figure(head_maps(kernel, alpha), kernel), key="rf_head_maps")
@@ -379,7 +383,12 @@ def construction_section() -> None:
 
 def norms_section(device: str) -> None:
     st.subheader("Layer norm against batch norm on MiniLM activations (S8)")
-    text = st.text_area("sentences, one per line", key="rf_sentences", help=f"1 to {MAX_SENTENCES} sentences")
+    text = st.text_area(
+        "sentences, one per line",
+        key="rf_sentences",
+        persist_state="session",
+        help=f"1 to {MAX_SENTENCES} sentences",
+    )
     sentences = tuple(s.strip() for s in text.splitlines() if s.strip())
     if not sentences:
         st.warning("Enter at least one sentence.")
@@ -399,12 +408,18 @@ def norms_section(device: str) -> None:
     acts = bert_activations(model, device, sentences)
     n_layers = len(acts["states"]) - 1
     cols = st.columns(3)
-    layer = cols[0].slider("hidden state (0 = embeddings)", 0, n_layers, key="rf_norm_layer")
+    layer = cols[0].slider(
+        "hidden state (0 = embeddings)", 0, n_layers, key="rf_norm_layer", persist_state="session"
+    )
     n_tokens = len(acts["labels"])
     st.session_state.rf_norm_token = min(st.session_state.rf_norm_token, n_tokens - 1)
-    row = cols[1].slider("token outlined (layer norm's axis)", 0, n_tokens - 1, key="rf_norm_token")
+    row = cols[1].slider(
+        "token outlined (layer norm's axis)", 0, n_tokens - 1, key="rf_norm_token", persist_state="session"
+    )
     d = acts["states"][0].shape[-1]
-    channel = cols[2].slider("channel outlined (batch norm's axis)", 0, d - 1, key="rf_norm_channel")
+    channel = cols[2].slider(
+        "channel outlined (batch norm's axis)", 0, d - 1, key="rf_norm_channel", persist_state="session"
+    )
 
     h, mask = acts["states"][layer], acts["mask"]
     versions = {"before": h, "layer norm": layer_norm(h), "batch norm": batch_norm(h, mask)}

@@ -102,7 +102,7 @@ except ModelLoadError as err:
     st.stop()
 
 st.session_state.setdefault("sbs_text", EXAMPLE)
-st.text_area("Text", key="sbs_text", max_chars=MAX_CHARS, height=80)
+st.text_area("Text", key="sbs_text", persist_state="session", max_chars=MAX_CHARS, height=80)
 text = st.session_state.sbs_text
 if not text.strip():
     st.info("Type some text to follow its attention step by step.")
@@ -119,10 +119,14 @@ for key, limit in (("sbs_layer", n_layers), ("sbs_head", n_heads)):
 query_key = f"sbs_query_{name}_{hash(tuple(ids))}"
 st.session_state.setdefault(query_key, n_tokens - 1)
 left, middle, right = st.columns(3)
-layer = left.selectbox("Layer", range(n_layers), key="sbs_layer")
-head = middle.selectbox("Head", range(n_heads), key="sbs_head")
+layer = left.selectbox("Layer", range(n_layers), key="sbs_layer", persist_state="session")
+head = middle.selectbox("Head", range(n_heads), key="sbs_head", persist_state="session")
 query = right.selectbox(
-    "Query token", range(n_tokens), key=query_key, format_func=lambda i: f"{i}: {labels[i]}"
+    "Query token",
+    range(n_tokens),
+    key=query_key,
+    persist_state="session",
+    format_func=lambda i: f"{i}: {labels[i]}",
 )
 
 s, gaps = compute_stages(model, (name, str(model.device), id(net)), tuple(ids), layer)

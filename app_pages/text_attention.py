@@ -80,7 +80,7 @@ text_model = model_picker()
 if text_model is None:
     st.stop()
 st.session_state.setdefault("text_input", EXAMPLE)
-st.text_area("Text (any language)", key="text_input", height=110)
+st.text_area("Text (any language)", key="text_input", persist_state="session", height=110)
 st.file_uploader("…or upload a .txt file (UTF-8)", type=["txt"], key="text_upload", on_change=read_upload)
 if st.session_state.get("upload_error"):
     st.error(st.session_state.upload_error)
@@ -111,11 +111,12 @@ st.markdown(f"**{n_tokens} wordpieces** · {text_model.name} · {n_layers} layer
 st.html(token_strip_html(tokens, text_model.special_tokens))
 
 left, right = st.columns(2)
-layer = left.selectbox("Layer", range(n_layers), key="layer")
+layer = left.selectbox("Layer", range(n_layers), key="layer", persist_state="session")
 head = right.selectbox(
     "Head",
     [*range(n_heads), HEAD_MEAN, HEAD_MAX],
     key="head",
+    persist_state="session",
     format_func=lambda h: f"head {h}" if isinstance(h, int) else h,
 )
 if head == HEAD_MEAN:

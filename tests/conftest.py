@@ -7,6 +7,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from urllib.parse import urlparse
 
 import pytest
 
@@ -76,11 +77,17 @@ def browser():
 @pytest.fixture
 def page(browser, app_url):
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    outside = []  # the app must not reach the network: every request stays on 127.0.0.1
+    context.on(
+        "request",
+        lambda r: outside.append(r.url) if urlparse(r.url).hostname not in (None, "127.0.0.1") else None,
+    )
     page = context.new_page()
     page.set_default_timeout(90_000)
     page.goto(app_url)
     yield page
     context.close()
+    assert not outside, f"the page requested {outside}"
 
 
 def screenshot(page, name: str) -> Path:
