@@ -33,7 +33,7 @@ def main(lengths=(128, 512)) -> None:
         def hf(ids=ids):
             reference(ids, output_attentions=True)
 
-        t = median_times({"fast": fast, "capture": capture, "hf": hf}, repeats=15 if n <= 128 else 8)
+        t = median_times({"fast": fast, "capture": capture, "hf": hf}, repeats=15)
         print(
             f"{n:4d} tokens: fast {t['fast'] * 1e3:6.1f} ms, capture {t['capture'] * 1e3:6.1f} ms, "
             f"transformers {t['hf'] * 1e3:6.1f} ms | capture/fast {t['capture'] / t['fast']:.2f}x "

@@ -48,7 +48,7 @@ class FrozenBatchNorm2d(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         scale = self.weight * (self.running_var + self.eps).rsqrt()
         bias = self.bias - self.running_mean * scale
-        return x * scale[None, :, None, None] + bias[None, :, None, None]
+        return torch.addcmul(bias[None, :, None, None], x, scale[None, :, None, None])  # x * scale + bias
 
 
 NormLayer = Callable[[int], nn.Module]
@@ -73,8 +73,10 @@ class BasicBlock(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         identity = x if self.downsample is None else self.downsample(x)
-        out = F.relu(self.bn1(self.conv1(x)))
-        return F.relu(self.bn2(self.conv2(out)) + identity)
+        out = F.relu(self.bn1(self.conv1(x)), inplace=True)
+        out = self.bn2(self.conv2(out))
+        out += identity  # in place, as torchvision: the backbone is most of DETR's time on a CPU
+        return F.relu(out, inplace=True)
 
 
 class Bottleneck(nn.Module):
@@ -94,9 +96,11 @@ class Bottleneck(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         identity = x if self.downsample is None else self.downsample(x)
-        out = F.relu(self.bn1(self.conv1(x)))
-        out = F.relu(self.bn2(self.conv2(out)))
-        return F.relu(self.bn3(self.conv3(out)) + identity)
+        out = F.relu(self.bn1(self.conv1(x)), inplace=True)
+        out = F.relu(self.bn2(self.conv2(out)), inplace=True)
+        out = self.bn3(self.conv3(out))
+        out += identity  # in place, as torchvision
+        return F.relu(out, inplace=True)
 
 
 class ResNet(nn.Module):
@@ -135,7 +139,7 @@ class ResNet(nn.Module):
         self.num_channels = cin
 
     def forward(self, x: Tensor) -> Tensor:
-        x = self.maxpool(F.relu(self.bn1(self.conv1(x))))  # (B, C, H/4, W/4)
+        x = self.maxpool(F.relu(self.bn1(self.conv1(x)), inplace=True))  # (B, C, H/4, W/4)
         return self.layer4(self.layer3(self.layer2(self.layer1(x))))  # (B, C', H/32, W/32)
 
 
