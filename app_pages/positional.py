@@ -3,7 +3,6 @@
 import numpy as np
 import streamlit as st
 import torch
-from PIL import Image, UnidentifiedImageError
 
 from models.attention_stats import STATISTICS, head_statistics
 from models.bert import ModelLoadError, TextModel
@@ -23,7 +22,9 @@ from models.positional import (
     similarity_to_point,
     sinusoidal,
 )
+from ui.images import IMAGE_TYPES, upright_size
 from ui.models import get_text_model
+from ui.uploads import UploadError
 from viz.attention import attention_heatmap
 from viz.positional import (
     channel_maps,
@@ -229,9 +230,7 @@ def learned_section(model: TextModel | None) -> None:
 
 
 def image_size() -> tuple[int, int] | None:
-    upload = st.file_uploader(
-        "or an image (only its size is used)", type=["png", "jpg", "jpeg", "webp", "bmp"], key="detr_upload"
-    )
+    upload = st.file_uploader("or an image (only its size is used)", type=IMAGE_TYPES, key="detr_upload")
     if upload is None:
         c1, c2 = st.columns(2)
         h = c1.number_input(
@@ -245,10 +244,9 @@ def image_size() -> tuple[int, int] | None:
         st.error(f"{upload.name} is {upload.size:,} bytes; the limit is {MAX_UPLOAD_BYTES:,}.")
         return None
     try:
-        with Image.open(upload) as image:
-            w, h = image.size
-    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as err:
-        st.error(f"{upload.name} is not an image that can be read ({err}).")
+        h, w = upright_size(upload.getvalue(), upload.name)
+    except UploadError as err:
+        st.error(str(err))
         return None
     st.caption(f"{upload.name}: {h} × {w} pixels")
     return h, w

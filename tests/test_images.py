@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ui.images import read_image
+from ui.images import read_image, upright_size
 from ui.uploads import UploadError
 
 
@@ -73,6 +73,24 @@ def test_exif_orientation_is_applied():
     out = pixels(encode(Image.fromarray(img), "JPEG", quality=95, exif=exif))
     assert out.shape == (20, 10, 3)  # upright: 10 wide, 20 tall
     assert out[:10].mean() > 200 and out[10:].mean() < 50  # the left half is now on top
+
+
+def test_upright_size_reads_the_header_and_the_orientation():
+    img = Image.fromarray(np.zeros((10, 20, 3), dtype=np.uint8))  # 20 wide, 10 tall
+    for fmt in ["JPEG", "PNG", "WEBP"]:
+        for orientation, size in [(1, (10, 20)), (3, (10, 20)), (6, (20, 10)), (8, (20, 10))]:
+            exif = Image.Exif()
+            exif[0x0112] = orientation
+            data = encode(img, fmt, exif=exif)
+            assert upright_size(data) == size == pixels(data).shape[:2], (fmt, orientation)
+    assert upright_size(png_bomb(12_000, 10_000)) == (10_000, 12_000)  # the header only: no pixels decoded
+    for data, message in [
+        (b"", "is empty"),
+        (b"name,score\n", "not an image"),
+        (png_bomb(30_000, 20_000), "more pixels than Pillow will open"),
+    ]:
+        with pytest.raises(UploadError, match=message):
+            upright_size(data, "upload")
 
 
 def test_transparency_is_composited_on_white():

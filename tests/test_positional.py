@@ -1,11 +1,13 @@
 """Positional encodings: golden values, the one-hot identity on MiniLM, DETR parity, RoPE, the page."""
 
+import io
 import math
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from models.bert_positions import input_parts, offset_share, permutation_gap, run_variants, shuffled_order
@@ -365,3 +367,21 @@ def test_page_asks_for_a_sentence_instead_of_failing(page):
     assert any("Type a sentence" in w.value for w in page.warning)
     page.text_input(key="attn_text").set_value("Order matters.").run()
     assert not page.exception and not page.warning
+
+
+@pytest.mark.slow
+def test_page_reads_an_uploaded_image_size_upright_and_refuses_bad_files(page):
+    img = Image.fromarray(np.zeros((300, 500, 3), dtype=np.uint8))  # 500 wide, 300 tall
+    exif = Image.Exif()
+    exif[0x0112] = 6  # a phone photo taken upright: stored on its side
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", exif=exif)
+    page.file_uploader(key="detr_upload").set_value(("phone.jpg", buf.getvalue(), "image/jpeg")).run()
+    assert not page.exception and not page.error
+    assert any("phone.jpg: 500 × 300 pixels" in c.value for c in page.caption)
+    page.file_uploader(key="detr_upload").set_value(("notes.png", b"not an image", "image/png")).run()
+    assert not page.exception
+    assert any("notes.png is not an image" in e.value for e in page.error)
+    assert page.get("plotly_chart")  # the other sections still draw
+    page.file_uploader(key="detr_upload").set_value(None).run()
+    assert not page.exception and not page.error

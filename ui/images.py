@@ -6,14 +6,15 @@ colour the transparent parts show on a page), palette, CMYK, greyscale and 16-bi
 to 8-bit RGB by value (16-bit as v / 257, not clipped at 255). The size is checked from the header,
 before the pixels are decoded, against `MAX_PIXELS` (the backend's limit), and Pillow's own
 decompression-bomb guard is made fatal, so a small file that would expand to gigabytes is refused.
-This is the only image reader: the DETR page and any other page that takes images use it.
+This is the only image reader: the DETR page and any other page that takes images use it
+(`upright_size` for a page that needs only the size).
 """
 
 import io
 import warnings
 
 import numpy as np
-from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from models.detr.preprocess import MAX_PIXELS
 from ui.uploads import UploadError
@@ -70,3 +71,27 @@ def read_image(data: bytes, name: str = "the file", max_pixels: int = MAX_PIXELS
         ) from err
     except Exception as err:  # noqa: BLE001 - Pillow's decoders raise many types on corrupt input
         raise UploadError(f"{name} could not be decoded (truncated or corrupt?): {err}") from err
+
+
+def upright_size(data: bytes, name: str = "the file") -> tuple[int, int]:
+    """(height, width) of the image as `read_image` would stand it up, read from the header alone."""
+    if not data:
+        raise UploadError(f"{name} is empty (0 bytes).")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # no pixels are decoded
+            with Image.open(io.BytesIO(data)) as img:
+                w, h = img.size
+                # Pillow's PNG getexif decodes every pixel to look for an eXIf chunk after the image data
+                exif = img.getexif() if img.format != "PNG" or "exif" in img.info else {}
+                if exif.get(ExifTags.Base.Orientation) in (5, 6, 7, 8):  # a quarter turn
+                    w, h = h, w
+    except Image.DecompressionBombError:
+        raise UploadError(f"{name} declares more pixels than Pillow will open.") from None
+    except UnidentifiedImageError as err:
+        raise UploadError(
+            f"{name} is not an image Pillow can read; upload {', '.join(t.upper() for t in IMAGE_TYPES)}."
+        ) from err
+    except Exception as err:  # noqa: BLE001 - a corrupt header can raise many types
+        raise UploadError(f"{name} could not be read: {err}") from err
+    return h, w
