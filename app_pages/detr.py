@@ -317,7 +317,8 @@ def detections_section(result: DetrResult, bg: Background) -> None:
         [f"q{q} {result.class_names[labels[q]]} {scores[q]:.2f}" for q in shown],
         [int(labels[q]) for q in shown],
         selected=shown.index(query) if query in shown else None,
-        title=f"{len(shown)} detections at score ≥ {st.session_state.dp_threshold:.2f} (no NMS, S17)",
+        title=f"{len(shown)} detection{'' if len(shown) == 1 else 's'} at score ≥ "
+        f"{st.session_state.dp_threshold:.2f} (no NMS, S17)",
     )
     n = len(scores)
     real = is_object(result)

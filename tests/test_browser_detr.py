@@ -42,14 +42,14 @@ def test_detr_page_in_chromium(page):
     page.locator("input[type=file]").set_input_files(
         {"name": "scene.png", "mimeType": "image/png", "buffer": scene_png()}
     )
-    page.get_by_text(re.compile(r"detections at score ≥ 0\.70")).first.wait_for()
+    page.get_by_text(re.compile(r"detections? at score ≥ 0\.70")).first.wait_for()
     # the slider came back after the upload hid it: it must show the page's threshold, not its own minimum
     threshold = page.get_by_role("slider", name="Score threshold")
     assert threshold.get_attribute("aria-valuetext") == "0.70"
     threshold.focus()
     for _ in range(5):
         page.keyboard.press("ArrowLeft")
-    page.get_by_text(re.compile(r"detections at score ≥ 0\.65")).first.wait_for()
+    page.get_by_text(re.compile(r"detections? at score ≥ 0\.65")).first.wait_for()
     detections = page.locator(".js-plotly-plot").first
     labels = detections.locator(".annotation-text")
     assert labels.count() >= 1
