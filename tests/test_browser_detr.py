@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 from playwright.sync_api import Error as PlaywrightError
+from playwright.sync_api import expect
 
 from models.detr.scenes import make_scene
 from tests.conftest import screenshot
@@ -45,7 +46,7 @@ def test_detr_page_in_chromium(page):
     page.get_by_text(re.compile(r"detections? at score ≥ 0\.70")).first.wait_for()
     # the slider came back after the upload hid it: it must show the page's threshold, not its own minimum
     threshold = page.get_by_role("slider", name="Score threshold")
-    assert threshold.get_attribute("aria-valuetext") == "0.70"
+    expect(threshold).to_have_attribute("aria-valuetext", "0.70")
     threshold.focus()
     for _ in range(5):
         page.keyboard.press("ArrowLeft")

@@ -1,6 +1,7 @@
 """The step-by-step and causal decoder pages in a real browser: every figure drawn, masked cells grey."""
 
 import pytest
+from playwright.sync_api import expect
 
 from tests.conftest import screenshot
 
@@ -15,10 +16,10 @@ def test_step_by_step_in_chromium(page, app_url):
     page.get_by_text("The mask removes").wait_for()
     page.get_by_test_id("stStatusWidget").wait_for(state="hidden")  # the rerun is over, no stale figures
     plots = page.locator(".js-plotly-plot")
-    assert (
-        plots.count() == 19
-    )  # X, Q, K, V, W_q/k/v, 4 score stages, A·V, concat, W_o, output, 2 + 2 conventions
-    assert plots.nth(0).locator(".hm image").count() == 1
+    # X, Q, K, V, W_q/k/v, 4 score stages, A·V, concat, W_o, output, 2 + 2 conventions; Plotly's script
+    # loads after the run ends, so wait for the figures rather than count them at once
+    expect(plots).to_have_count(19)
+    expect(plots.nth(0).locator(".hm image")).to_have_count(1)
     assert not page.get_by_test_id("stException").count()
     assert screenshot(page, "step_by_step").stat().st_size > 10_000
 
@@ -29,7 +30,7 @@ def test_causal_decoder_in_chromium(page, app_url):
     page.get_by_text("5 · Encoder vs decoder").wait_for()
     page.get_by_text("Weight on later tokens").first.wait_for()
     page.get_by_test_id("stStatusWidget").wait_for(state="hidden")
-    assert page.locator(".js-plotly-plot").count() == 8
+    expect(page.locator(".js-plotly-plot")).to_have_count(8)
     assert page.locator("path[d^='M 0.5,-0.5']").count() >= 1 or page.locator(".shapelayer path").count() >= 3
     assert not page.get_by_test_id("stException").count()
     assert screenshot(page, "causal_decoder").stat().st_size > 10_000
