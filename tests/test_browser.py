@@ -1,6 +1,7 @@
 """The app in a real browser: what only a browser shows (Plotly drawing, fonts, clicks)."""
 
 import pytest
+from playwright.sync_api import expect
 
 from tests.conftest import screenshot
 
@@ -17,10 +18,9 @@ def test_text_attention_in_chromium(page):
     page.get_by_role("option", name="head 5", exact=True).click()
     page.get_by_text("Layer 0, head 5").first.wait_for()
     heatmap = page.locator(".js-plotly-plot").first
-    assert heatmap.locator(".hm image").count() == 1
+    expect(heatmap.locator(".hm image")).to_have_count(1)
     overview = page.locator(".js-plotly-plot").nth(1)
-    overview.locator(".hm image").nth(71).wait_for()  # drawn once Plotly has laid out every subplot
-    assert overview.locator(".hm image").count() == 72
+    expect(overview.locator(".hm image")).to_have_count(72)  # once Plotly has laid out every subplot
     overview.scroll_into_view_if_needed()
     thumbnail = overview.locator(".hm image").nth(2 * 12 + 7).bounding_box()  # layer 2, head 7
     page.mouse.click(thumbnail["x"] + thumbnail["width"] / 2, thumbnail["y"] + thumbnail["height"] / 2)

@@ -63,7 +63,7 @@ def test_detr_page_in_chromium(page):
     grid = page.get_by_text(f"Query {query}: every decoder layer × head").first
     grid.wait_for()
     scroll_to(page, grid)
-    assert page.locator(".js-plotly-plot .hm image").count() >= 2  # the overlay and the grid
+    page.locator(".js-plotly-plot .hm image").nth(1).wait_for()  # the overlay and the grid
     h = w = 8  # the small model's feature map at 128 pixels (stride 16)
     tiles = page.locator(".js-plotly-plot", has_text=f"Query {query}: every decoder layer").locator(
         ".hm image"
