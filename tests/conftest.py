@@ -11,6 +11,8 @@ from urllib.parse import urlparse
 
 import pytest
 
+from models.detr.detr import DetrConfig
+
 ROOT = Path(__file__).parents[1]
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_FLAGS = [
@@ -21,6 +23,22 @@ CHROMIUM_FLAGS = [
     "--disable-sync",
 ]
 SCREENSHOTS = ROOT / "tests" / "_screenshots"
+
+# A DETR small enough for unit tests: ResNet-18 at width 8, d = 32, 6 queries, 64-pixel images.
+TINY_DETR = DetrConfig(
+    num_classes=4,
+    backbone_depth=18,
+    backbone_width=8,
+    d_model=32,
+    n_heads=4,
+    num_encoder_layers=2,
+    num_decoder_layers=3,
+    dim_feedforward=64,
+    num_queries=6,
+    min_size=64,
+    max_size=96,
+    class_names=["a", "b", "c", "d"],
+)
 
 
 def _free_port() -> int:

@@ -1,12 +1,15 @@
 """DETR's pure parts: box maths, the Hungarian matcher and the set loss."""
 
+from dataclasses import replace
+
 import pytest
 import torch
 
 from models.detr.box_ops import box_cxcywh_to_xyxy, box_iou, box_xyxy_to_cxcywh, generalized_box_iou
 from models.detr.criterion import SetCriterion
-from models.detr.detr import DetrConfig, build_detr
+from models.detr.detr import build_detr
 from models.detr.matcher import hungarian_match, matching_costs
+from tests.conftest import TINY_DETR
 
 
 def test_box_conversions_round_trip():
@@ -76,17 +79,14 @@ def test_matching_costs_are_the_weighted_parts():
 
 def test_criterion_no_object_weight_and_decrease():
     torch.manual_seed(0)
-    config = DetrConfig(
+    config = replace(
+        TINY_DETR,
         num_classes=3,
-        backbone_depth=18,
-        backbone_width=8,
-        d_model=32,
-        n_heads=4,
+        class_names=[],
         num_encoder_layers=1,
         num_decoder_layers=2,
-        dim_feedforward=64,
-        dropout=0.0,
         num_queries=5,
+        dropout=0.0,
     )
     model = build_detr(config, norm=torch.nn.BatchNorm2d)
     criterion = SetCriterion(config.num_classes)

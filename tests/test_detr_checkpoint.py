@@ -18,24 +18,10 @@ from models.detr.checkpoint import (
     load_state_strict,
 )
 from models.detr.detr import DetrConfig, build_detr
+from tests.conftest import TINY_DETR as TINY
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "detr"
-if not SHARED.exists():
-    SHARED = Path("/work/shared/detr")
-TINY = DetrConfig(
-    num_classes=4,
-    backbone_depth=18,
-    backbone_width=8,
-    d_model=32,
-    n_heads=4,
-    num_encoder_layers=2,
-    num_decoder_layers=2,
-    dim_feedforward=64,
-    num_queries=6,
-    min_size=64,
-    max_size=96,
-    class_names=["a", "b", "c", "d"],
-)
+# the parameter and buffer names and shapes of the official torch-hub checkpoints, one per line
+KEY_LISTS = Path(__file__).parent / "data"
 
 
 def random_state_from_tsv(path: Path) -> dict:
@@ -58,7 +44,7 @@ def to_official(state: dict) -> dict:
 
 @pytest.mark.parametrize("name, n_keys", [("official_r50_keys.tsv", 458), ("official_r101_keys.tsv", 713)])
 def test_official_key_list_loads_strictly(tmp_path, name, n_keys):
-    official = random_state_from_tsv(SHARED / name)
+    official = random_state_from_tsv(KEY_LISTS / name)
     assert len(official) == n_keys
     torch.save({"model": official}, tmp_path / "detr.pth")
     model, config = load_checkpoint(tmp_path / "detr.pth")

@@ -8,24 +8,10 @@ from PIL import Image
 from models.detr.api import DEFAULT_WEIGHTS, Detector, load_detr, run_detr
 from models.detr.backbone import FrozenBatchNorm2d
 from models.detr.coco import COCO_CLASSES
-from models.detr.detr import DetrConfig, build_detr
+from models.detr.detr import build_detr
 from models.detr.preprocess import postprocess, preprocess, resized_size
 from models.detr.scenes import make_scene
-
-TINY = DetrConfig(
-    num_classes=4,
-    backbone_depth=18,
-    backbone_width=8,
-    d_model=32,
-    n_heads=4,
-    num_encoder_layers=2,
-    num_decoder_layers=3,
-    dim_feedforward=64,
-    num_queries=6,
-    min_size=64,
-    max_size=96,
-    class_names=["a", "b", "c", "d"],
-)
+from tests.conftest import TINY_DETR as TINY
 
 
 @pytest.fixture(scope="module")
