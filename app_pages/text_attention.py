@@ -27,7 +27,7 @@ def compute_attention(_model: TextModel, model_key: tuple, text: str) -> dict:
 
 
 def read_upload() -> None:
-    """on_change of the uploader: put a UTF-8 text file into the text area, or say why not."""
+    """on_change of the uploader: put the text file into the text area, or say why not."""
     upload = st.session_state.get("text_upload")
     st.session_state.upload_error = None
     if upload is None:
@@ -81,7 +81,9 @@ if text_model is None:
     st.stop()
 st.session_state.setdefault("text_input", EXAMPLE)
 st.text_area("Text (any language)", key="text_input", persist_state="session", height=110)
-st.file_uploader("…or upload a .txt file (UTF-8)", type=["txt"], key="text_upload", on_change=read_upload)
+st.file_uploader(
+    "…or upload a .txt file (UTF-8 or UTF-16)", type=["txt"], key="text_upload", on_change=read_upload
+)
 if st.session_state.get("upload_error"):
     st.error(st.session_state.upload_error)
 

@@ -87,6 +87,16 @@ def test_uploads(tmp_path):
     assert not at.exception
     assert "not UTF-8 text" in at.error[0].value
     assert at.text_area(key="text_input").value == "上传的文本 works"
+    for encoding in ["utf-16", "utf-16-be", "utf-8-sig"]:  # Notepad's "Unicode" and "UTF-8 with BOM"
+        data = "Ünïcode text".encode(encoding)
+        if encoding == "utf-16-be":
+            data = b"\xfe\xff" + data
+        at.file_uploader(key="text_upload").set_value(("notepad.txt", data, "text/plain")).run()
+        assert not at.exception and not at.error
+        assert at.text_area(key="text_input").value == "Ünïcode text"
+    at.file_uploader(key="text_upload").set_value(("odd.txt", b"\xff\xfe\x00\xd8", "text/plain")).run()
+    assert "not UTF-16 text" in at.error[0].value  # a lone surrogate
+    assert at.text_area(key="text_input").value == "Ünïcode text"
 
 
 def test_broken_model_directory_gets_a_message(tmp_path):

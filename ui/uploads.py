@@ -5,17 +5,23 @@ class UploadError(ValueError):
     """An upload that cannot be used; str(err) is the message to show."""
 
 
+UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")  # what Windows' "Unicode" text files start with
+
+
 def decode_text(data: bytes, name: str, max_bytes: int = 2_000_000) -> str:
-    """UTF-8 text of an uploaded file (a BOM is dropped), or UploadError saying why not."""
+    """The text of an uploaded file: UTF-8 (a BOM is dropped), or UTF-16 when a BOM says so; or
+    UploadError saying why not."""
     if not data:
         raise UploadError(f"{name} is empty.")
     if len(data) > max_bytes:
         raise UploadError(f"{name} is {len(data):,} bytes; the limit is {max_bytes:,}.")
+    encoding = "utf-16" if data.startswith(UTF16_BOMS) else "utf-8-sig"
     try:
-        text = data.decode("utf-8-sig")
+        text = data.decode(encoding)
     except UnicodeDecodeError as err:
+        kind = "UTF-16 text, as its byte-order mark says," if encoding == "utf-16" else "UTF-8 text"
         raise UploadError(
-            f"{name} is not UTF-8 text (byte {err.start} cannot be decoded). "
+            f"{name} is not {kind} (byte {err.start} cannot be decoded). "
             "Save it as UTF-8, or paste the text instead."
         ) from err
     if "\x00" in text:
