@@ -148,7 +148,9 @@ def image_picker():
         )
         scene = make_scene(int(seed), int(size))
         return f"scene-{seed}-{size}", scene.image, scene
-    upload = st.file_uploader("Image (PNG, JPEG, WebP, BMP, GIF, TIFF)", type=IMAGE_TYPES, key="dp_upload")
+    upload = st.file_uploader(
+        "Image (PNG, JPEG, WebP, BMP, GIF, TIFF)", type=IMAGE_TYPES, key="dp_upload", max_upload_size=100
+    )
     if upload is None:
         st.info("Upload an image to run DETR on it.")
         return None

@@ -230,7 +230,9 @@ def learned_section(model: TextModel | None) -> None:
 
 
 def image_size() -> tuple[int, int] | None:
-    upload = st.file_uploader("or an image (only its size is used)", type=IMAGE_TYPES, key="detr_upload")
+    upload = st.file_uploader(
+        "or an image (only its size is used)", type=IMAGE_TYPES, key="detr_upload", max_upload_size=100
+    )
     if upload is None:
         c1, c2 = st.columns(2)
         h = c1.number_input(
