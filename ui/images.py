@@ -43,15 +43,25 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def read_image(data: bytes, name: str = "the file", max_pixels: int = MAX_PIXELS) -> Image.Image:
-    """Uploaded bytes -> an upright RGB image, or UploadError with a message that says why not."""
+def _open(data: bytes, name: str) -> Image.Image:
+    """Pillow's lazy open (the header only), or UploadError for an empty file or one it cannot identify."""
     if not data:
         raise UploadError(f"{name} is empty (0 bytes).")
+    try:
+        return Image.open(io.BytesIO(data))
+    except UnidentifiedImageError as err:
+        raise UploadError(
+            f"{name} is not an image Pillow can read; upload {', '.join(t.upper() for t in IMAGE_TYPES)}."
+        ) from err
+
+
+def read_image(data: bytes, name: str = "the file", max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """Uploaded bytes -> an upright RGB image, or UploadError with a message that says why not."""
     ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file is an error, never half an image
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data))
+            img = _open(data, name)
             if img.width * img.height > max_pixels:
                 raise UploadError(
                     f"{name} is {img.width}×{img.height} = {img.width * img.height:,} pixels; the limit is "
@@ -65,33 +75,25 @@ def read_image(data: bytes, name: str = "the file", max_pixels: int = MAX_PIXELS
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
         raise UploadError(f"{name} was refused as a decompression bomb: {err}") from err
-    except UnidentifiedImageError as err:
-        raise UploadError(
-            f"{name} is not an image Pillow can read; upload {', '.join(t.upper() for t in IMAGE_TYPES)}."
-        ) from err
     except Exception as err:  # noqa: BLE001 - Pillow's decoders raise many types on corrupt input
         raise UploadError(f"{name} could not be decoded (truncated or corrupt?): {err}") from err
 
 
 def upright_size(data: bytes, name: str = "the file") -> tuple[int, int]:
     """(height, width) of the image as `read_image` would stand it up, read from the header alone."""
-    if not data:
-        raise UploadError(f"{name} is empty (0 bytes).")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # no pixels are decoded
-            with Image.open(io.BytesIO(data)) as img:
+            with _open(data, name) as img:
                 w, h = img.size
                 # Pillow's PNG getexif decodes every pixel to look for an eXIf chunk after the image data
                 exif = img.getexif() if img.format != "PNG" or "exif" in img.info else {}
                 if exif.get(ExifTags.Base.Orientation) in (5, 6, 7, 8):  # a quarter turn
                     w, h = h, w
+    except UploadError:
+        raise
     except Image.DecompressionBombError:
         raise UploadError(f"{name} declares more pixels than Pillow will open.") from None
-    except UnidentifiedImageError as err:
-        raise UploadError(
-            f"{name} is not an image Pillow can read; upload {', '.join(t.upper() for t in IMAGE_TYPES)}."
-        ) from err
     except Exception as err:  # noqa: BLE001 - a corrupt header can raise many types
         raise UploadError(f"{name} could not be read: {err}") from err
     return h, w

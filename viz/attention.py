@@ -25,9 +25,10 @@ def _check_matrix(matrix: np.ndarray, query_labels, key_labels) -> np.ndarray:
     return matrix
 
 
-def _axis(labels, title: str) -> dict:
-    axis = {"title": title, "tickangle": -60 if title.startswith("key") else 0}
-    if len(labels) <= MAX_TICK_LABELS:
+def token_axis(labels, title: str | None, label_ticks: bool = True) -> dict:
+    """A heatmap axis: its title, and a tick naming each label when they are few enough to read."""
+    axis = {"title": title}
+    if label_ticks and len(labels) <= MAX_TICK_LABELS:
         axis |= {"tickmode": "array", "tickvals": list(range(len(labels))), "ticktext": list(labels)}
     return axis
 
@@ -66,8 +67,8 @@ def attention_heatmap(
     fig.update_layout(
         title=title,
         height=size,
-        xaxis=_axis(key_labels, "key (attended to)"),
-        yaxis=_axis(query_labels, "query (attending)") | {"autorange": "reversed"},
+        xaxis=token_axis(key_labels, "key (attended to)") | {"tickangle": -60},
+        yaxis=token_axis(query_labels, "query (attending)") | {"tickangle": 0, "autorange": "reversed"},
         margin={"l": 10, "r": 10, "t": 40, "b": 10},
     )
     return fig

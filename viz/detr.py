@@ -181,6 +181,25 @@ def _check_map(attn, name: str = "attention map") -> np.ndarray:
     return attn
 
 
+def _map_heatmap(z, cell: tuple[float, float], opacity: float, zmax: float | None, **extra) -> dict:
+    """A heatmap trace laid over the image: each value covers `cell` = (height, width) pixels from the
+    top left, transparent where the weight is low (COLORSCALE)."""
+    ch, cw = cell
+    return {
+        "type": "heatmap",
+        "z": z,
+        "x0": cw / 2,
+        "dx": cw,
+        "y0": ch / 2,
+        "dy": ch,
+        "colorscale": COLORSCALE,
+        "opacity": opacity,
+        "zmin": 0,
+        "zmax": zmax,
+        **extra,
+    }
+
+
 def attention_overlay(
     bg: Background,
     attn,
@@ -204,20 +223,14 @@ def attention_overlay(
         raise ValueError(f"opacity must be within 0..1, got {opacity}")
     ch, cw = cell
     traces = [
-        {
-            "type": "heatmap",
-            "z": attn,
-            "x0": cw / 2,
-            "dx": cw,
-            "y0": ch / 2,
-            "dy": ch,
-            "colorscale": COLORSCALE,
-            "opacity": opacity,
-            "zmin": 0,
-            "zmax": zmax,
-            "hovertemplate": "x %{x:.0f}, y %{y:.0f} px<br>weight %{z:.4f}<extra></extra>",
-            "colorbar": {"thickness": 12, "title": {"text": "weight", "side": "right"}},
-        }
+        _map_heatmap(
+            attn,
+            cell,
+            opacity,
+            zmax,
+            hovertemplate="x %{x:.0f}, y %{y:.0f} px<br>weight %{z:.4f}<extra></extra>",
+            colorbar={"thickness": 12, "title": {"text": "weight", "side": "right"}},
+        )
     ]
     extra = {}
     if clickable:
@@ -307,20 +320,7 @@ def map_grid(
     centres_x, centres_y = (c_idx.ravel() * tile_w + w * cw / 2), (r_idx.ravel() * tile_h + h * ch / 2)
     info = np.stack([r_idx.ravel(), c_idx.ravel(), maps.max(axis=(2, 3)).ravel()], -1)
     traces = [
-        {
-            "type": "heatmap",
-            "z": z,
-            "x0": cw / 2,
-            "dx": cw,
-            "y0": ch / 2,
-            "dy": ch,
-            "colorscale": COLORSCALE,
-            "opacity": opacity,
-            "zmin": 0,
-            "zmax": 1,
-            "showscale": False,
-            "hoverinfo": "skip",
-        },
+        _map_heatmap(z, cell, opacity, 1, showscale=False, hoverinfo="skip"),
         _click_targets(
             centres_x,
             centres_y,

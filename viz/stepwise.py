@@ -7,20 +7,14 @@ left as gaps over a grey background, so a masked entry never looks like a very n
 import numpy as np
 import plotly.graph_objects as go
 
-MAX_TICK_LABELS = 64
+from viz.attention import token_axis
+
 MASKED_GREY = "#c8c8c8"  # the plot background, which shows through NaN (masked) cells
 
 
 def char_labels(tokens: list[str]) -> list[str]:
     """Readable tick labels for character tokens: a visible mark for space and newline."""
     return [{" ": "␣", "\n": "⏎"}.get(tok, tok) for tok in tokens]
-
-
-def _axis(labels: list[str], title: str, label_ticks: bool = True) -> dict:
-    axis = {"title": title}
-    if label_ticks and len(labels) <= MAX_TICK_LABELS:
-        axis |= {"tickmode": "array", "tickvals": list(range(len(labels))), "ticktext": list(labels)}
-    return axis
 
 
 def labelled_heatmap(
@@ -75,8 +69,8 @@ def labelled_heatmap(
     fig.update_layout(
         title=title,
         height=height or max(260, min(700, 90 + 14 * rows)),
-        xaxis=_axis(col_labels, col_title, col_ticks),
-        yaxis=_axis(row_labels, row_title, row_ticks) | {"autorange": "reversed"},
+        xaxis=token_axis(col_labels, col_title, col_ticks),
+        yaxis=token_axis(row_labels, row_title, row_ticks) | {"autorange": "reversed"},
         plot_bgcolor=MASKED_GREY,
         margin={"l": 10, "r": 10, "t": 40, "b": 10},
     )
