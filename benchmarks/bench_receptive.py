@@ -12,12 +12,12 @@ import time
 
 import numpy as np
 import torch
-from pages.receptive_fields import DEFAULT_SENTENCES, DEFAULTS, TIMING_LENGTHS, scene_image
 
 from models.bert import load_bert
 from models.detr.api import CheckpointError, load_detr
 from models.detr.scenes import make_scene
 from models.receptive.conv_attention import error_vs_alpha, head_maps
+from models.receptive.defaults import DEFAULT_SENTENCES, DEFAULTS, TABLE_MODELS, TIMING_LENGTHS, scene_image
 from models.receptive.image import cnn_field_2d, detr_encoder_span
 from models.receptive.norms import axis_stats, batch_norm, layer_norm, residual_trace
 from models.receptive.parallelism import complexity_table, time_forward
@@ -42,10 +42,7 @@ def parallelism(cfg: SeqConfig) -> None:
     lengths = [n for n in TIMING_LENGTHS if n <= DEFAULTS["rf_timing_max"]]
     for name in MODEL_NAMES:
         time_forward(name, cfg, lengths)
-    layer_times = {
-        name: time_forward(name, cfg, [cfg.length])[0] for name in ("Self-attention", "RNN", "CNN")
-    }
-    layer_times["Local attention"] = time_forward("Local attention", cfg, [cfg.length])[0]
+    layer_times = {name: time_forward(name, cfg, [cfg.length])[0] for name in TABLE_MODELS}
     complexity_table(cfg, layer_times)
 
 
