@@ -28,6 +28,7 @@ from models.detr.inspect import (
     match_ground_truth,
     positional_encoding,
     scores_labels,
+    share_inside_box,
     untrained,
     upsample,
 )
@@ -419,13 +420,10 @@ def cross_attention_section(result: DetrResult, bg: Background, image: np.ndarra
             key="dp_overlay",
         )
     with right:
-        x0, y0, x1, y1 = box
-        ys = (np.arange(result.h) + 0.5) * cell[0]
-        xs = (np.arange(result.w) + 0.5) * cell[1]
-        inside = ((ys >= y0) & (ys < y1))[:, None] & ((xs >= x0) & (xs < x1))[None, :]
         st.caption(
-            f"{attn[inside].sum():.0%} of this map's attention falls on feature cells whose centre is inside "
-            f"the query's box. Feature map {result.h} × {result.w}, one cell = {result.stride} pixels of the "
+            f"{share_inside_box(attn, box, cell, result.image_size):.0%} of this map's attention lies inside "
+            "the query's box, each feature cell's share spread evenly over the pixels it covers. Feature map "
+            f"{result.h} × {result.w}, one cell = {result.stride} pixels of the "
             f"{result.input_size[0]} × {result.input_size[1]} resized input."
         )
         extent = (result.h * cell[0], result.w * cell[1])

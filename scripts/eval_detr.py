@@ -7,8 +7,10 @@ Scenes use seeds EVAL_SEED_OFFSET + i, which training never draws. Every query's
 score is a detection (as the official DETR evaluation; no threshold, no NMS); AP is
 `COCOeval(..., "bbox")`. The attention figure: for each detection with score >= --attn-threshold,
 the last decoder layer's cross-attention, averaged over heads, is spread uniformly over the pixels
-of each feature cell, and the share of its mass inside the detection's own box is averaged over all
-such detections. The same share for a uniform attention (box area / image area) is printed beside it.
+of each feature cell, and the share of its mass inside the detection's own box
+(`models.detr.inspect.share_inside_box`, the figure the DETR page shows) is averaged over all such
+detections. The same share for a uniform attention (the box's area inside the image / image area) is
+printed beside it.
 """
 
 import argparse
@@ -24,16 +26,9 @@ from pycocotools.cocoeval import COCOeval
 
 from models.detr.api import DEFAULT_WEIGHTS, load_detr
 from models.detr.box_ops import box_cxcywh_to_xyxy
+from models.detr.inspect import share_inside_box
 from models.detr.preprocess import preprocess
 from models.detr.scenes import EVAL_SEED_OFFSET, make_scene
-
-
-def attention_share(att: np.ndarray, box: np.ndarray, stride: int, size: tuple[int, int]) -> float:
-    """att (h, w) summing to 1, box xyxy pixels -> share of the mass inside the box."""
-    pixels = np.kron(att, np.ones((stride, stride))) / stride**2  # (h * stride, w * stride)
-    x0, y0 = (max(0, int(round(v))) for v in box[:2])
-    x1, y1 = min(size[1], int(round(box[2]))), min(size[0], int(round(box[3])))
-    return float(pixels[y0:y1, x0:x1].sum() / pixels.sum()) if x1 > x0 and y1 > y0 else 0.0
 
 
 @torch.no_grad()
@@ -80,8 +75,9 @@ def evaluate(
                 )
                 if scores[b, q] >= attn_threshold:
                     att = cross[b, q].reshape(out.h, out.w).numpy()
-                    shares.append(attention_share(att, boxes[b, q].numpy(), stride, (size, size)))
-                    uniform.append(max(0.0, (x1 - x0) * (y1 - y0)) / size**2)
+                    cell, box = (stride, stride), (x0, y0, x1, y1)
+                    shares.append(share_inside_box(att, box, cell, (size, size)))
+                    uniform.append(share_inside_box(np.ones_like(att), box, cell, (size, size)))
         if verbose:
             print(f"\r{min(n, start + batch_size)}/{n} scenes", end="", file=sys.stderr, flush=True)
     gt = COCO()

@@ -40,14 +40,3 @@ def test_shapes_differ_and_ring_has_a_hole():
     assert masks["circle"][32, 32] and not masks["ring"][32, 32]
     with pytest.raises(ValueError, match="unknown shape"):
         shape_mask("hexagon", 64, 32, 32, 20, 0.0)
-
-
-def test_attention_share_spreads_each_cell_over_its_pixels():
-    from scripts.eval_detr import attention_share
-
-    att = np.zeros((2, 2))
-    att[0, 1] = 0.75  # top-right cell covers x 16..32, y 0..16 at stride 16
-    att[1, 0] = 0.25
-    assert attention_share(att, np.array([16, 0, 32, 16]), 16, (32, 32)) == pytest.approx(0.75)
-    assert attention_share(att, np.array([16, 0, 24, 16]), 16, (32, 32)) == pytest.approx(0.375)
-    assert attention_share(att, np.array([0, 0, 32, 32]), 16, (32, 32)) == pytest.approx(1.0)

@@ -46,6 +46,33 @@ def cell_extent(result: DetrResult) -> tuple[float, float]:
     return result.stride * H / hin, result.stride * W / win
 
 
+def share_inside_box(attn: np.ndarray, box, cell: tuple[float, float], image_size: tuple[int, int]) -> float:
+    """Share of a feature map's attention mass that lies inside a box, in [0, 1] (0 for an empty map).
+
+    attn (h, w) non-negative, e.g. one query's cross-attention; box (x0, y0, x1, y1) in pixels;
+    cell (height, width) of one feature cell in those pixels (`cell_extent`); image_size (H, W).
+    Cell (i, j) covers [i·ch, (i+1)·ch) × [j·cw, (j+1)·cw), cut at the image's edge (the last row and
+    column overhang it when the resized input is not a multiple of the stride), and its mass is spread
+    evenly over the part inside the image: a box covering half of it holds half its mass, so the share
+    changes smoothly as the box moves rather than jumping when it crosses a cell centre.
+    """
+    total = float(attn.sum())
+    if total <= 0:
+        return 0.0
+    x0, y0, x1, y1 = (float(v) for v in box)
+    rows = _covered(attn.shape[0], cell[0], image_size[0], y0, y1)  # (h,)
+    cols = _covered(attn.shape[1], cell[1], image_size[1], x0, x1)  # (w,)
+    return float(rows @ attn @ cols) / total
+
+
+def _covered(n: int, size: float, limit: float, lo: float, hi: float) -> np.ndarray:
+    """(n,) fraction of each cell [k·size, (k+1)·size), cut at `limit`, that lies in [lo, hi)."""
+    start = np.arange(n) * size
+    end = np.minimum(start + size, limit)
+    overlap = np.clip(np.minimum(end, hi) - np.maximum(start, lo), 0, None)
+    return np.divide(overlap, end - start, out=np.zeros(n), where=end > start)
+
+
 def encoder_maps(result: DetrResult, y: int, x: int, reverse: bool = False) -> np.ndarray:
     """(E, nh, h, w): where feature position (y, x) attends, or with `reverse` which positions
     attend to it (a column of the attention matrix, which need not sum to 1)."""
