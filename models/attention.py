@@ -4,7 +4,10 @@ Every model here (BERT, GPT, the encoder-decoder, DETR, the receptive-field lab)
 `MultiHeadAttention`. With `capture=False` it calls the fused
 `torch.nn.functional.scaled_dot_product_attention`, which never builds the weights. With
 `capture=True` it computes the same attention step by step in plain torch and returns an
-`AttentionRecord` holding every intermediate, so that a page can show the real tensors.
+`AttentionRecord` holding every intermediate, so that a page can show the real tensors. With
+`capture=LAZY` it keeps the fused kernel and records only q, k, v and the mask: the weights of a head are
+computed from them when a view asks (`AttentionRecord.weights`, `models.maps.AttentionMaps`), which is
+what lets a page explore thousands of tokens without holding every (T, T) map.
 
 Masks are boolean and broadcast to (B, nh, Tq, Tk): True means "may attend", False means
 "masked" (the convention of `scaled_dot_product_attention`). The mask is applied after the
@@ -18,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+LAZY = "lazy"  # capture mode: keep q, k, v and the mask; compute the weights on demand
+
 
 @dataclass
 class AttentionRecord:
@@ -25,7 +30,8 @@ class AttentionRecord:
 
     The forward keeps q, k, v, the probabilities and the head outputs. The score stages are
     recomputed from q and k on demand, exactly as the forward computed them, so that capturing
-    costs one (Tq, Tk) tensor per head (the probabilities) and not four.
+    costs one (Tq, Tk) tensor per head (the probabilities) and not four. A LAZY capture keeps no
+    probabilities at all (`probs` is None); `weights()` computes them.
     """
 
     q: Tensor  # (B, nh, Tq, dh) queries, after the projection and the head split
@@ -33,7 +39,7 @@ class AttentionRecord:
     v: Tensor  # (B, nh, Tk, dh)
     scale: float  # 1 / sqrt(dh)
     mask: Tensor | None  # bool, broadcastable to (B, nh, Tq, Tk); True = may attend
-    probs: Tensor  # (B, nh, Tq, Tk) softmax of the masked scaled scores; rows sum to 1
+    probs: Tensor | None  # (B, nh, Tq, Tk) softmax of the masked scaled scores; None if LAZY
     out: Tensor  # (B, nh, Tq, dh) per-head outputs A·V, before the heads are merged
 
     @property
@@ -52,6 +58,10 @@ class AttentionRecord:
         if self.mask is None:
             return self.scaled
         return self.scaled.masked_fill(~self.mask, float("-inf"))
+
+    def weights(self) -> Tensor:
+        """(B, nh, Tq, Tk) the attention probabilities: kept ones, or computed as the forward would."""
+        return self.probs if self.probs is not None else self.masked.softmax(dim=-1)
 
     def detach(self) -> "AttentionRecord":
         return replace(self, **{k: v.detach() for k, v in vars(self).items() if isinstance(v, Tensor)})
@@ -95,14 +105,19 @@ def combine_masks(*masks: Tensor | None) -> Tensor | None:
     return out
 
 
-def attend(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None, capture: bool = False):
+def attend(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None, capture: bool | str = False):
     """Scaled dot-product attention over heads.
 
     q (B, nh, Tq, dh), k and v (B, nh, Tk, dh), mask bool broadcastable to (B, nh, Tq, Tk).
-    Returns (out (B, nh, Tq, dh), AttentionRecord or None).
+    capture: False (fused kernel, no record), True (every stage in plain torch) or LAZY (fused kernel,
+    a record of q, k, v and the mask). Returns (out (B, nh, Tq, dh), AttentionRecord or None).
     """
-    if not capture:
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask), None
+    if not capture or capture == LAZY:
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        if not capture:
+            return out, None
+        scale = 1.0 / math.sqrt(q.size(-1))
+        return out, AttentionRecord(q=q, k=k, v=v, scale=scale, mask=mask, probs=None, out=out)
     scale = 1.0 / math.sqrt(q.size(-1))
     scores = q @ k.transpose(-2, -1)  # (B, nh, Tq, Tk) QK^T
     scores.mul_(scale)  # in place: the stages are recomputed from q and k when asked for
@@ -142,7 +157,7 @@ class MultiHeadAttention(nn.Module):
         key: Tensor | None = None,
         value: Tensor | None = None,
         mask: Tensor | None = None,
-        capture: bool = False,
+        capture: bool | str = False,
     ) -> tuple[Tensor, AttentionRecord | None]:
         """query (B, Tq, d); key, value (B, Tk, d), default to query. Returns ((B, Tq, d), record)."""
         key = query if key is None else key

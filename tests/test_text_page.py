@@ -47,17 +47,17 @@ def test_default_text_shows_every_head_without_rerunning_the_model(forward_calls
     assert not at.exception
     summary = next(m.value for m in at.markdown if "wordpieces**" in m.value)
     n_tokens = int(summary.split("**")[1].split()[0])
-    assert z_shape(figure(at, "head_heatmap")["data"][0]) == (n_tokens, n_tokens)
-    assert len(figure(at, "overview")["data"]) == 72
+    assert z_shape(figure(at, "head_map")["data"][0]) == (n_tokens, n_tokens)
+    assert z_shape(figure(at, "overview")["data"][0]) == (6 * n_tokens, 12 * n_tokens)  # thumbnails
     assert len(at.dataframe[0].value) == 72
-    calls = len(forward_calls)
-    at.selectbox(key="layer").set_value(4).run()
-    at.selectbox(key="head").set_value(7).run()
+    assert len(forward_calls) == 1
+    at.selectbox(key="ta_layer").set_value(4).run()
+    at.selectbox(key="ta_head").set_value(7).run()
     assert not at.exception
-    assert figure(at, "head_heatmap")["layout"]["title"]["text"] == "Layer 4, head 7"
-    at.selectbox(key="head").set_value("mean over heads").run()
-    assert "mean over heads" in figure(at, "head_heatmap")["layout"]["title"]["text"]
-    assert len(forward_calls) == calls
+    assert figure(at, "head_map")["layout"]["title"]["text"] == "Layer 4, head 7"
+    at.selectbox(key="ta_head").set_value("mean").run()
+    assert "mean over heads" in figure(at, "head_map")["layout"]["title"]["text"]
+    assert len(forward_calls) == 1  # a head change never reruns the model
 
 
 @pytest.mark.parametrize("text", ["", "   \n\t "])
@@ -67,11 +67,16 @@ def test_empty_text_asks_for_text(text):
     assert "Type or upload some text" in at.info[0].value
 
 
-def test_long_text_is_truncated_with_a_notice():
+def test_long_text_is_truncated_with_a_notice_and_drawn_as_a_raster_with_a_zoom_window():
     at = run_page("token " * 600)
     assert not at.exception
     assert "last 90 wordpieces were dropped" in at.warning[0].value
-    assert z_shape(figure(at, "head_heatmap")["data"][0]) == (512, 512)
+    raster = figure(at, "head_raster")
+    assert raster["data"][0]["type"] == "image" and "512 × 512" in raster["layout"]["title"]["text"]
+    assert z_shape(figure(at, "head_zoom")["data"][0]) == (128, 128)
+    at.number_input(key="head_zq").set_value(300).run()
+    zoom = figure(at, "head_zoom")
+    assert zoom["data"][0]["y"][0] == "300 token" and "queries 300–427" in zoom["layout"]["title"]["text"]
 
 
 def test_uploads(tmp_path):

@@ -1,52 +1,39 @@
 import numpy as np
 import pytest
 
-from viz.attention import attention_heatmap, head_grid, head_statistic_heatmap, pool_square, token_strip_html
+from viz.attention import attention_heatmap, head_overview, head_statistic_heatmap, token_strip_html
 
 
-def test_heatmap_keeps_repeated_tokens_apart():
+def test_attention_heatmap_numbers_repeated_tokens():
     tokens = ["the", "cat", "the", "mat"]
-    matrix = np.tril(np.ones((4, 4)))
-    matrix[np.triu_indices(4, 1)] = np.nan
-    fig = attention_heatmap(matrix, tokens, tokens)
-    trace = fig.data[0]
-    assert np.asarray(trace.z).shape == (4, 4)
-    assert np.isnan(np.asarray(trace.z)[0, 1])
-    assert list(fig.layout.xaxis.ticktext) == tokens and list(fig.layout.xaxis.tickvals) == [0, 1, 2, 3]
-    assert trace.customdata[2][0].tolist() == ["the", "the"]
-
-
-def test_heatmap_rejects_mismatched_labels():
-    with pytest.raises(ValueError, match="does not match"):
+    fig = attention_heatmap(np.eye(4), tokens, tokens)
+    assert list(fig.data[0].y) == ["0 the", "1 cat", "2 the", "3 mat"]
+    assert fig.layout.yaxis.title.text == "query (attending)"
+    with pytest.raises(ValueError):
         attention_heatmap(np.zeros((3, 4)), ["a"] * 3, ["b"] * 3)
-    with pytest.raises(ValueError, match="2-D"):
-        attention_heatmap(np.zeros(3), ["a"] * 3, ["b"] * 3)
 
 
-def test_long_inputs_drop_tick_labels():
+def test_long_inputs_spread_their_ticks():
     tokens = [str(i) for i in range(100)]
     fig = attention_heatmap(np.zeros((100, 100)), tokens, tokens)
-    assert fig.layout.xaxis.tickvals is None
+    assert len(fig.layout.xaxis.tickvals) == 15
 
 
-def test_pool_square_averages_blocks():
-    matrix = np.arange(16, dtype=float).reshape(4, 4)
-    np.testing.assert_allclose(pool_square(matrix, 2), [[2.5, 4.5], [10.5, 12.5]])
-    assert pool_square(np.zeros((2, 3, 5, 5)), 48).shape == (2, 3, 5, 5)
-
-
-def test_head_grid_has_one_trace_per_head():
-    probs = np.random.default_rng(0).random((2, 3, 96, 96))
-    fig = head_grid(probs)
-    assert len(fig.data) == 6
-    assert np.asarray(fig.data[4].z).shape == (48, 48)
-    np.testing.assert_allclose(np.asarray(fig.data[4].z).mean(), probs[1, 1].mean())
+def test_head_overview_is_laid_out_in_layer_and_head_units():
+    thumbs = np.random.default_rng(0).random((2, 3, 8, 8)).astype(np.float32)
+    fig = head_overview(thumbs)
+    trace = fig.data[0]
+    z = np.asarray(trace.z)
+    assert z.shape == (16, 24) and z.dtype == np.uint8
+    assert int(trace.x[8 + 3]) == 1 and int(trace.y[8 + 2]) == 1  # cell (10, 11) is layer 1, head 1
+    np.testing.assert_array_equal(z[8:16, 8:16], np.rint(255 * thumbs[1, 1] / thumbs[1, 1].max()))
     with pytest.raises(ValueError):
-        head_grid(np.zeros((2, 3, 4)))
+        head_overview(np.zeros((2, 3, 4)))
 
 
-def test_statistic_heatmap_and_token_strip():
-    fig = head_statistic_heatmap(np.ones((6, 12)), "entropy")
+def test_statistic_heatmap_prints_rounded_values_and_token_strip():
+    fig = head_statistic_heatmap(np.full((6, 12), 0.7799999713897705), "entropy")
     assert np.asarray(fig.data[0].z).shape == (6, 12)
+    assert fig.data[0].texttemplate == "%{z:.2f}"
     strip = token_strip_html(["[CLS]", "<b>", "[SEP]"], {"[CLS]", "[SEP]"})
     assert "&lt;b&gt;" in strip and strip.count("<span") == 3

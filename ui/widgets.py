@@ -1,0 +1,114 @@
+"""The widgets every page shares: the device, a layer/head picker, clamped numbers, and a matrix view.
+
+Each returns what the user chose. Widgets whose value a page writes through `st.session_state` are
+declared `persist_state="session"` (a widget hidden for one run would otherwise come back showing its
+default while the script keeps the written value: streamlit/streamlit#9082).
+"""
+
+import numpy as np
+import streamlit as st
+
+from models.maps import REDUCTIONS
+from viz.heatmap import CELL_BUDGET, heatmap, index_labels, raster
+
+MEAN, MAX = REDUCTIONS  # the head picker's two sentinels: "mean" and "max" over heads
+ZOOM_WIDTH = 128  # tokens a side of the zoom window, by default
+MAX_ZOOM_WIDTH = 256  # and at most: 65,536 cells with hover
+
+
+def device() -> str:
+    """The torch device chosen in the sidebar (app.py's picker)."""
+    return st.session_state.get("device", "cpu")
+
+
+def head_name(head) -> str:
+    return f"head {head}" if isinstance(head, (int, np.integer)) else f"{head} over heads"
+
+
+def _keep_in(key: str, options: list, default) -> None:
+    """Set the widget's state to `default` when it holds no value or one that is not an option now."""
+    if st.session_state.get(key) not in options:
+        st.session_state[key] = default
+
+
+def layer_head_picker(
+    n_layers: int,
+    n_heads: int,
+    key: str,
+    reductions: bool = True,
+    default: tuple[int, int | str] = (0, 0),
+    container=None,
+) -> tuple[int, int | str]:
+    """Two select boxes side by side -> (layer, head); head is an int, or MEAN / MAX when offered.
+
+    The state lives under f"{key}_layer" and f"{key}_head", so a click elsewhere (an overview
+    thumbnail) can set them before the widgets are drawn."""
+    left, right = (container or st).columns(2)
+    layers = list(range(n_layers))
+    heads = [*range(n_heads), *(REDUCTIONS if reductions else ())]
+    _keep_in(f"{key}_layer", layers, min(default[0], n_layers - 1))
+    _keep_in(f"{key}_head", heads, default[1] if default[1] in heads else 0)
+    layer = left.selectbox(
+        "Layer", layers, key=f"{key}_layer", persist_state="session", format_func=lambda i: f"layer {i}"
+    )
+    head = right.selectbox("Head", heads, key=f"{key}_head", persist_state="session", format_func=head_name)
+    return layer, head
+
+
+def clamped_int(
+    label: str, key: str, low: int, high: int, default: int, container=None, help: str | None = None
+) -> int:
+    """A whole-number input whose value is always in [low, high], even when the range shrinks."""
+    value = st.session_state.get(key, default)
+    st.session_state[key] = int(min(max(value if isinstance(value, (int, float)) else default, low), high))
+    return int(
+        (container or st).number_input(
+            label, min_value=low, max_value=high, step=1, key=key, persist_state="session", help=help
+        )
+    )
+
+
+def matrix_view(
+    matrix: np.ndarray,
+    row_tokens: list[str],
+    col_tokens: list[str],
+    key: str,
+    title: str,
+    row_title: str = "query (attending)",
+    col_title: str = "key (attended to)",
+    **style,
+) -> None:
+    """Draw a (Tq, Tk) matrix: as one interactive heatmap when it has at most CELL_BUDGET cells, else as
+    a raster of the whole plus a zoom window (start row, start column, width) drawn with hover."""
+    n_rows, n_cols = matrix.shape
+    if n_rows * n_cols <= CELL_BUDGET:
+        fig = heatmap(
+            matrix, index_labels(row_tokens), index_labels(col_tokens), title=title,
+            row_title=row_title, col_title=col_title, **style,
+        )  # fmt: skip
+        st.plotly_chart(fig, key=f"{key}_map")
+        return
+    whole, zoom = st.columns([3, 2])
+    whole.plotly_chart(
+        raster(
+            matrix, index_labels(row_tokens), index_labels(col_tokens), title=title,
+            row_title=row_title, col_title=col_title,
+            **{k: v for k, v in style.items() if k in ("colorscale", "zmin", "zmax", "zmid")},
+        ),
+        key=f"{key}_raster",
+    )  # fmt: skip
+    with zoom:
+        c1, c2, c3 = st.columns(3)
+        width = clamped_int("Zoom width", f"{key}_zw", 8, min(MAX_ZOOM_WIDTH, n_rows, n_cols), ZOOM_WIDTH, c3)
+        q0 = clamped_int("First query", f"{key}_zq", 0, n_rows - width, 0, c1)
+        k0 = clamped_int("First key", f"{key}_zk", 0, n_cols - width, 0, c2)
+        window = matrix[q0 : q0 + width, k0 : k0 + width]
+        st.plotly_chart(
+            heatmap(
+                window, index_labels(row_tokens[q0 : q0 + width], q0),
+                index_labels(col_tokens[k0 : k0 + width], k0),
+                title=f"Zoom: queries {q0}–{q0 + width - 1}, keys {k0}–{k0 + width - 1}",
+                row_title=row_title, col_title=col_title, height=620, **style,
+            ),
+            key=f"{key}_zoom",
+        )  # fmt: skip

@@ -1,0 +1,265 @@
+"""The one heatmap core: every matrix of the app is drawn here, small ones as cells, big ones as images.
+
+- Masked cells are drawn one way everywhere: left out of the data (NaN) over the plot's background,
+  which is `MASK_GREY`; hover skips them.
+- A matrix of more than `CELL_BUDGET` cells is drawn as a colour-mapped PNG (`raster`): one pixel per
+  cell, or max-pooled so that no side passes `RASTER_SIDE`, with token ticks. Its bytes grow with the
+  pixels, not with the cells' JSON; a page pairs it with a zoom window drawn by `heatmap`.
+- Axes are positions 0..n-1. Hover names a cell from the axis labels (one string per row and per
+  column, never one per cell); values printed on cells are rounded (`decimals`).
+"""
+
+import base64
+import io
+import warnings
+
+import numpy as np
+import plotly.graph_objects as go
+import torch
+from PIL import Image
+from plotly.colors import get_colorscale, hex_to_rgb, sample_colorscale
+
+MASK_GREY = "#d9d9d9"  # masked cells, everywhere
+MARGIN = {"l": 10, "r": 10, "t": 40, "b": 10}  # every figure's margin
+CELL_BUDGET = 256 * 256  # above this many cells a matrix is drawn as a raster image
+RASTER_SIDE = 1024  # a raster's longest side, in pixels, at most
+MAX_TICK_LABELS = 64  # beyond this, tick labels overlap: ticks are spread out
+RASTER_TICKS = 16  # ticks on a raster's axis
+
+
+def check_matrix(matrix, row_labels=None, col_labels=None, name: str = "matrix") -> np.ndarray:
+    """matrix as a 2-D float array whose shape matches the labels (when given)."""
+    matrix = np.asarray(matrix, dtype=np.float32 if np.asarray(matrix).dtype == np.float32 else np.float64)
+    if matrix.ndim != 2:
+        raise ValueError(f"a {name} is 2-D (rows x columns), got shape {matrix.shape}")
+    for axis, labels in ((0, row_labels), (1, col_labels)):
+        if labels is not None and len(labels) != matrix.shape[axis]:
+            raise ValueError(
+                f"{name} {matrix.shape} does not match {len(row_labels or ())} row and "
+                f"{len(col_labels or ())} column labels"
+            )
+    return matrix
+
+
+def index_labels(tokens, start: int = 0) -> list[str]:
+    """'12 the' for token 12: unique labels for hover and ticks, as tokens repeat."""
+    return [f"{start + i} {t}" for i, t in enumerate(tokens)]
+
+
+def axis(labels, title: str | None, start: int = 0, n: int | None = None) -> dict:
+    """A matrix axis over positions start..start+n-1: every label as a tick when they are few, else
+    RASTER_TICKS spread out (labels may be None: plain numbers)."""
+    n = len(labels) if labels is not None else n
+    spec = {"title": title, "showgrid": False, "zeroline": False}
+    if labels is None or n == 0:
+        return spec
+    step = 1 if n <= MAX_TICK_LABELS else int(np.ceil(n / RASTER_TICKS))
+    ticks = list(range(0, n, step))
+    return spec | {
+        "tickmode": "array",
+        "tickvals": [start + i for i in ticks],
+        "ticktext": [str(labels[i]) for i in ticks],
+    }
+
+
+def heatmap(
+    matrix,
+    row_labels=None,
+    col_labels=None,
+    *,
+    title: str = "",
+    row_title: str | None = None,
+    col_title: str | None = None,
+    mask=None,
+    colorscale="Viridis",
+    zmin: float | None = None,
+    zmax: float | None = None,
+    zmid: float | None = None,
+    value_name: str = "value",
+    decimals: int | None = None,
+    row_start: int = 0,
+    col_start: int = 0,
+    height: int | None = None,
+    showscale: bool = True,
+) -> go.Figure:
+    """matrix (R, C) -> a heatmap figure; big matrices (more than CELL_BUDGET cells) become a raster.
+
+    mask (R, C) bool, True = shown: False cells are drawn as masked (grey, no hover). `decimals` prints
+    each value on its cell, rounded. row_start / col_start place a window of a larger matrix at its
+    positions (labels then belong to the window's rows and columns).
+    """
+    matrix = check_matrix(matrix, row_labels, col_labels)
+    if mask is not None:
+        mask = np.broadcast_to(np.asarray(mask, dtype=bool), matrix.shape)
+        matrix = np.where(mask, matrix, np.nan)
+    if matrix.size > CELL_BUDGET:
+        return raster(
+            matrix, row_labels, col_labels, title=title, row_title=row_title, col_title=col_title,
+            colorscale=colorscale, zmin=zmin, zmax=zmax, zmid=zmid, height=height,
+        )  # fmt: skip
+    n_rows, n_cols = matrix.shape
+    # With labels the axes are categories named by them (unique, e.g. "12 the"): hover reads a cell's
+    # row and column names from the axes, R + C strings instead of one string per cell.
+    x = list(map(str, col_labels)) if col_labels is not None else np.arange(col_start, col_start + n_cols)
+    y = list(map(str, row_labels)) if row_labels is not None else np.arange(row_start, row_start + n_rows)
+    trace = go.Heatmap(
+        z=matrix.astype(np.float32),
+        x=x,
+        y=y,
+        colorscale=colorscale,
+        zmin=zmin,
+        zmax=zmax,
+        zmid=zmid,
+        showscale=showscale,
+        hoverongaps=False,
+        hovertemplate=f"{row_title or 'row'} %{{y}}<br>{col_title or 'column'} %{{x}}<br>"
+        f"{value_name} %{{z:.4g}}<extra></extra>",
+    )
+    if decimals is not None:
+        trace.update(texttemplate=f"%{{z:.{decimals}f}}")
+    fig = go.Figure(trace)
+    fig.update_layout(
+        title=title,
+        height=height or max(320, min(900, 80 + 22 * max(n_rows, n_cols))),
+        plot_bgcolor=MASK_GREY,
+        margin=MARGIN,
+        xaxis=_axis(x, col_title, col_labels is not None) | {"tickangle": -60},
+        yaxis=_axis(y, row_title, row_labels is not None) | {"autorange": "reversed"},
+    )
+    return fig
+
+
+def _axis(values, title: str | None, categorical: bool) -> dict:
+    """A heatmap axis: every category as a tick when they are few, else RASTER_TICKS of them."""
+    spec = {"title": title, "showgrid": False, "zeroline": False}
+    if not categorical:
+        return spec
+    step = 1 if len(values) <= MAX_TICK_LABELS else int(np.ceil(len(values) / RASTER_TICKS))
+    return spec | {
+        "type": "category",
+        "tickmode": "array",
+        "tickvals": values[::step],
+        "ticktext": values[::step],
+    }
+
+
+def label_index(label) -> int:
+    """The position a clicked cell's label names ("12 the" -> 12; a number stays itself)."""
+    return int(str(label).split(" ", 1)[0])
+
+
+def pool_max(matrix: np.ndarray, max_side: int = RASTER_SIDE) -> tuple[np.ndarray, int]:
+    """(R, C) -> (ceil(R/f), ceil(C/f)) max over f x f blocks (NaN ignored; an all-NaN block stays NaN),
+    with f the smallest whole factor that brings both sides to max_side or below. Returns (pooled, f)."""
+    matrix = np.asarray(matrix, dtype=np.float32)
+    f = max(1, int(np.ceil(max(matrix.shape) / max_side)))
+    if f == 1:
+        return matrix, 1
+    t = torch.from_numpy(matrix)
+    if np.isnan(matrix).any():
+        t = t.nan_to_num(nan=-torch.inf)  # a copy: the input stays as it was
+    pooled = torch.nn.functional.max_pool2d(t[None, None], f, ceil_mode=True)[0, 0]
+    return pooled.masked_fill_(pooled == -torch.inf, torch.nan).numpy(), f
+
+
+def colour_lut(colorscale="Viridis", n: int = 256) -> np.ndarray:
+    """A Plotly colour scale (name or list) -> (n, 3) uint8 lookup table from its low to its high end."""
+    scale = get_colorscale(colorscale) if isinstance(colorscale, str) else colorscale
+    if scale and not isinstance(scale[0], (list, tuple)):  # a plain list of colours
+        scale = [[i / (len(scale) - 1), c] for i, c in enumerate(scale)]
+    colours = sample_colorscale(scale, np.linspace(0, 1, n), colortype="rgb")
+    return (
+        np.array(
+            [
+                hex_to_rgb(c)
+                if c.startswith("#")
+                else [float(v) for v in c[c.index("(") + 1 : -1].split(",")[:3]]
+                for c in colours
+            ]
+        )
+        .round()
+        .astype(np.uint8)
+    )
+
+
+LEVELS = 255  # palette indices 0..254 are the colour scale; 255 is the mask grey
+
+
+def quantise(matrix: np.ndarray, zmin: float, zmax: float) -> np.ndarray:
+    """Values -> palette indices 0..LEVELS-1 over [zmin, zmax] (clipped); NaN -> LEVELS (masked)."""
+    span = zmax - zmin if zmax > zmin else 1.0
+    idx = np.clip(np.rint((np.nan_to_num(matrix, nan=zmin) - zmin) / span * (LEVELS - 1)), 0, LEVELS - 1)
+    return np.where(np.isnan(matrix), LEVELS, idx).astype(np.uint8)
+
+
+def png_data_uri(indices: np.ndarray, colorscale="Viridis") -> str:
+    """(h, w) palette indices -> a data: URI of a palette PNG (one byte per pixel before compression)."""
+    palette = np.vstack([colour_lut(colorscale, LEVELS), np.array(hex_to_rgb(MASK_GREY), np.uint8)])
+    image = Image.fromarray(indices, mode="P")
+    image.putpalette(palette.ravel().tolist())
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", compress_level=1)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def value_range(matrix: np.ndarray, zmin, zmax, zmid) -> tuple[float, float]:
+    """The colour range: zmin / zmax where given, else the data's (NaN ignored), centred on zmid."""
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN matrix
+        lo = float(np.nanmin(matrix)) if zmin is None else zmin
+        hi = float(np.nanmax(matrix)) if zmax is None else zmax
+    lo, hi = (0.0 if np.isnan(lo) else lo), (1.0 if np.isnan(hi) else hi)
+    if zmid is not None:
+        reach = max(abs(hi - zmid), abs(zmid - lo))
+        lo, hi = zmid - reach, zmid + reach
+    return lo, hi
+
+
+def raster(
+    matrix,
+    row_labels=None,
+    col_labels=None,
+    *,
+    title: str = "",
+    row_title: str | None = None,
+    col_title: str | None = None,
+    colorscale="Viridis",
+    zmin: float | None = None,
+    zmax: float | None = None,
+    zmid: float | None = None,
+    height: int | None = None,
+    max_side: int = RASTER_SIDE,
+) -> go.Figure:
+    """matrix (R, C), NaN = masked -> a figure of one colour-mapped PNG (max-pooled to max_side), placed
+    at the cells' positions so that ticks, zoom and hover coordinates are rows and columns."""
+    matrix = check_matrix(matrix, row_labels, col_labels)
+    pooled, f = pool_max(matrix, max_side)
+    lo, hi = value_range(matrix, zmin, zmax, zmid)
+    n_rows, n_cols = matrix.shape
+    fig = go.Figure(
+        go.Image(
+            source=png_data_uri(quantise(pooled, lo, hi), colorscale),
+            x0=(f - 1) / 2,
+            dx=f,
+            y0=(f - 1) / 2,
+            dy=f,
+            hovertemplate=f"{row_title or 'row'} %{{y}}, {col_title or 'column'} %{{x}}"
+            + (f" (max of {f}×{f} cells)" if f > 1 else "")
+            + "<extra></extra>",
+        )
+    )
+    pooled_note = f" · max over {f}×{f} cells per pixel" if f > 1 else ""
+    fig.update_layout(
+        title=f"{title}<br><sup>{n_rows} × {n_cols}, colour {lo:.3g} to {hi:.3g}{pooled_note}</sup>",
+        height=height or 760,
+        margin=MARGIN | {"t": 60},
+        xaxis=axis(col_labels, col_title, 0, n_cols) | {"tickangle": -60, "range": [-0.5, n_cols - 0.5]},
+        yaxis=axis(row_labels, row_title, 0, n_rows) | {"range": [n_rows - 0.5, -0.5], "scaleanchor": None},
+    )
+    return fig
+
+
+def raster_indices(fig: go.Figure) -> np.ndarray:
+    """The palette indices of a raster figure's image (to check what was sent)."""
+    uri = fig.data[0].source
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1]))))
