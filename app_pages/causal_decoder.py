@@ -5,9 +5,9 @@ import plotly.graph_objects as go
 import streamlit as st
 import torch
 
-from models.bert import ModelLoadError, TextModel, load_bert
+from models.errors import ModelLoadError
 from models.gpt import generate
-from models.gpt_io import TextGPT, encoding_notices, load_gpt
+from models.gpt_io import TextGPT, encoding_notices
 from models.head_scores import (
     induction_share,
     induction_targets,
@@ -15,6 +15,7 @@ from models.head_scores import (
     period_targets,
     repeated_random_tokens,
 )
+from ui.models import get_model
 from viz.attention import attention_heatmap, head_statistic_heatmap
 from viz.causal import generation_rows, overlay_causal_mask
 from viz.stepwise import MASKED_GREY, char_labels
@@ -22,16 +23,6 @@ from viz.stepwise import MASKED_GREY, char_labels
 PERIOD = 64  # the repeated random block of the head measurements (as in scripts/train_gpt.py)
 MAX_NEW = 200  # generation re-runs the model once per token, so it is bounded
 EXAMPLE = "Quick zebras jump. "  # few repeated characters, so each has one clear induction target
-
-
-@st.cache_resource(max_entries=2, show_spinner="Loading the causal model…")
-def get_gpt(device: str) -> TextGPT:
-    return load_gpt(device=device)
-
-
-@st.cache_resource(max_entries=2, show_spinner="Loading MiniLM…")
-def get_bert(device: str) -> TextModel:
-    return load_bert(device=device)
 
 
 @st.cache_data(max_entries=4, show_spinner="Measuring every head on repeated random characters…")
@@ -211,7 +202,7 @@ def encoder_vs_decoder_section(gpt: TextGPT, gpt_key: tuple, text: str, best: tu
         "and its second is ordinary cross-attention to the encoder (S10; see the encoder–decoder page)."
     )
     try:
-        bert = get_bert(st.session_state.get("device", "cpu"))
+        bert = get_model("all-MiniLM-L6-v2", st.session_state.get("device", "cpu"), kind="encoder")
     except ModelLoadError as err:
         st.error(f"Cannot load MiniLM for the comparison: {err}")
         return
@@ -240,7 +231,7 @@ st.caption(
     "of Python's standard library. Masked attention only attends to what has already been produced (S12)."
 )
 try:
-    gpt = get_gpt(st.session_state.get("device", "cpu"))
+    gpt = get_model("gpt-stdlib", st.session_state.get("device", "cpu"), kind="causal")
 except ModelLoadError as err:
     st.error(f"Cannot load the causal model: {err}. Make its weights with `python -m scripts.train_gpt`.")
     st.stop()

@@ -2,7 +2,6 @@
 
 import hashlib
 import io
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -10,16 +9,7 @@ import pandas as pd
 import streamlit as st
 from PIL import Image
 
-from models.detr.api import (
-    DEFAULT_WEIGHTS,
-    SMALL_CONFIG,
-    CheckpointError,
-    Detector,
-    DetrResult,
-    load_detr,
-    run_detr,
-)
-from models.detr.detr import DetrConfig
+from models.detr.api import DEFAULT_WEIGHTS, Detector, DetrResult, run_detr
 from models.detr.inspect import (
     cell_extent,
     detections,
@@ -29,12 +19,13 @@ from models.detr.inspect import (
     positional_encoding,
     scores_labels,
     share_inside_box,
-    untrained,
     upsample,
 )
 from models.detr.scenes import SHAPE_CLASSES, make_scene
+from models.errors import ModelLoadError
 from models.positional import detr_channel_name
 from ui.images import IMAGE_TYPES, read_image
+from ui.models import get_model, get_uploaded_model
 from ui.uploads import UploadError
 from viz.attention import attention_heatmap
 from viz.detr import (
@@ -63,23 +54,8 @@ RAW, UPSAMPLED = "feature map (raw)", "upsampled (bilinear)"
 UPSAMPLE_FACTOR = 8  # display cells per feature cell, each way, when upsampled
 MAX_STRIP = 12  # detections drawn side by side at most
 WHERE_TO, WHO_FROM = "where it attends", "which positions attend to it"
-
-
-@st.cache_resource(max_entries=3, show_spinner="Loading the model…")
-def get_model(source: str, path: str, device: str) -> Detector:
-    if source == SMALL:
-        return untrained(SMALL_CONFIG, device=device, name=SMALL)
-    if source == R50:
-        return untrained(DetrConfig(class_names=[f"class {i}" for i in range(91)]), device=device, name=R50)
-    return load_detr(path or None, device=device)
-
-
-@st.cache_resource(max_entries=2, show_spinner="Loading the checkpoint…")
-def get_uploaded_model(digest: str, _data: bytes, suffix: str, device: str) -> Detector:
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / f"checkpoint{suffix}"
-        path.write_bytes(_data)
-        return load_detr(path, device=device)
+# the embedded models among the choices -> their names in models.registry
+REGISTRY = {DEFAULT: "detr-shapes", SMALL: "detr-small-untrained", R50: "detr-r50-untrained"}
 
 
 # cache_resource, not cache_data: the result holds every attention (about 160 MB for DETR-R50 at
@@ -106,7 +82,7 @@ def model_picker() -> tuple[Detector, tuple] | None:
                 if not path:
                     st.info("Give the path of a DETR checkpoint file or directory.")
                     return None
-                return get_model(source, path, device), (source, path, device)
+                return get_model(path, device, kind="detr"), (source, path, device)
             if source == UPLOAD:
                 upload = st.file_uploader(
                     "DETR weights (.pth, .pt, .safetensors)", type=["pth", "pt", "safetensors"], key="dp_ckpt"
@@ -116,7 +92,7 @@ def model_picker() -> tuple[Detector, tuple] | None:
                     return None
                 data = upload.getvalue()
                 digest = hashlib.sha256(data).hexdigest()
-                detector = get_uploaded_model(digest, data, Path(upload.name).suffix, device)
+                detector = get_uploaded_model(digest, data, Path(upload.name).suffix, device, kind="detr")
                 return detector, (source, digest, device)
             if source == DEFAULT and not (DEFAULT_WEIGHTS / "model.safetensors").exists():
                 st.warning(
@@ -125,8 +101,8 @@ def model_picker() -> tuple[Detector, tuple] | None:
                     "architecture, or load a checkpoint."
                 )
                 return None
-            return get_model(source, "", device), (source, "", device)
-        except CheckpointError as err:
+            return get_model(REGISTRY[source], device, kind="detr"), (source, "", device)
+        except ModelLoadError as err:
             st.error(f"Cannot load the checkpoint: {err}")
     return None
 

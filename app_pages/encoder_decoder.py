@@ -1,7 +1,6 @@
 """Encoder-decoder: a model we trained turns a written date into an ISO date, one character at a time."""
 
 import random
-from pathlib import Path
 
 import numpy as np
 import streamlit as st
@@ -17,11 +16,12 @@ from models.date_task import (
     read_fields,
     validate,
 )
-from models.seq2seq import Seq2Seq, Seq2SeqConfig, Seq2SeqLoadError, decode_step_by_step, load_seq2seq
+from models.errors import ModelLoadError
+from models.seq2seq import Seq2Seq, Seq2SeqConfig, decode_step_by_step
+from ui.models import get_model
 from viz.attention import attention_heatmap, head_statistic_heatmap
 from viz.seq2seq import head_rows_heatmap, masked_attention_heatmap, next_token_bar
 
-WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "seq2seq-dates"
 EXAMPLE = "Twenty-sixth of November 2026"
 MEAN = "mean over heads"
 
@@ -39,11 +39,6 @@ The softmax of QKᵀ/√d_head then draws out of the memory exactly the content 
 read the cross-attention rows and you see the year digits copied from the year, the month digits found
 on the month name and the day digits on the day, wherever the format put them.
 """
-
-
-@st.cache_resource(max_entries=2, show_spinner="Loading the model…")
-def get_model(device: str) -> tuple[Seq2Seq, Seq2SeqConfig, dict]:
-    return load_seq2seq(WEIGHTS, device=device)
 
 
 def shown(char: str) -> str:
@@ -241,8 +236,8 @@ def main() -> None:
     )
     device = st.session_state.get("device", "cpu")
     try:
-        model, config, meta = get_model(device)
-    except Seq2SeqLoadError as err:
+        model, config, meta = get_model("seq2seq-dates", device, kind="seq2seq")
+    except ModelLoadError as err:
         st.error(f"Cannot load the encoder-decoder: {err}")
         return
     text = input_ui()

@@ -23,7 +23,7 @@ from models.positional import (
     sinusoidal,
 )
 from ui.images import IMAGE_TYPES, upright_size
-from ui.models import get_text_model
+from ui.models import get_model
 from ui.uploads import UploadError
 from viz.attention import attention_heatmap
 from viz.positional import (
@@ -520,7 +520,7 @@ def main() -> None:
     )
     model = None
     try:
-        model = get_text_model(device=st.session_state.get("device", "cpu"))
+        model = get_model("all-MiniLM-L6-v2", st.session_state.get("device", "cpu"), kind="encoder")
     except ModelLoadError as err:
         st.error(f"Cannot load all-MiniLM-L6-v2: {err}")
     tabs = st.tabs(

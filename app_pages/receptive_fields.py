@@ -4,9 +4,10 @@ import numpy as np
 import streamlit as st
 import torch
 
-from models.bert import ModelLoadError, TextModel
-from models.detr.api import CheckpointError, Detector, load_detr
+from models.bert import TextModel
+from models.detr.api import Detector
 from models.detr.scenes import make_scene
+from models.errors import ModelLoadError
 from models.receptive.conv_attention import error_vs_alpha, head_maps
 from models.receptive.defaults import DEFAULT_SENTENCES, DEFAULTS, TABLE_MODELS, TIMING_LENGTHS, scene_image
 from models.receptive.image import (
@@ -31,7 +32,7 @@ from models.receptive.sequence import (
     sequential_steps,
     theoretical_field,
 )
-from ui.models import get_text_model
+from ui.models import get_model
 from viz.norms import norm_axes_figure, norm_stats_figure, residual_figure
 from viz.receptive import (
     construction_error_figure,
@@ -45,11 +46,6 @@ from viz.receptive import (
 
 MAX_SENTENCES = 16
 MAX_SENTENCE_TOKENS = 48
-
-
-@st.cache_resource(max_entries=2, show_spinner="Loading DETR…")
-def get_detr(device: str) -> Detector:
-    return load_detr(device=device)
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
@@ -309,9 +305,9 @@ def image_section(device: str) -> None:
         "exactly zero outside the theoretical field."
     )
     try:
-        detector = get_detr(device)
+        detector = get_model("detr-shapes", device, kind="detr")
         spans, uniform = detr_span(detector, detector.name, device, seed, size)
-    except CheckpointError as err:
+    except ModelLoadError as err:
         spans = uniform = None
         st.info(f"The DETR side needs our trained detector, which could not be loaded: {err}")
     st.plotly_chart(span_figure(depths, distances, spans, uniform), key="rf_span")
@@ -357,7 +353,7 @@ def norms_section(device: str) -> None:
         st.error(f"{len(sentences)} sentences exceed the limit of {MAX_SENTENCES}; remove some lines")
         return
     try:
-        model = get_text_model(device=device)
+        model = get_model("all-MiniLM-L6-v2", device, kind="encoder")
     except ModelLoadError as err:
         st.error(f"MiniLM could not be loaded: {err}")
         return
@@ -409,7 +405,7 @@ def residual_section(device: str) -> None:
         return
     sentences = [s.strip() for s in st.session_state.rf_sentences.splitlines() if s.strip()]
     try:
-        model = get_text_model(device=device)
+        model = get_model("all-MiniLM-L6-v2", device, kind="encoder")
     except ModelLoadError as err:
         st.error(f"MiniLM could not be loaded: {err}")
         return

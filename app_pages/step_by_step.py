@@ -5,9 +5,10 @@ import pandas as pd
 import streamlit as st
 import torch
 
-from models.bert import ModelLoadError, load_bert
-from models.gpt_io import encoding_notices, load_gpt
+from models.errors import ModelLoadError
+from models.gpt_io import encoding_notices
 from models.stepwise import attention_stages, capture_call, record_differences
+from ui.models import get_model
 from viz.attention import attention_heatmap
 from viz.stepwise import (
     MASKED_GREY,
@@ -21,13 +22,9 @@ from viz.stepwise import (
 )
 
 MINILM, GPT = "MiniLM (bidirectional encoder)", "gpt-stdlib (causal decoder)"
+REGISTRY = {MINILM: ("all-MiniLM-L6-v2", "encoder"), GPT: ("gpt-stdlib", "causal")}  # choice -> name, kind
 EXAMPLE = "The cat sat on the mat because it was tired."
 MAX_CHARS = 600
-
-
-@st.cache_resource(max_entries=4, show_spinner="Loading the model…")
-def get_model(name: str, device: str):
-    return load_bert(device=device) if name == MINILM else load_gpt(device=device)
 
 
 def tokenize(model, name: str, text: str) -> tuple[list[int], list[str]]:
@@ -94,7 +91,8 @@ with st.expander("Which claims of the notes this page shows"):
 
 name = st.sidebar.radio("Model", [MINILM, GPT], key="sbs_model")
 try:
-    model = get_model(name, st.session_state.get("device", "cpu"))
+    registry_name, kind = REGISTRY[name]
+    model = get_model(registry_name, st.session_state.get("device", "cpu"), kind=kind)
 except ModelLoadError as err:
     st.error(
         f"Cannot load {name}: {err}. The causal model's weights are made by `python -m scripts.train_gpt`."

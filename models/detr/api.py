@@ -7,10 +7,11 @@
     result.boxes, result.scores, result.label_names  # the detections, best first, no NMS (S17)
     result.decoder_cross[-1, :, q]           # (nh, h, w) where query q looked in the last layer
 
-`load_detr(path=None, device="cpu") -> Detector` raises `CheckpointError` (a ValueError) with a clear
-message for anything it cannot load. `run_detr` pre-processes as the official evaluation (shorter side
-`config.min_size`, longer <= `config.max_size`, ImageNet normalisation), runs one forward pass with
-every attention captured, and returns a `DetrResult` of numpy arrays; its docstring lists the shapes.
+`load_detr(path=None, device="cpu") -> Detector` raises `CheckpointError` (a `ModelLoadError` and a
+ValueError) with a clear message for anything it cannot load. `run_detr` pre-processes as the official
+evaluation (shorter side `config.min_size`, longer <= `config.max_size`, ImageNet normalisation), runs one
+forward pass with every attention captured, and returns a `DetrResult` of numpy arrays; its docstring
+lists the shapes.
 """
 
 from dataclasses import dataclass

@@ -29,16 +29,17 @@ from torch import Tensor
 
 from models.detr.coco import COCO_CLASSES
 from models.detr.detr import DETR, DetrConfig, build_detr
+from models.errors import BUILD_ERRORS, ModelLoadError
 
 
-class CheckpointError(ValueError):
+class CheckpointError(ModelLoadError, ValueError):
     """A file that is not a DETR checkpoint we can load; the message says what did not match."""
 
 
 def read_tensors(path: Path) -> dict:
     """A safetensors file or a `torch.load(weights_only=True)` pickle -> its top-level object."""
     try:
-        if path.suffix == ".safetensors":
+        if path.suffix.lower() == ".safetensors":
             return load_file(str(path))
         # The official training checkpoints also hold `args`, an argparse.Namespace: a plain attribute bag,
         # allowed by name; every other class is still refused.
@@ -50,7 +51,7 @@ def read_tensors(path: Path) -> dict:
             f"plain containers, which could run code when unpickled ({e})"
         ) from e
     except (SafetensorError, RuntimeError, EOFError, OSError, ValueError) as e:
-        kind = "safetensors" if path.suffix == ".safetensors" else "torch"
+        kind = "safetensors" if path.suffix.lower() == ".safetensors" else "torch"
         raise CheckpointError(
             f"{path.name}: could not be read as a checkpoint (truncated, or not a {kind} file): {e}"
         ) from e
@@ -218,6 +219,13 @@ def _hf_config(cfg: dict) -> tuple[int, bool, list[str] | None]:
     return int(cfg.get("encoder_attention_heads", 8)), bool(cfg.get("dilation") or False), names
 
 
+def _build(config: DetrConfig, source: Path) -> DETR:
+    try:
+        return build_detr(config)
+    except BUILD_ERRORS as e:
+        raise CheckpointError(f"{source}: its config does not build a DETR ({e})") from e
+
+
 def load_checkpoint(
     path: str | Path, n_heads: int | None = None, dilation: bool | None = None, device: str = "cpu"
 ) -> tuple[DETR, DetrConfig]:
@@ -234,6 +242,10 @@ def load_checkpoint(
             cfg = json.loads(cfg_file.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise CheckpointError(f"{cfg_file}: not valid JSON ({e})") from e
+        except OSError as e:
+            raise CheckpointError(f"{cfg_file}: cannot be read ({e})") from e
+        if not isinstance(cfg, dict):
+            raise CheckpointError(f"{cfg_file}: holds a {type(cfg).__name__}, not a JSON object")
         weights = next(
             (path / f for f in ("model.safetensors", "pytorch_model.bin") if (path / f).exists()), None
         )
@@ -244,10 +256,15 @@ def load_checkpoint(
                 config = DetrConfig.from_dict(cfg)
             except (TypeError, ValueError) as e:
                 raise CheckpointError(f"{cfg_file}: neither our DETR config nor Hugging Face's: {e}") from e
-            model = build_detr(config)
+            model = _build(config, cfg_file)
             load_state_strict(model, read_tensors(weights), str(weights))
             return model.eval().to(device), config
-        hf_heads, hf_dilation, names = _hf_config(cfg)
+        try:
+            hf_heads, hf_dilation, names = _hf_config(cfg)
+        except (AttributeError, TypeError, ValueError) as e:
+            raise CheckpointError(
+                f"{cfg_file}: a Hugging Face DETR config with malformed fields ({e})"
+            ) from e
         obj = read_tensors(weights)
     else:
         obj = read_tensors(path)
@@ -269,6 +286,6 @@ def load_checkpoint(
     )
     if names is not None and len(names) != config.num_classes:
         config.class_names = (names + ["N/A"] * config.num_classes)[: config.num_classes]
-    model = build_detr(config)
+    model = _build(config, path)
     load_state_strict(model, state, str(path))
     return model.eval().to(device), config
