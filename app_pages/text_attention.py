@@ -111,11 +111,11 @@ def notices(result: TextAttention, model: TextModel) -> None:
 
 
 def open_from_overview() -> None:
-    """on_select of the overview: the clicked thumbnail (x in head units, y in layer units) opens."""
+    """on_select of the overview: the clicked thumbnail's head opens."""
     points = st.session_state.overview.selection.points
-    if points:
-        st.session_state.ta_layer = int(points[0]["y"])
-        st.session_state.ta_head = int(points[0]["x"])
+    if points and "customdata" in points[0]:
+        data = points[0]["customdata"]  # (layer, head); the browser sends it as {"0": l, "1": h}
+        st.session_state.ta_layer, st.session_state.ta_head = int(data["0"]), int(data["1"])
 
 
 @st.fragment
@@ -125,7 +125,9 @@ def head_view(result: TextAttention) -> None:
     layer, head = layer_head_picker(maps.n_layers, maps.n_heads, key="ta")
     matrix = maps.head(layer, head)
     note = " (rows no longer sum to 1)" if head == "max" else ""
-    matrix_view(matrix, result.tokens, result.tokens, "head", f"Layer {layer}, {head_name(head)}{note}")
+    matrix_view(
+        matrix, result.tokens, result.tokens, "head", f"Layer {layer}, {head_name(head)}{note}", zmin=0.0
+    )
     n_tokens, n_maps = len(result.tokens), maps.n_layers * maps.n_heads
     with st.expander("Every layer × head", expanded=n_tokens <= AUTO_SUMMARY_TOKENS):
         wanted = n_tokens <= AUTO_SUMMARY_TOKENS or st.toggle(

@@ -26,6 +26,9 @@ def test_head_overview_is_laid_out_in_layer_and_head_units():
     z = np.asarray(trace.z)
     assert z.shape == (16, 24) and z.dtype == np.uint8
     assert int(trace.x[8 + 3]) == 1 and int(trace.y[8 + 2]) == 1  # cell (10, 11) is layer 1, head 1
+    markers = fig.data[1]
+    assert np.asarray(markers.customdata)[4].tolist() == [1, 1]  # what a click on that thumbnail sends
+    assert (markers.x[4], markers.y[4]) == (1.5, 1.5)
     np.testing.assert_array_equal(z[8:16, 8:16], np.rint(255 * thumbs[1, 1] / thumbs[1, 1].max()))
     with pytest.raises(ValueError):
         head_overview(np.zeros((2, 3, 4)))

@@ -84,7 +84,7 @@ def test_generation_rows_stack_into_a_lower_triangle():
     z = np.asarray(fig.data[0].z, dtype=float)
     assert z.shape == (3, 5)
     assert np.isnan(z[0, 3:]).all() and np.isnan(z[1, 4:]).all() and not np.isnan(z[2]).any()
-    assert list(fig.layout.xaxis.ticktext) == list("abcde")
+    assert list(fig.layout.xaxis.ticktext) == ["0 a", "1 b", "2 c", "3 d", "4 e"]
     with pytest.raises(ValueError, match="should attend over"):
         generation_rows([np.ones(2)], list("abcd"), n_prompt=3)
 

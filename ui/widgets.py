@@ -88,12 +88,12 @@ def matrix_view(
         )  # fmt: skip
         st.plotly_chart(fig, key=f"{key}_map")
         return
-    whole, zoom = st.columns([3, 2])
+    whole, zoom = st.columns(2)
     whole.plotly_chart(
         raster(
             matrix, index_labels(row_tokens), index_labels(col_tokens), title=title,
             row_title=row_title, col_title=col_title,
-            **{k: v for k, v in style.items() if k in ("colorscale", "zmin", "zmax", "zmid")},
+            height=640, **{k: v for k, v in style.items() if k in ("colorscale", "zmin", "zmax", "zmid")},
         ),
         key=f"{key}_raster",
     )  # fmt: skip
@@ -108,7 +108,7 @@ def matrix_view(
                 window, index_labels(row_tokens[q0 : q0 + width], q0),
                 index_labels(col_tokens[k0 : k0 + width], k0),
                 title=f"Zoom: queries {q0}–{q0 + width - 1}, keys {k0}–{k0 + width - 1}",
-                row_title=row_title, col_title=col_title, height=620, **style,
+                row_title=row_title, col_title=col_title, height=560, **style,
             ),
             key=f"{key}_zoom",
         )  # fmt: skip

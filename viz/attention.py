@@ -32,8 +32,8 @@ def attention_heatmap(
 
 def head_overview(thumbnails: np.ndarray, title: str = "") -> go.Figure:
     """thumbnails (L, H, s, s) pooled maps -> one heatmap of every layer x head, laid out in layer and
-    head units (thumbnail (l, h) covers x in [h, h + 1), y in [l, l + 1)), so that a click's point
-    names its head. Values are scaled to 0..255 per thumbnail (one byte a cell is sent)."""
+    head units (thumbnail (l, h) covers x in [h, h + 1), y in [l, l + 1)), and one clickable marker per
+    head whose customdata is (layer, head). Values are scaled to 0..255 per thumbnail (one byte a cell)."""
     thumbnails = np.asarray(thumbnails, dtype=np.float32)
     if thumbnails.ndim != 4:
         raise ValueError(f"expected (layers, heads, s, s) thumbnails, got {thumbnails.shape}")
@@ -41,15 +41,29 @@ def head_overview(thumbnails: np.ndarray, title: str = "") -> go.Figure:
     peak = thumbnails.max(axis=(2, 3), keepdims=True)
     scaled = np.rint(255 * thumbnails / np.where(peak > 0, peak, 1)).astype(np.uint8)
     z = scaled.transpose(0, 2, 1, 3).reshape(n_layers * s_q, n_heads * s_k)  # (L*s, H*s)
+    heads, layers = np.meshgrid(np.arange(n_heads), np.arange(n_layers))
     fig = go.Figure(
-        go.Heatmap(
-            z=z,
-            x=(np.arange(n_heads * s_k) + 0.5) / s_k,
-            y=(np.arange(n_layers * s_q) + 0.5) / s_q,
-            colorscale="Viridis",
-            showscale=False,
-            hovertemplate="click to open this head<extra></extra>",  # the ticks name layers and heads
-        )
+        [
+            go.Heatmap(
+                z=z,
+                x=(np.arange(n_heads * s_k) + 0.5) / s_k,
+                y=(np.arange(n_layers * s_q) + 0.5) / s_q,
+                colorscale="Viridis",
+                showscale=False,
+                hoverinfo="skip",
+            ),
+            # one invisible marker per head: a click anywhere on a thumbnail selects the nearest one,
+            # and its customdata names the head (heatmap cells cannot be selected)
+            go.Scatter(
+                x=heads.ravel() + 0.5,
+                y=layers.ravel() + 0.5,
+                mode="markers",
+                marker={"size": 30, "symbol": "square", "opacity": 0},
+                customdata=np.stack([layers.ravel(), heads.ravel()], axis=-1),
+                hovertemplate="layer %{customdata[0]}, head %{customdata[1]}<br>click to open<extra></extra>",
+                showlegend=False,
+            ),
+        ]
     )
     lines = [
         {"type": "line", "x0": h, "x1": h, "y0": 0, "y1": n_layers, "line": {"color": "white", "width": 2}}
@@ -63,6 +77,7 @@ def head_overview(thumbnails: np.ndarray, title: str = "") -> go.Figure:
         height=80 + 64 * n_layers,
         shapes=lines,
         margin=MARGIN,
+        hoverdistance=-1,  # the nearest head's marker, however far: its thumbnail is under the cursor
         xaxis={"tickvals": np.arange(n_heads) + 0.5, "ticktext": [f"H{h}" for h in range(n_heads)],
                "side": "top", "showgrid": False, "range": [0, n_heads]},
         yaxis={"tickvals": np.arange(n_layers) + 0.5, "ticktext": [f"L{l}" for l in range(n_layers)],

@@ -8,7 +8,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from viz.attention import token_axis
+from viz.heatmap import axis
 from viz.receptive import MARGIN, colour, vector
 
 
@@ -72,7 +72,7 @@ def norm_axes_figure(before, after_layer, after_batch, token_labels, row: int, c
             row=1,
             col=col,
         )
-    fig.update_yaxes(autorange="reversed", **token_axis(token_labels, None), row=1, col=1)
+    fig.update_yaxes(autorange="reversed", **axis(token_labels, None), row=1, col=1)
     fig.update_xaxes(title="channel")
     fig.update_layout(height=max(360, 60 + 12 * n), margin=MARGIN)
     return fig

@@ -7,7 +7,7 @@ left as gaps over a grey background, so a masked entry never looks like a very n
 import numpy as np
 import plotly.graph_objects as go
 
-from viz.attention import token_axis
+from viz.heatmap import axis
 
 MASKED_GREY = "#c8c8c8"  # the plot background, which shows through NaN (masked) cells
 
@@ -69,8 +69,9 @@ def labelled_heatmap(
     fig.update_layout(
         title=title,
         height=height or max(260, min(700, 90 + 14 * rows)),
-        xaxis=token_axis(col_labels, col_title, col_ticks),
-        yaxis=token_axis(row_labels, row_title, row_ticks) | {"autorange": "reversed"},
+        xaxis=axis(col_labels if col_ticks else None, col_title, n=len(col_labels)),
+        yaxis=axis(row_labels if row_ticks else None, row_title, n=len(row_labels))
+        | {"autorange": "reversed"},
         plot_bgcolor=MASKED_GREY,
         margin={"l": 10, "r": 10, "t": 40, "b": 10},
     )
