@@ -1,6 +1,12 @@
-"""Encoder-decoder: a model we trained turns a written date into an ISO date, one character at a time."""
+"""Encoder-decoder: a model we trained turns a written date into an ISO date, one character at a time.
+
+The greedy decoding runs once per input (`ui.results.computed`); its three kinds of attention are read
+through `models.readout` families. Layer, head and step controls live in fragments: a change redraws one
+view and never reruns the model.
+"""
 
 import random
+from dataclasses import dataclass
 
 import numpy as np
 import streamlit as st
@@ -17,13 +23,17 @@ from models.date_task import (
     validate,
 )
 from models.errors import ModelLoadError
+from models.maps import AttentionMaps
+from models.readout import readout
 from models.seq2seq import Seq2Seq, Seq2SeqConfig, decode_step_by_step
 from ui.models import get_model
+from ui.results import computed, digest
+from ui.widgets import device, head_name, layer_head_picker
 from viz.attention import attention_heatmap, head_statistic_heatmap
 from viz.seq2seq import head_rows_heatmap, masked_attention_heatmap, next_token_bar
 
 EXAMPLE = "Twenty-sixth of November 2026"
-MEAN = "mean over heads"
+MAPS_MEMO_BYTES = 2**20  # the maps here are at most 12 x 48 cells: a small memo keeps all of them
 
 EXPLANATION = """
 **Encoder** (S11): every source character attends to every other one (only padding is masked), so
@@ -45,33 +55,52 @@ def shown(char: str) -> str:
     return "␣" if char == " " else char
 
 
-@st.cache_data(max_entries=16, show_spinner="Decoding…")
-def decode(_model: Seq2Seq, device: str, text: str, bos_id: int, eos_id: int) -> dict:
-    """Greedy decoding of `text`, every attention captured, as numpy arrays and axis labels."""
-    src = encode_sources([text], device)  # (1, Ts)
-    run = decode_step_by_step(_model, src, TGT_LEN + 1, bos_id, eos_id)
-    out = run.output
+@dataclass
+class Decoding:
+    """One greedy decoding of one input: what was read and written, and every attention of the final pass."""
 
-    def stack(tensors) -> np.ndarray:
-        return np.stack([x.float().cpu().numpy() for x in tensors])
+    tokens: list[int]  # generated ids, EOS included when produced
+    answer: str
+    src_labels: list[str]  # the source characters, spaces shown as ␣
+    dec_in: list[str]  # what the decoder reads at each step: <bos> + the tokens so far
+    dec_out: list[str]  # what it writes at each step
+    step_probs: np.ndarray  # (steps, V) next-token probabilities at each step
+    maps: dict[str, AttentionMaps]  # "encoder" (Ts, Ts), "decoder_self" (Tt, Tt), "cross" (Tt, Ts)
 
-    dec_in = ["<bos>"] + [TGT_VOCAB.tokens[t] for t in run.tokens[:-1]]  # what the decoder reads at each step
-    dec_out = [TGT_VOCAB.tokens[t] for t in run.tokens]  # what it writes at each step
-    return {
-        "tokens": run.tokens,
-        "answer": TGT_VOCAB.decode(run.tokens, stop_at=EOS),
-        "src_labels": [shown(c) for c in text],
-        "dec_in": dec_in,
-        "dec_out": dec_out,
-        "rows": [f"{i}→{o}" for i, o in zip(dec_in, dec_out, strict=True)],
-        "step_probs": [s.probs.float().cpu().numpy() for s in run.steps],  # (V,) per step
-        "step_cross": [stack(s.cross_rows) for s in run.steps],  # (L, nh, Ts) per step
-        "step_self": [stack(s.self_rows) for s in run.steps],  # (L, nh, t) per step
-        "encoder": stack(r.probs[0] for r in out.encoder_self),  # (L, nh, Ts, Ts)
-        "decoder_self": stack(r.probs[0] for r in out.decoder_self),  # (L, nh, Tt, Tt)
-        "decoder_mask": out.decoder_self[0].mask[0, 0].cpu().numpy(),  # (Tt, Tt) causal; no padding here
-        "cross": stack(r.probs[0] for r in out.cross),  # (L, nh, Tt, Ts)
-    }
+    @property
+    def rows(self) -> list[str]:
+        """Decoder query labels, "read→written"."""
+        return [f"{i}→{o}" for i, o in zip(self.dec_in, self.dec_out, strict=True)]
+
+    @property
+    def nbytes(self) -> int:
+        return self.step_probs.nbytes + sum(m.nbytes for m in self.maps.values())
+
+
+def decoding_of(model: Seq2Seq, config: Seq2SeqConfig, text: str) -> Decoding:
+    """The greedy decoding of `text`, computed once per (model, text) per process and shared by sessions.
+
+    decode_step_by_step runs the decoder on the whole prefix at each step, so the last pass's records hold
+    every step's rows (by causality the earlier rows do not change)."""
+
+    def run() -> Decoding:
+        src = encode_sources([text], next(model.parameters()).device)  # (1, Ts)
+        run = decode_step_by_step(model, src, TGT_LEN + 1, config.bos_id, config.eos_id)
+        out = run.output
+        families = readout(encoder=out.encoder_self, decoder_self=out.decoder_self, cross=out.cross)
+        dec_in = ["<bos>"] + [TGT_VOCAB.tokens[t] for t in run.tokens[:-1]]
+        return Decoding(
+            tokens=run.tokens,
+            answer=TGT_VOCAB.decode(run.tokens, stop_at=EOS),
+            src_labels=[shown(c) for c in text],
+            dec_in=dec_in,
+            dec_out=[TGT_VOCAB.tokens[t] for t in run.tokens],
+            step_probs=np.stack([s.probs.float().cpu().numpy() for s in run.steps]),
+            maps={name: AttentionMaps(f, memo_bytes=MAPS_MEMO_BYTES) for name, f in families.items()},
+        )
+
+    key = digest("seq2seq", id(model), str(next(model.parameters()).device), text)
+    return computed(key, run, spinner="Decoding…")
 
 
 def random_example() -> None:
@@ -92,9 +121,9 @@ def input_ui() -> str | None:
     return check.text
 
 
-def summary(result: dict, text: str, config: Seq2SeqConfig, meta: dict) -> None:
+def summary(result: Decoding, text: str, config: Seq2SeqConfig, meta: dict) -> None:
     """The answer, checked against the rule-based reading of the input, and the model's held-out score."""
-    answer, expected = result["answer"], parse_date(text)
+    answer, expected = result.answer, parse_date(text)
     if expected is None:
         verdict = (
             " · the reference rules find no single valid date in this input, so there is no right answer"
@@ -113,21 +142,27 @@ def summary(result: dict, text: str, config: Seq2SeqConfig, meta: dict) -> None:
         )
 
 
-def step_view(result: dict, layer: int) -> None:
+@st.fragment
+def step_view(result: Decoding) -> None:
     """One decoding step: what the decoder has read, what it writes, and where this step's query looked."""
-    tokens, dec_in = result["tokens"], result["dec_in"]
-    n_steps = len(tokens)
+    n_steps, cross = len(result.tokens), result.maps["cross"]
+    left, right = st.columns([1, 3])
+    layer = left.selectbox(
+        "Decoder layer", range(cross.n_layers), key="s2s_step_layer", persist_state="session",
+        format_func=lambda i: f"layer {i}",
+    )  # fmt: skip
     st.session_state["s2s_step"] = min(st.session_state.get("s2s_step", 1), n_steps)
-    step = st.slider("Step", 1, n_steps, key="s2s_step", persist_state="session") if n_steps > 1 else 1
+    step = right.slider("Step", 1, n_steps, key="s2s_step", persist_state="session") if n_steps > 1 else 1
     t = step - 1
     st.markdown(
-        f"The decoder has read `{' '.join(dec_in[: t + 1])}` and writes **`{result['dec_out'][t]}`** "
-        f"(output so far: `{result['answer'][: t + 1]}`)."
+        f"The decoder has read `{' '.join(result.dec_in[: t + 1])}` and writes **`{result.dec_out[t]}`** "
+        f"(output so far: `{result.answer[: t + 1]}`)."
     )
+    # Step t's new query is row t of the final pass (causality): (nh, Ts) and (nh, t + 1).
     st.plotly_chart(
         head_rows_heatmap(
-            result["step_cross"][t][layer],
-            result["src_labels"],
+            cross.layer(layer)[:, t],
+            result.src_labels,
             title=f"Step {step}, decoder layer {layer}: cross-attention of the new query over the source",
         ),
         key="s2s_step_cross",
@@ -135,24 +170,24 @@ def step_view(result: dict, layer: int) -> None:
     left, right = st.columns(2)
     left.plotly_chart(
         head_rows_heatmap(
-            result["step_self"][t][layer],
-            dec_in[: t + 1],
+            result.maps["decoder_self"].layer(layer)[:, t, : t + 1],
+            result.dec_in[: t + 1],
             title=f"Step {step}: the new row of masked self-attention",
         ),
         key="s2s_step_self",
     )
     right.plotly_chart(
         next_token_bar(
-            result["step_probs"][t], TGT_VOCAB.tokens, tokens[t], title=f"Next token at step {step}"
+            result.step_probs[t], TGT_VOCAB.tokens, result.tokens[t], title=f"Next token at step {step}"
         ),
         key="s2s_next",
     )
 
 
-def alignment_view(result: dict, text: str) -> None:
+def alignment_view(result: Decoding, text: str) -> None:
     """Per layer and head, how much of each output field's attention lands on that field in the source."""
     fields = read_fields(text)
-    if fields is None or len(result["tokens"]) < TGT_LEN:
+    if fields is None or len(result.tokens) < TGT_LEN:
         st.caption("No per-field alignment: the reference rules find no single date here to align with.")
         return
     st.markdown(
@@ -160,71 +195,74 @@ def alignment_view(result: dict, text: str) -> None:
         "the year, month and day characters of the output that lands on the written year, month and day "
         "(S16). 1 means the whole row reads from the right field."
     )
-    shares = field_attention(result["cross"], fields.spans)  # field -> (L, nh)
+    cross = result.maps["cross"]
+    every_head = np.stack([cross.layer(layer) for layer in range(cross.n_layers)])  # (L, nh, Tt, Ts)
+    shares = field_attention(every_head, fields.spans)  # field -> (L, nh)
     for column, (field, values) in zip(st.columns(len(shares)), shares.items(), strict=True):
         span = text[slice(*fields.spans[field])]
         column.plotly_chart(head_statistic_heatmap(values, f"{field} ← '{span}'"), key=f"s2s_align_{field}")
 
 
-def full_view(result: dict, layer: int, text: str, config: Seq2SeqConfig) -> None:
-    """The whole decoding at once: cross-attention, masked self-attention and encoder self-attention."""
-    head = st.selectbox(
-        "Head",
-        [*range(config.n_heads), MEAN],
-        key="s2s_head",
-        format_func=lambda h: f"head {h}" if isinstance(h, int) else h,
+def picked(maps: AttentionMaps, key: str) -> tuple[int, int | str, str]:
+    """A layer and head (or the mean or max over heads) picked for `maps`, and its title."""
+    layer, head = layer_head_picker(maps.n_layers, maps.n_heads, key=key)
+    note = " (rows no longer sum to 1)" if head == "max" else ""
+    return layer, head, f"layer {layer}, {head_name(head)}{note}"
+
+
+@st.fragment
+def cross_view(result: Decoding) -> None:
+    cross = result.maps["cross"]
+    layer, head, title = picked(cross, "s2s_cross")
+    st.caption(
+        "Rows: decoder queries, labelled *read→written*: the guidance (S15). Columns: the encoder "
+        "memory, whose projections are the keys and values: the content (S14)."
     )
-    label = "mean over heads" if head == MEAN else f"head {head}"
+    st.plotly_chart(
+        attention_heatmap(cross.head(layer, head), result.rows, result.src_labels, title=f"Decoder {title}"),
+        key="s2s_cross_map",
+    )
 
-    def pick(probs: np.ndarray) -> np.ndarray:
-        """(nh, Tq, Tk) of one layer -> the chosen head's (Tq, Tk), or the mean over heads."""
-        return probs.mean(0) if head == MEAN else probs[head]
 
-    rows, src_labels = result["rows"], result["src_labels"]
+@st.fragment
+def decoder_self_view(result: Decoding) -> None:
+    maps = result.maps["decoder_self"]
+    layer, head, title = picked(maps, "s2s_self")
+    st.caption("Grey: masked (−∞ before the softmax, exactly 0 after). Row i sees positions ≤ i (S12).")
+    mask = maps.family.head_mask(layer, 0)  # (Tt, Tt) causal, the same for every head
+    st.plotly_chart(
+        masked_attention_heatmap(
+            maps.head(layer, head), mask.cpu().numpy(), result.rows, result.dec_in, title=f"Decoder {title}"
+        ),
+        key="s2s_self_map",
+    )
+
+
+@st.fragment
+def encoder_view(result: Decoding) -> None:
+    maps = result.maps["encoder"]
+    layer, head, title = picked(maps, "s2s_enc")
+    st.caption("Every source character attends to every other one: nothing is masked but padding.")
+    st.plotly_chart(
+        attention_heatmap(
+            maps.head(layer, head), result.src_labels, result.src_labels, title=f"Encoder {title}"
+        ),
+        key="s2s_enc_map",
+    )
+
+
+def full_view(result: Decoding, text: str) -> None:
+    """The whole decoding at once: cross-attention, masked self-attention and encoder self-attention."""
     cross_tab, self_tab, enc_tab = st.tabs(
         ["Cross-attention (target × source)", "Decoder masked self-attention", "Encoder self-attention"]
     )
     with cross_tab:
-        st.caption(
-            "Rows: decoder queries, labelled *read→written*: the guidance (S15). Columns: the encoder "
-            "memory, whose projections are the keys and values: the content (S14)."
-        )
-        st.plotly_chart(
-            attention_heatmap(
-                pick(result["cross"][layer]), rows, src_labels, title=f"Decoder layer {layer}, {label}"
-            ),
-            key="s2s_cross",
-        )
+        cross_view(result)
         alignment_view(result, text)
     with self_tab:
-        st.caption("Grey: masked (−∞ before the softmax, exactly 0 after). Row i sees positions ≤ i (S12).")
-        st.plotly_chart(
-            masked_attention_heatmap(
-                pick(result["decoder_self"][layer]),
-                result["decoder_mask"],
-                rows,
-                result["dec_in"],
-                title=f"Decoder layer {layer}, {label}",
-            ),
-            key="s2s_self",
-        )
+        decoder_self_view(result)
     with enc_tab:
-        enc_layer = st.selectbox(
-            "Encoder layer",
-            range(config.n_encoder_layers),
-            key="s2s_enc_layer",
-            format_func=lambda i: f"layer {i}",
-        )
-        st.caption("Every source character attends to every other one: nothing is masked but padding.")
-        st.plotly_chart(
-            attention_heatmap(
-                pick(result["encoder"][enc_layer]),
-                src_labels,
-                src_labels,
-                title=f"Encoder layer {enc_layer}, {label}",
-            ),
-            key="s2s_enc",
-        )
+        encoder_view(result)
 
 
 def main() -> None:
@@ -234,26 +272,22 @@ def main() -> None:
         "written dates → ISO dates. In the decoder the first attention is masked, the second is ordinary "
         "attention over the encoder output (S10)."
     )
-    device = st.session_state.get("device", "cpu")
     try:
-        model, config, meta = get_model("seq2seq-dates", device, kind="seq2seq")
+        model, config, meta = get_model("seq2seq-dates", device(), kind="seq2seq")
     except ModelLoadError as err:
         st.error(f"Cannot load the encoder-decoder: {err}")
         return
     text = input_ui()
     if text is None:
         return
-    result = decode(model, device, text, config.bos_id, config.eos_id)
+    result = decoding_of(model, config, text)
     summary(result, text, config, meta)
     with st.expander("Content (K, V) and guidance (Q): how to read this page"):
         st.markdown(EXPLANATION)
-    layer = st.selectbox(
-        "Decoder layer", range(config.n_decoder_layers), key="s2s_layer", format_func=lambda i: f"layer {i}"
-    )
     st.subheader("Greedy decoding, step by step")
-    step_view(result, layer)
+    step_view(result)
     st.subheader("Every attention of the whole decoding")
-    full_view(result, layer, text, config)
+    full_view(result, text)
 
 
 main()

@@ -2,6 +2,7 @@
 training, the shipped weights and the page."""
 
 import datetime as dt
+import json
 import random
 from dataclasses import replace
 from pathlib import Path
@@ -35,6 +36,7 @@ from models.seq2seq import (
     save_seq2seq,
 )
 from scripts.train_seq2seq import exact_match, task_config, train
+from viz.heatmap import MASK_GREY
 from viz.seq2seq import head_rows_heatmap, masked_attention_heatmap, next_token_bar
 
 WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "seq2seq-dates"
@@ -301,21 +303,39 @@ def test_masked_heatmap_draws_the_mask():
     probs = np.tril(np.full((3, 3), 0.5))
     mask = np.tril(np.ones((3, 3), dtype=bool))
     fig = masked_attention_heatmap(probs, mask, list("abc"), list("abc"))
-    weights, drawn_mask = fig.data
-    assert np.isnan(np.asarray(weights.z, dtype=float)[0, 1]) and weights.z[1, 0] == 0.5
-    assert drawn_mask.z[0, 1] == 1.0 and np.isnan(drawn_mask.z[1, 0])
+    (weights,) = fig.data  # one trace: masked cells are left out over the core's one mask grey
+    z = np.asarray(weights.z, dtype=float)
+    assert np.isnan(z[0, 1]) and z[1, 0] == 0.5 and not np.isnan(z[np.tril_indices(3)]).any()
+    assert fig.layout.plot_bgcolor == MASK_GREY and weights.hoverongaps is False
     with pytest.raises(ValueError, match="same shape"):
         masked_attention_heatmap(probs, mask[:2], list("abc"), list("abc"))
 
 
 def test_row_and_bar_figures_check_shapes():
-    assert head_rows_heatmap(np.full((4, 5), 0.2), list("abcde")).data[0].z.shape == (4, 5)
+    rows = head_rows_heatmap(np.full((4, 5), 0.2), list("abcde")).data[0]
+    assert np.asarray(rows.z).shape == (4, 5) and rows.texttemplate == "%{z:.2f}"  # rounded on the cells
     with pytest.raises(ValueError):
         head_rows_heatmap(np.zeros(5), list("abcde"))
     fig = next_token_bar(np.array([0.1, 0.9]), ["0", "1"], chosen=1)
     assert list(fig.data[0].marker.color) == ["#1f77b4", "#d62728"]
     with pytest.raises(ValueError):
         next_token_bar(np.array([0.1, 0.9]), ["0"], chosen=0)
+
+
+@pytest.fixture
+def forward_calls(monkeypatch):
+    """One entry per encoder pass: every greedy decoding encodes its source once."""
+    import models.seq2seq
+
+    calls = []
+    original = models.seq2seq.Seq2Seq.encode
+
+    def counting(self, *args, **kwargs):
+        calls.append(1)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(models.seq2seq.Seq2Seq, "encode", counting)
+    return calls
 
 
 def run_page(text: str | None = None):
@@ -329,6 +349,11 @@ def run_page(text: str | None = None):
     return at
 
 
+def figure(at, key: str) -> dict:
+    chart = next(c for c in at.get("plotly_chart") if c.proto.id.endswith(key) or key in c.proto.id)
+    return json.loads(chart.proto.spec)
+
+
 def test_page_decodes_the_default_example():
     at = run_page()
     assert not at.error
@@ -337,15 +362,26 @@ def test_page_decodes_the_default_example():
     assert len(at.get("plotly_chart")) == 9
 
 
-def test_page_widgets_change_the_view():
+def test_page_widgets_change_the_view_without_decoding_again(forward_calls):
     at = run_page("the 3rd of sept 1999")
     assert any("`1999-09-03`" in m.value for m in at.markdown)
+    assert len(forward_calls) == 1  # this input's decoding, once
     at.slider(key="s2s_step").set_value(7).run()
     assert any("writes **`9`** (output so far: `1999-09`)" in m.value for m in at.markdown)
-    at.selectbox(key="s2s_head").set_value("mean over heads").run()
-    at.selectbox(key="s2s_layer").set_value(1).run()
+    read = figure(at, "s2s_step_self")["data"][0]["x"]  # step 7's row: <bos> 1 9 9 9 - 0
+    assert len(read) == 7 and read[5:] == ["5 -", "6 0"]
+    at.selectbox(key="s2s_step_layer").set_value(1).run()
+    assert "decoder layer 1" in figure(at, "s2s_step_cross")["layout"]["title"]["text"]
+    at.selectbox(key="s2s_cross_head").set_value("mean").run()
+    at.selectbox(key="s2s_cross_layer").set_value(1).run()
+    assert figure(at, "s2s_cross_map")["layout"]["title"]["text"] == "Decoder layer 1, mean over heads"
+    at.selectbox(key="s2s_self_head").set_value(3).run()
+    masked = figure(at, "s2s_self_map")
+    assert masked["layout"]["title"]["text"] == "Decoder layer 0, head 3"
     at.selectbox(key="s2s_enc_layer").set_value(1).run()
+    assert figure(at, "s2s_enc_map")["layout"]["title"]["text"] == "Encoder layer 1, head 0"
     assert not at.exception and len(at.get("plotly_chart")) == 9
+    assert len(forward_calls) == 1  # no control reruns the model
 
 
 def test_page_without_a_readable_date_skips_the_alignment():

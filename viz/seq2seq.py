@@ -1,50 +1,40 @@
 """Figures for the encoder-decoder: masked self-attention with its mask drawn, per-step rows, next-token bars.
 
-Numpy arrays and labels in, Plotly figures out; heatmaps are `viz.attention.attention_heatmap`.
+Numpy arrays and labels in, Plotly figures out; every matrix is drawn by the heatmap core (`viz.heatmap`).
 """
 
 import numpy as np
 import plotly.graph_objects as go
 
 from viz.attention import attention_heatmap
-
-MASK_GREY = "#b0b0b0"
+from viz.heatmap import MARGIN, heatmap, index_labels
 
 
 def masked_attention_heatmap(probs: np.ndarray, mask: np.ndarray, query_labels: list[str],
                              key_labels: list[str], title: str = "") -> go.Figure:  # fmt: skip
     """probs (Tq, Tk) after softmax, mask (Tq, Tk) bool True = may attend.
 
-    Allowed entries are coloured by weight; masked ones are drawn as grey cells (the -inf before the
-    softmax, exactly 0 after), as a second trace, so that the mask itself is visible.
+    Allowed entries are coloured by weight; masked ones (the -inf before the softmax, exactly 0 after) are
+    drawn as the core draws every mask: cells of the one mask grey, without hover.
     """
-    probs = np.asarray(probs, dtype=np.float64)
+    probs = np.asarray(probs, dtype=np.float32)
     mask = np.asarray(mask, dtype=bool)
     if probs.shape != mask.shape:
         raise ValueError(f"probs {probs.shape} and mask {mask.shape} must have the same shape")
-    fig = attention_heatmap(np.where(mask, probs, np.nan), query_labels, key_labels, title=title)
-    fig.add_trace(
-        go.Heatmap(
-            z=np.where(mask, np.nan, 1.0),
-            colorscale=[[0, MASK_GREY], [1, MASK_GREY]],
-            showscale=False,
-            hoverongaps=False,
-            hovertemplate="masked: -inf before the softmax, weight 0 after<extra></extra>",
-        )
-    )
-    return fig
+    return attention_heatmap(probs, query_labels, key_labels, title=title, mask=mask)
 
 
 def head_rows_heatmap(rows: np.ndarray, key_labels: list[str], title: str = "") -> go.Figure:
-    """rows (nh, Tk): one query's attention in every head (a row per head), e.g. one decoding step."""
+    """rows (nh, Tk): one query's attention in every head (a row per head), e.g. one decoding step, each
+    weight printed on its cell (2 decimals)."""
     rows = np.asarray(rows)
     if rows.ndim != 2:
         raise ValueError(f"expected (heads, keys), got shape {rows.shape}")
-    fig = attention_heatmap(
-        rows, [f"head {h}" for h in range(rows.shape[0])], key_labels, title=title, zmax=1.0
-    )
-    fig.update_layout(height=140 + 28 * rows.shape[0], yaxis_title="head")
-    return fig
+    return heatmap(
+        rows, [f"head {h}" for h in range(rows.shape[0])], index_labels(key_labels), title=title,
+        row_title="head", col_title="key (attended to)", zmin=0.0, zmax=1.0, value_name="weight",
+        decimals=2, height=140 + 28 * rows.shape[0],
+    )  # fmt: skip
 
 
 def next_token_bar(probs: np.ndarray, labels: list[str], chosen: int, title: str = "") -> go.Figure:
@@ -70,6 +60,6 @@ def next_token_bar(probs: np.ndarray, labels: list[str], chosen: int, title: str
         height=260,
         xaxis={"tickmode": "array", "tickvals": list(range(len(labels))), "ticktext": labels},
         yaxis={"title": "probability", "range": [0, 1]},
-        margin={"l": 10, "r": 10, "t": 40, "b": 10},
+        margin=MARGIN,
     )
     return fig
