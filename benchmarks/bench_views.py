@@ -1,0 +1,232 @@
+"""What one click costs: server time and bytes sent to the browser, per interaction, in a real browser.
+
+    .venv/bin/python -m benchmarks.bench_views            # text page at 512 and 4,096 tokens
+    .venv/bin/python -m benchmarks.bench_views --pages    # and one interaction on each other page
+
+The app runs on 127.0.0.1 and Debian's chromium drives it. Every message on the app's websocket is read:
+an interaction starts when the browser sends its rerun request and ends when the server's
+`script_finished` arrives (the server's time, plus a loopback hop); its bytes are every frame the server
+sent in between. The baseline is our fast forward (fused attention, nothing kept) of the same input,
+timed in this process while the server is idle, so the ratio survives a slower machine. Peak memory is
+the server's VmHWM from /proc.
+
+Targets (issue 11): a head or layer switch <= 100 ms at 512 tokens and <= 300 ms at 4,096; the first view
+of a new input <= 1.2 x fast forward + 100 ms; <= 0.5 MB a click at 512 tokens, <= 2 MB at 4,096; the
+server's peak memory at 4,096 tokens <= 2 GB for one session. 4,096 tokens use a random BERT with 4,096
+positions (MiniLM's shape) written by scripts.make_long_bert.
+"""
+
+import argparse
+import re
+import statistics
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import torch
+from streamlit.proto.BackMsg_pb2 import BackMsg
+from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+
+from benchmarks.timing import machine, median_times
+from models.bert import load_bert
+from scripts.make_long_bert import make_long_bert
+from tests.app_server import running_app
+from tests.conftest import CHROMIUM, CHROMIUM_FLAGS
+
+TEXT_512 = "The animal didn't cross the street because it was too tired, so it rested. " * 30
+
+
+class Wire:
+    """Every websocket frame of the page, with when it passed and what it was."""
+
+    def __init__(self, page):
+        self.events = []  # (time, "sent" | "received", bytes, message type)
+        self.lock = threading.Lock()
+        self.finished = threading.Event()
+        page.on("websocket", self._attach)
+
+    def _attach(self, ws):
+        ws.on("framesent", lambda payload: self._record("sent", payload))
+        ws.on("framereceived", lambda payload: self._record("received", payload))
+
+    def _record(self, direction: str, payload) -> None:
+        data = payload if isinstance(payload, bytes) else payload.encode()
+        msg = BackMsg() if direction == "sent" else ForwardMsg()
+        try:
+            msg.ParseFromString(data)
+            kind = msg.WhichOneof("type")
+        except Exception:  # not a protobuf frame
+            kind = None
+        with self.lock:
+            self.events.append((time.perf_counter(), direction, len(data), kind))
+
+    def mark(self) -> int:
+        with self.lock:
+            return len(self.events)
+
+    def interaction(self, start: int, page, timeout: float = 300) -> tuple[float, int]:
+        """(seconds from the first rerun request after `start` to the script_finished that follows it,
+        bytes received in between). Waits for them."""
+        deadline = time.perf_counter() + timeout
+        while time.perf_counter() < deadline:
+            page.wait_for_timeout(50)
+            with self.lock:
+                events = self.events[start:]
+            sent = [i for i, e in enumerate(events) if e[1] == "sent" and e[3] == "rerun_script"]
+            if not sent:
+                continue
+            after = events[sent[0] :]
+            done = [i for i, e in enumerate(after) if e[1] == "received" and e[3] == "script_finished"]
+            if done:
+                window = after[: done[0] + 1]
+                received = sum(e[2] for e in window if e[1] == "received")
+                return window[-1][0] - window[0][0], received
+        raise TimeoutError("no script_finished after the interaction")
+
+
+def settle(page) -> None:
+    page.wait_for_timeout(400)
+    page.get_by_test_id("stStatusWidget").wait_for(state="hidden")
+
+
+def pick(page, label: str, option) -> None:
+    """Choose `option` in the select box labelled `label` (opened again if a rerun closed it)."""
+    for _ in range(5):
+        page.get_by_test_id("stSelectbox").filter(has_text=label).first.click()
+        choice = page.get_by_role("option", name=option, exact=True)
+        try:
+            choice.wait_for(timeout=5000)
+        except Exception:  # the list closed under a rerun: open it again
+            page.keyboard.press("Escape")
+            continue
+        choice.click()
+        return
+    raise TimeoutError(f"no option {option!r} in {label!r}")
+
+
+def measure(page, wire: Wire, action, repeats: int = 1) -> tuple[float, int]:
+    """Median (seconds, bytes) of `repeats` runs of action(i)."""
+    results = []
+    for i in range(repeats):
+        settle(page)
+        start = wire.mark()
+        action(i)
+        results.append(wire.interaction(start, page))
+    return statistics.median(r[0] for r in results), int(statistics.median(r[1] for r in results))
+
+
+def peak_rss(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def enter_text(page, text: str) -> None:
+    area = page.get_by_label("Text (any language)")
+    area.fill(text)
+    area.press("Control+Enter")
+
+
+def text_page(page, wire: Wire, label: str, text: str, n_tokens: int, baseline: float, rows: list) -> None:
+    """New input, head switches, a layer switch and a zoom move on the text page."""
+    t, b = measure(page, wire, lambda i: enter_text(page, text))
+    page.get_by_text(f"{n_tokens} wordpieces").wait_for()
+    budget = 1.2 * baseline + 0.1
+    rows.append(
+        (
+            label,
+            "new input (first view)",
+            t,
+            b,
+            f"target 1.2 x fast forward + 100 ms = {budget * 1000:.0f} ms",
+        )
+    )
+    heads = [3, 7, 1, 10, 5]
+    t, b = measure(page, wire, lambda i: pick(page, "Head", f"head {heads[i]}"), repeats=len(heads))
+    rows.append((label, "head switch", t, b, ""))
+    layer = [re.compile(rf"^(layer )?{i}$") for i in (1, 2, 3)]  # "layer 1"; "1" on the page before
+    t, b = measure(page, wire, lambda i: pick(page, "Layer", layer[i]), repeats=3)
+    rows.append((label, "layer switch", t, b, ""))
+    if n_tokens * n_tokens > 256 * 256 and page.get_by_label("First query").count():
+
+        def zoom(i):
+            field = page.get_by_label("First query")
+            field.fill(str(64 * (i + 1)))
+            field.press("Enter")
+
+        t, b = measure(page, wire, zoom, repeats=3)
+        rows.append((label, "zoom window move", t, b, ""))
+
+
+def open_page(browser, url: str):
+    page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+    page.set_default_timeout(300_000)
+    wire = Wire(page)
+    page.goto(url)
+    page.get_by_text(re.compile("Layer 0, head 0")).first.wait_for()
+    settle(page)
+    return page, wire
+
+
+def fast_forward_seconds(model, ids: list[int]) -> float:
+    return median_times({"fast": lambda: model.run(ids, capture=False)}, repeats=5, warmup=1)["fast"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--long", type=int, default=4096, help="tokens of the long input")
+    parser.add_argument(
+        "--before", metavar="CHECKOUT", help="also measure the text page at 512 tokens on another checkout"
+    )
+    args = parser.parse_args()
+    from playwright.sync_api import sync_playwright
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        long_dir = make_long_bert(Path(tmp) / "long-bert", positions=args.long)
+        minilm, long_model = load_bert(), load_bert(long_dir)
+        ids_512 = minilm.encode(TEXT_512).ids
+        long_text = " ".join(f"w{i % 89} and" for i in range(args.long))
+        ids_long = long_model.encode(long_text).ids
+        assert len(ids_long) == args.long, f"{len(ids_long)} tokens"
+        with torch.no_grad():
+            base_512 = fast_forward_seconds(minilm, ids_512)
+            base_long = fast_forward_seconds(long_model, ids_long)
+        del long_model
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+            if args.before:
+                with running_app(Path(tmp) / "before.log", root=Path(args.before)) as (url, _):
+                    page, wire = open_page(browser, url)
+                    label = f"before: MiniLM, {len(ids_512)} tokens"
+                    text_page(page, wire, label, TEXT_512, len(ids_512), base_512, rows)
+            with running_app(Path(tmp) / "server.log") as (url, server):
+                page, wire = open_page(browser, url)
+                rss_start = peak_rss(server.pid)
+                label = f"MiniLM, {len(ids_512)} tokens"
+                text_page(page, wire, label, TEXT_512, len(ids_512), base_512, rows)
+                page.get_by_test_id("stSidebar").get_by_text("Local BERT directory").click()
+                field = page.get_by_label("Directory with config.json, model.safetensors and tokenizer.json")
+                field.fill(str(long_dir))
+                field.press("Enter")
+                settle(page)
+                label = f"random BERT, {args.long} tokens"
+                text_page(page, wire, label, long_text, args.long, base_long, rows)
+                rss_peak = peak_rss(server.pid)
+            browser.close()
+    print(f"machine: {machine()}")
+    print(
+        f"fast forward: {base_512 * 1000:.0f} ms at {len(ids_512)} tokens, {base_long * 1000:.0f} ms at",
+        args.long,
+    )
+    print(f"{'input':<28} {'interaction':<24} {'server ms':>10} {'sent KB':>9}  note")
+    for label, what, seconds, sent, note in rows:
+        print(f"{label:<28} {what:<24} {seconds * 1000:>10.0f} {sent / 1024:>9.0f}  {note}")
+    print(f"server peak memory: {rss_start / 2**20:.0f} MiB after the default page,", end=" ")
+    print(f"{rss_peak / 2**20:.0f} MiB after {args.long} tokens")
+
+
+if __name__ == "__main__":
+    main()
