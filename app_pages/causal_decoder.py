@@ -1,10 +1,14 @@
-"""Causal decoder: our character-level GPT's heads, its causal mask, generation, and encoder vs decoder."""
+"""Causal decoder: our character-level GPT's heads, its causal mask, generation, and encoder vs decoder.
+
+Each text runs through a model once (`capture=LAZY`, kept per process); a head's map is computed when it is
+shown. The head measurements run once per model. Layer and head pickers rerun only their fragment.
+"""
 
 import numpy as np
-import plotly.graph_objects as go
 import streamlit as st
 import torch
 
+from models.attention import LAZY
 from models.errors import ModelLoadError
 from models.gpt import generate
 from models.gpt_io import TextGPT, encoding_notices
@@ -15,36 +19,53 @@ from models.head_scores import (
     period_targets,
     repeated_random_tokens,
 )
+from models.maps import AttentionMaps
+from models.readout import readout
 from ui.models import get_model
+from ui.results import computed, digest
+from ui.widgets import clamped_int, device, head_name, layer_head_picker
 from viz.attention import attention_heatmap, head_statistic_heatmap
-from viz.causal import generation_rows, overlay_causal_mask
-from viz.stepwise import MASKED_GREY, char_labels
+from viz.causal import generation_rows, mark_targets, overlay_causal_mask
+from viz.stepwise import char_labels
 
 PERIOD = 64  # the repeated random block of the head measurements (as in scripts/train_gpt.py)
 MAX_NEW = 200  # generation re-runs the model once per token, so it is bounded
 EXAMPLE = "Quick zebras jump. "  # few repeated characters, so each has one clear induction target
 
 
+def model_key(model) -> tuple:
+    return model.name, str(model.device), id(model.model)
+
+
 @st.cache_data(max_entries=4, show_spinner="Measuring every head on repeated random characters…")
 def head_scores(_gpt: TextGPT, model_key: tuple) -> dict[str, np.ndarray]:
+    """{"previous_token": (L, H), "induction": (L, H)}: small, measured once per model."""
     ids = repeated_random_tokens(16, PERIOD, 1, _gpt.config.vocab_size, seed=0).to(_gpt.device)
     return {name: values.numpy() for name, values in measure_heads(_gpt.model, ids, PERIOD).items()}
 
 
-@st.cache_data(max_entries=16, show_spinner="Running the model…")
-def attention(_model, model_key: tuple, ids: tuple[int, ...]) -> dict[str, np.ndarray]:
-    """(L, H, T, T) softmax weights and masked scaled scores (−inf where masked) of a GPT or BERT."""
-    records = _model.run(list(ids), capture=True).attentions
-    return {
-        "probs": np.stack([r.probs[0].float().cpu().numpy() for r in records]),
-        "masked": np.stack([r.masked[0].expand_as(r.probs[0]).float().cpu().numpy() for r in records]),
-    }
+def attention_of(model, ids: list[int]) -> AttentionMaps:
+    """Every head of a GPT (decoder_self) or a BERT (encoder) on `ids`, from one forward per input."""
+    family = "decoder_self" if isinstance(model, TextGPT) else "encoder"
+
+    def run() -> AttentionMaps:
+        records = model.run(list(ids), capture=LAZY).attentions
+        return AttentionMaps(readout(**{family: records})[family])
+
+    return computed(
+        digest("causal_decoder", family, *model_key(model), ids), run, spinner="Running the model…"
+    )
 
 
-@st.cache_data(max_entries=8, show_spinner="Generating one character at a time…")
-def run_generation(_gpt: TextGPT, model_key: tuple, ids: tuple[int, ...], n_new: int, temperature: float):
-    result = generate(_gpt.model, list(ids), n_new, temperature=temperature, seed=0)
-    return result.ids, [row.numpy() for row in result.rows]
+def generation_of(gpt: TextGPT, ids: list[int], n_new: int, temperature: float):
+    """(every id, one (L, H, t) array per step: the new token's attention row), once per setting."""
+
+    def run():
+        result = generate(gpt.model, list(ids), n_new, temperature=temperature, seed=0)
+        return result.ids, [row.numpy() for row in result.rows]
+
+    key = digest("generation", *model_key(gpt), ids, n_new, temperature)
+    return computed(key, run, spinner="Generating one character at a time…")
 
 
 def encode(gpt: TextGPT, text: str, quiet: bool = False) -> tuple[list[int], list[str]]:
@@ -55,21 +76,34 @@ def encode(gpt: TextGPT, text: str, quiet: bool = False) -> tuple[list[int], lis
     return enc.ids, char_labels(enc.tokens)
 
 
-def head_picker(n_layers: int, n_heads: int, prefix: str, default: tuple[int, int]) -> tuple[int, int]:
-    st.session_state.setdefault(f"{prefix}_layer", default[0])
-    st.session_state.setdefault(f"{prefix}_head", default[1])
-    left, right = st.columns(2)
-    layer = left.selectbox("Layer", range(n_layers), key=f"{prefix}_layer", persist_state="session")
-    head = right.selectbox("Head", range(n_heads), key=f"{prefix}_head", persist_state="session")
-    return layer, head
-
-
 def future_share(probs: np.ndarray) -> float:
     """Mean over queries of the weight on keys after the query (the upper triangle)."""
     return float(np.triu(probs, k=1).sum(-1).mean())
 
 
-def heads_section(gpt: TextGPT, gpt_key: tuple) -> tuple[int, int]:
+def short_head(head) -> str:
+    return f"H{head}" if isinstance(head, (int, np.integer)) else head_name(head)
+
+
+def intro() -> None:
+    st.title("Causal decoder")
+    st.caption(
+        "A small character-level GPT that we train ourselves (`python -m scripts.train_gpt`) on the "
+        "docstrings of Python's standard library. Masked attention only attends to what has already been "
+        "produced (S12)."
+    )
+
+
+def model_summary(gpt: TextGPT) -> None:
+    bpc = (gpt.training or {}).get("val_bits_per_char")
+    st.markdown(
+        f"**{gpt.name}**: {gpt.config.n_layer} layers × {gpt.config.n_head} heads, d = {gpt.config.n_embd}, "
+        f"context {gpt.config.block_size} characters"
+        + (f"; validation {bpc:.2f} bits per character." if bpc is not None else ".")
+    )
+
+
+def heads_section(gpt: TextGPT) -> tuple[int, int]:
     """Per-head scores; returns the best induction head (layer, head)."""
     st.header("1 · Heads that copy: previous-token and induction scores")
     with st.expander("How the scores are measured"):
@@ -80,7 +114,7 @@ def heads_section(gpt: TextGPT, gpt_key: tuple) -> tuple[int, int]:
             "the head has found “last time this came, what came next?”, which predicts the rest of the "
             "copy. Both lie in [0, 1]. Each head is a separate attention with its own pattern (S11)."
         )
-    scores = head_scores(gpt, gpt_key)
+    scores = head_scores(gpt, model_key(gpt))
     shape = scores["induction"].shape
     best = tuple(int(i) for i in np.unravel_index(scores["induction"].argmax(), shape))
     best_prev = tuple(int(i) for i in np.unravel_index(scores["previous_token"].argmax(), shape))
@@ -97,7 +131,16 @@ def heads_section(gpt: TextGPT, gpt_key: tuple) -> tuple[int, int]:
     return best
 
 
-def own_text_section(gpt: TextGPT, gpt_key: tuple, text: str, repeat: bool, layer: int, head: int) -> None:
+def text_choice() -> tuple[str, bool]:
+    st.session_state.setdefault("cd_text", EXAMPLE)
+    st.text_input(
+        "Your text (for sections 2, 3 and 5)", key="cd_text", persist_state="session", max_chars=1000
+    )
+    repeat = st.checkbox("Repeat it twice in sections 2 and 3", value=True, key="cd_repeat")
+    return st.session_state.cd_text, repeat
+
+
+def own_text_section(gpt: TextGPT, text: str, repeat: bool, layer: int, head: int) -> None:
     """The chosen head on the user's text, induction targets circled, then the mask before/after softmax.
 
     Repeated, the target of a character of the second copy is the character after it in the first copy;
@@ -105,46 +148,46 @@ def own_text_section(gpt: TextGPT, gpt_key: tuple, text: str, repeat: bool, laye
     """
     st.header("2 · On your own repeated text")
     ids, labels = encode(gpt, text * 2 if repeat else text)
-    att = attention(gpt, gpt_key, tuple(ids))
-    probs, masked = att["probs"][layer, head], att["masked"][layer, head]
+    maps = attention_of(gpt, ids)
+    probs = maps.head(layer, head)
     targets = period_targets(len(ids), len(text)) if repeat else induction_targets(ids)
-    marked = [(i, j) for i, j in enumerate(targets) if j is not None]
+    n_marked = sum(j is not None for j in targets)
     fig = overlay_causal_mask(
         attention_heatmap(probs, labels, labels, title=f"Layer {layer}, head {head}"), len(ids)
     )
-    if marked:
-        fig.add_trace(
-            go.Scatter(
-                x=[j for _, j in marked],
-                y=[i for i, _ in marked],
-                mode="markers",
-                marker={"symbol": "circle-open", "color": "#ff4fa3", "size": 7},
-                name="induction target: what followed last time",
-                hoverinfo="skip",
-            )
-        )
-    st.plotly_chart(fig, key="own_text")
-    if marked:
-        share = float(induction_share(torch.from_numpy(probs), targets))
+    st.plotly_chart(
+        mark_targets(fig, targets, labels, "induction target: what followed last time"), key="own_text"
+    )
+    if n_marked:
+        share = float(induction_share(torch.tensor(probs), targets))
         st.markdown(
             f"{len(ids)} characters. Weight this head puts on the induction target (circles), averaged over "
-            f"the {len(marked)} characters that have one: **{share:.2f}**."
+            f"the {n_marked} characters that have one: **{share:.2f}**."
         )
     else:
         st.markdown("Nothing repeats in this text, so there are no induction targets to mark.")
+    mask_section(maps, labels, layer, head)
 
+
+def mask_section(maps: AttentionMaps, labels: list[str], layer: int, head: int) -> None:
+    """The scaled scores with −∞ above the diagonal (drawn masked), and the softmax: exactly 0 there."""
     st.header("3 · The causal mask, before and after the softmax (S12, S13)")
+    with torch.no_grad():
+        masked = maps.family.scores(layer, head).float().cpu().numpy()  # (T, T), −∞ where masked
+        allowed = maps.family.head_mask(layer, head)  # (T, T) bool, the causal mask
+    allowed = None if allowed is None else allowed.cpu().numpy()
+    probs = maps.head(layer, head)
     upper = np.triu(np.ones_like(probs, dtype=bool), k=1)
     before, after = st.columns(2)
-    fig_before = attention_heatmap(
-        np.where(np.isneginf(masked), np.nan, masked), labels, labels,
-        title="scaled scores, −∞ (grey) above the diagonal", zmin=None, colorscale="RdBu_r",
-        value_name="QKᵀ/√d_head",
+    before.plotly_chart(
+        attention_heatmap(
+            masked, labels, labels, title="scaled scores, −∞ (grey) above the diagonal", zmin=None,
+            colorscale="RdBu_r", value_name="QKᵀ/√d_head", mask=allowed,
+        ),
+        key="mask_before",
     )  # fmt: skip
-    fig_before.update_layout(plot_bgcolor=MASKED_GREY)
-    before.plotly_chart(fig_before, key="mask_before")
     fig_after = attention_heatmap(probs, labels, labels, title="softmax: exactly 0 above the diagonal")
-    after.plotly_chart(overlay_causal_mask(fig_after, len(ids)), key="mask_after")
+    after.plotly_chart(overlay_causal_mask(fig_after, len(labels)), key="mask_after")
     n_upper = int(upper.sum())
     st.markdown(
         f"Above the diagonal ({n_upper} entries): before the softmax all −∞: "
@@ -155,12 +198,12 @@ def own_text_section(gpt: TextGPT, gpt_key: tuple, text: str, repeat: bool, laye
     )
 
 
-def generation_section(gpt: TextGPT, gpt_key: tuple, layer: int, head: int) -> None:
+def generation_section(gpt: TextGPT, layer: int, head: int) -> None:
     st.header("4 · Generation, one character at a time (S12)")
     st.session_state.setdefault("cd_prompt", "Return the ")
     st.text_input("Prompt", key="cd_prompt", persist_state="session", max_chars=1000)
     controls = st.columns(2)
-    requested = int(controls[0].number_input("Characters to generate", 1, 100_000, 60, key="cd_new"))
+    requested = clamped_int("Characters to generate", "cd_new", 1, 100_000, 60, controls[0])
     temperature = controls[1].slider(
         "Temperature (0 = greedy)", 0.0, 1.5, 0.8, 0.1, key="cd_temperature",
         help="Sampling with a fixed seed, so the same settings give the same text. Greedy decoding of a "
@@ -181,7 +224,7 @@ def generation_section(gpt: TextGPT, gpt_key: tuple, layer: int, head: int) -> N
             f"Generating {n_new} characters, not {requested}: at most {MAX_NEW} per run, and the prompt "
             f"({len(prompt_ids)}) plus the new characters must fit the context of {context}."
         )
-    all_ids, rows = run_generation(gpt, gpt_key, tuple(prompt_ids), n_new, float(temperature))
+    all_ids, rows = generation_of(gpt, prompt_ids, n_new, float(temperature))
     st.code(gpt.tokenizer.decode(all_ids), language=None)
     labels = char_labels([gpt.tokenizer.vocab[i] for i in all_ids])
     title = f"Layer {layer}, head {head}: each step's new row"
@@ -193,7 +236,47 @@ def generation_section(gpt: TextGPT, gpt_key: tuple, layer: int, head: int) -> N
     )
 
 
-def encoder_vs_decoder_section(gpt: TextGPT, gpt_key: tuple, text: str, best: tuple[int, int]) -> None:
+@st.fragment
+def chosen_head_view(gpt: TextGPT, text: str, repeat: bool, best: tuple[int, int]) -> None:
+    """Sections 2–4 for one head: a layer, head or prompt change reruns this fragment only."""
+    layer, head = layer_head_picker(
+        gpt.config.n_layer, gpt.config.n_head, key="cd", reductions=False, default=best
+    )
+    if text.strip():
+        own_text_section(gpt, text, repeat, layer, head)
+    else:
+        st.info("Type some text to see the chosen head and the causal mask on it.")
+    generation_section(gpt, layer, head)
+
+
+@st.fragment
+def encoder_side(text: str) -> None:
+    try:
+        bert = get_model("all-MiniLM-L6-v2", device(), kind="encoder")
+    except ModelLoadError as err:
+        st.error(f"Cannot load MiniLM for the comparison: {err}")
+        return
+    enc = bert.encode(text)
+    maps = attention_of(bert, enc.ids)
+    layer, head = layer_head_picker(maps.n_layers, maps.n_heads, key="cd_enc")
+    probs = maps.head(layer, head)
+    fig = attention_heatmap(probs, enc.tokens, enc.tokens, title=f"MiniLM L{layer} {short_head(head)}")
+    st.plotly_chart(overlay_causal_mask(fig, len(enc.ids), "what a causal mask would hide"), key="vs_encoder")
+    st.metric("Weight on later tokens (mean per query)", f"{future_share(probs):.3f}")
+
+
+@st.fragment
+def decoder_side(gpt: TextGPT, text: str, best: tuple[int, int]) -> None:
+    ids, labels = encode(gpt, text, quiet=True)
+    maps = attention_of(gpt, ids)
+    layer, head = layer_head_picker(maps.n_layers, maps.n_heads, key="cd_dec", default=best)
+    probs = maps.head(layer, head)
+    fig = attention_heatmap(probs, labels, labels, title=f"{gpt.name} L{layer} {short_head(head)}")
+    st.plotly_chart(overlay_causal_mask(fig, len(ids)), key="vs_decoder")
+    st.metric("Weight on later tokens (mean per query)", f"{future_share(probs):.3f}")
+
+
+def encoder_vs_decoder_section(gpt: TextGPT, text: str, best: tuple[int, int]) -> None:
     st.header("5 · Encoder vs decoder (S10, S12, S13)")
     st.markdown(
         "The same text through MiniLM, a bidirectional encoder (wordpieces; every token sees every other), "
@@ -201,59 +284,27 @@ def encoder_vs_decoder_section(gpt: TextGPT, gpt_key: tuple, text: str, best: tu
         "a causal mask removes. In an encoder–decoder model the decoder's first attention is this masked one "
         "and its second is ordinary cross-attention to the encoder (S10; see the encoder–decoder page)."
     )
+    encoder_column, decoder_column = st.columns(2)
+    with encoder_column:
+        encoder_side(text)
+    with decoder_column:
+        decoder_side(gpt, text, best)
+
+
+def main() -> None:
+    intro()
     try:
-        bert = get_model("all-MiniLM-L6-v2", st.session_state.get("device", "cpu"), kind="encoder")
+        gpt = get_model("gpt-stdlib", device(), kind="causal")
     except ModelLoadError as err:
-        st.error(f"Cannot load MiniLM for the comparison: {err}")
+        st.error(f"Cannot load the causal model: {err}. Make its weights with `python -m scripts.train_gpt`.")
         return
-    encoder_side, decoder_side = st.columns(2)
-    with encoder_side:
-        enc = bert.encode(text)
-        probs = attention(bert, (bert.name, str(bert.device), id(bert.model)), tuple(enc.ids))["probs"]
-        layer, head = head_picker(probs.shape[0], probs.shape[1], "cd_enc", (0, 0))
-        fig = attention_heatmap(probs[layer, head], enc.tokens, enc.tokens, title=f"MiniLM L{layer} H{head}")
-        st.plotly_chart(
-            overlay_causal_mask(fig, len(enc.ids), "what a causal mask would hide"), key="vs_encoder"
-        )
-        st.metric("Weight on later tokens (mean per query)", f"{future_share(probs[layer, head]):.3f}")
-    with decoder_side:
-        ids, labels = encode(gpt, text, quiet=True)
-        probs = attention(gpt, gpt_key, tuple(ids))["probs"]
-        layer, head = head_picker(*probs.shape[:2], "cd_dec", best)
-        fig = attention_heatmap(probs[layer, head], labels, labels, title=f"{gpt.name} L{layer} H{head}")
-        st.plotly_chart(overlay_causal_mask(fig, len(ids)), key="vs_decoder")
-        st.metric("Weight on later tokens (mean per query)", f"{future_share(probs[layer, head]):.3f}")
+    model_summary(gpt)
+    best = heads_section(gpt)
+    st.divider()
+    text, repeat = text_choice()
+    chosen_head_view(gpt, text, repeat, best)
+    if text.strip():
+        encoder_vs_decoder_section(gpt, text, best)
 
 
-st.title("Causal decoder")
-st.caption(
-    "A small character-level GPT that we train ourselves (`python -m scripts.train_gpt`) on the docstrings "
-    "of Python's standard library. Masked attention only attends to what has already been produced (S12)."
-)
-try:
-    gpt = get_model("gpt-stdlib", st.session_state.get("device", "cpu"), kind="causal")
-except ModelLoadError as err:
-    st.error(f"Cannot load the causal model: {err}. Make its weights with `python -m scripts.train_gpt`.")
-    st.stop()
-gpt_key = (gpt.name, str(gpt.device), id(gpt.model))
-bpc = (gpt.training or {}).get("val_bits_per_char")
-st.markdown(
-    f"**{gpt.name}**: {gpt.config.n_layer} layers × {gpt.config.n_head} heads, d = {gpt.config.n_embd}, "
-    f"context {gpt.config.block_size} characters"
-    + (f"; validation {bpc:.2f} bits per character." if bpc is not None else ".")
-)
-best = heads_section(gpt, gpt_key)
-
-st.divider()
-st.session_state.setdefault("cd_text", EXAMPLE)
-st.text_input("Your text (for sections 2, 3 and 5)", key="cd_text", persist_state="session", max_chars=1000)
-repeat = st.checkbox("Repeat it twice in sections 2 and 3", value=True, key="cd_repeat")
-layer, head = head_picker(gpt.config.n_layer, gpt.config.n_head, "cd", best)
-text = st.session_state.cd_text
-if text.strip():
-    own_text_section(gpt, gpt_key, text, repeat, layer, head)
-else:
-    st.info("Type some text to see the chosen head and the causal mask on it.")
-generation_section(gpt, gpt_key, layer, head)
-if text.strip():
-    encoder_vs_decoder_section(gpt, gpt_key, text, best)
+main()

@@ -1,10 +1,11 @@
 """One attention, recomputed stage by stage in plain torch from what its module received.
 
-`capture_call` runs a model with a hook on one `MultiHeadAttention` and keeps its inputs (the X that
-the layer attends over, the mask) and its output. `attention_stages` then recomputes, for every head,
-Q = X W_q + b_q, K, V, QKᵀ, the scaling by 1/√d_head, the mask (after scaling, before the softmax,
-S13), the softmax, A·V, the concatenation of the heads and W_o, and the same attention written with
-columns as tokens (A = KᵀQ, output V·A, S5). A test compares every stage with the module's own record.
+`capture_calls` runs a model once with a hook on each of its `MultiHeadAttention` modules and keeps what
+each received (the X that the layer attends over, the mask) and returned; `capture_call` does it for one.
+`attention_stages` then recomputes, for every head, Q = X W_q + b_q, K, V, QKᵀ, the scaling by
+1/√d_head, the mask (after scaling, before the softmax, S13), the softmax, A·V, the concatenation of the
+heads and W_o, and the same attention written with columns as tokens (A = KᵀQ, output V·A, S5).
+A test compares every stage with the module's own record.
 """
 
 import math
@@ -28,32 +29,58 @@ class AttentionCall:
     output: Tensor  # (Tq, d) the module's output, after W_o
     record: AttentionRecord | None  # the module's own record when the model ran with capture=True
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the tensors held (the query, key and value of a self-attention are one tensor)."""
+        tensors = [self.query, self.key, self.value, self.mask, self.output]
+        if self.record is not None:
+            tensors += [self.record.q, self.record.k, self.record.v, self.record.probs, self.record.out]
+        unique = {id(t): t for t in tensors if t is not None}
+        return sum(t.element_size() * t.nelement() for t in unique.values())
 
-def capture_call(module: MultiHeadAttention, run: Callable[[], object]) -> AttentionCall:
-    """Call `run()` (which must call `module` once) and return what the module saw, batch item 0."""
-    seen = {}
 
-    def hook(_module, args, kwargs, output):
-        names = ("query", "key", "value", "mask", "capture")
-        bound = dict(zip(names, args, strict=False)) | kwargs
-        seen.update(bound, output=output)
+def capture_calls(modules: list[MultiHeadAttention], run: Callable[[], object]) -> list[AttentionCall]:
+    """Call `run()` (which must call each module once) and return what each module saw, batch item 0."""
+    seen: list[dict] = [{} for _ in modules]
 
-    handle = module.register_forward_hook(hook, with_kwargs=True)
+    def hook_for(store: dict):
+        def hook(_module, args, kwargs, output):
+            names = ("query", "key", "value", "mask", "capture")
+            store.update(dict(zip(names, args, strict=False)) | kwargs, output=output)
+
+        return hook
+
+    handles = [
+        m.register_forward_hook(hook_for(s), with_kwargs=True) for m, s in zip(modules, seen, strict=True)
+    ]
     try:
         run()
     finally:
-        handle.remove()
-    if not seen:
-        raise RuntimeError("the attention module was not called; pass a run() that calls the model")
-    query = seen["query"]
-    key = query if seen.get("key") is None else seen["key"]
-    value = key if seen.get("value") is None else seen["value"]
+        for handle in handles:
+            handle.remove()
+    missing = [i for i, s in enumerate(seen) if not s]
+    if missing:
+        raise RuntimeError(
+            f"attention module(s) {missing} were not called; pass a run() that calls the model"
+        )
+    return [_call_of(s) for s in seen]
+
+
+def capture_call(module: MultiHeadAttention, run: Callable[[], object]) -> AttentionCall:
+    """Call `run()` (which must call `module` once) and return what the module saw, batch item 0."""
+    return capture_calls([module], run)[0]
+
+
+def _call_of(seen: dict) -> AttentionCall:
+    query = seen["query"][0].detach()
+    key = query if seen.get("key") is None else seen["key"][0].detach()  # self-attention: one X
+    value = key if seen.get("value") is None else seen["value"][0].detach()
     mask = seen.get("mask")
     if mask is not None and mask.dim() == 4:
         mask = mask[0]  # (B, nh|1, Tq|1, Tk) -> (nh|1, Tq|1, Tk)
     out, record = seen["output"]
     record = None if record is None else record.detach().item(0)
-    return AttentionCall(query[0].detach(), key[0].detach(), value[0].detach(), mask, out[0].detach(), record)
+    return AttentionCall(query, key, value, mask, out[0].detach(), record)
 
 
 @dataclass

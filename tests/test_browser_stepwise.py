@@ -8,6 +8,13 @@ from tests.conftest import screenshot
 pytestmark = pytest.mark.browser
 
 
+def choose(page, label: str, option: str, index: int = 0) -> None:
+    """Pick `option` in the select box labelled `label` (the index-th of that label) by typing it."""
+    page.get_by_test_id("stSelectbox").filter(has_text=label).nth(index).click()
+    page.keyboard.type(option)
+    page.keyboard.press("Enter")
+
+
 def test_step_by_step_in_chromium(page, app_url):
     page.goto(f"{app_url}/step_by_step")
     page.get_by_text("Check: recomputed here vs the model's own capture").wait_for()
@@ -22,6 +29,11 @@ def test_step_by_step_in_chromium(page, app_url):
     expect(plots.nth(0).locator(".hm image")).to_have_count(1)
     assert not page.get_by_test_id("stException").count()
     assert screenshot(page, "step_by_step").stat().st_size > 10_000
+    choose(page, "Head", "head 3")  # reruns the stage view's fragment only
+    page.get_by_text("2 · Q, K, V of head 3").wait_for()
+    page.get_by_test_id("stStatusWidget").wait_for(state="hidden")
+    expect(plots).to_have_count(19)
+    assert not page.get_by_test_id("stException").count()
 
 
 def test_causal_decoder_in_chromium(page, app_url):
@@ -34,3 +46,8 @@ def test_causal_decoder_in_chromium(page, app_url):
     assert page.locator("path[d^='M 0.5,-0.5']").count() >= 1 or page.locator(".shapelayer path").count() >= 3
     assert not page.get_by_test_id("stException").count()
     assert screenshot(page, "causal_decoder").stat().st_size > 10_000
+    choose(page, "Head", "head 3")  # the first head picker: sections 2-4, one fragment
+    page.get_by_text("Layer 1, head 3: each step's new row").wait_for()
+    page.get_by_test_id("stStatusWidget").wait_for(state="hidden")
+    expect(page.locator(".js-plotly-plot")).to_have_count(8)
+    assert not page.get_by_test_id("stException").count()

@@ -9,6 +9,10 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
+import models.bert
+import models.gpt
+from viz.heatmap import MASK_GREY
+
 PAGE = str(Path(__file__).parents[1] / "app_pages" / "causal_decoder.py")
 
 
@@ -38,6 +42,9 @@ def test_head_scores_find_an_induction_head(default_page):
     assert z(at, "ind_scores").shape == z(at, "prev_scores").shape == (2, 4)
     summary = next(m.value for m in at.markdown if m.value.startswith("Best induction head"))
     assert float(re.search(r"\(score ([0-9.]+)\)", summary).group(1)) >= 0.5
+    for key in ("prev_scores", "ind_scores"):  # each score printed rounded on its cell, not 0.77999997…
+        trace = figure(at, key)["data"][0]
+        assert trace["texttemplate"] == "%{z:.2f}"
 
 
 def test_repeated_text_and_the_causal_mask(default_page):
@@ -48,7 +55,10 @@ def test_repeated_text_and_the_causal_mask(default_page):
     upper = np.triu(np.ones((t, t), dtype=bool), 1)
     assert (z(at, "mask_after")[upper] == 0).all()  # exactly zero after the softmax
     assert np.isnan(before[upper]).all() and np.isfinite(before[~upper]).all()  # −∞ drawn as masked
+    assert figure(at, "mask_before")["layout"]["plot_bgcolor"] == MASK_GREY
     np.testing.assert_allclose(probs.sum(1), 1, atol=1e-5)
+    circles = figure(at, "own_text")["data"][-1]  # induction targets, named by the axes' labels
+    assert circles["y"][0] == "19 Q" and circles["x"][0] == "1 u"  # the second "Q" looks at the first "u"
     share = next(m.value for m in at.markdown if "induction target" in m.value)
     assert (
         float(re.search(r"\*\*([0-9.]+)\*\*", share).group(1)) > 0.3
@@ -98,3 +108,36 @@ def test_unknown_characters_long_prompt_and_long_generation_are_bounded():
     at.run()
     assert "Generating 122 characters, not 5000" in " ".join(w.value for w in at.warning)
     assert z(at, "generation").shape[0] == 122
+
+
+@pytest.fixture
+def forward_calls(monkeypatch):
+    """Every forward of MiniLM or the GPT, by model class."""
+    calls = []
+    for cls in (models.bert.BertModel, models.gpt.GPT):
+        original = cls.forward
+
+        def counting(self, *args, _original=original, **kwargs):
+            calls.append(type(self).__name__)
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(cls, "forward", counting)
+    return calls
+
+
+def test_head_choices_never_rerun_a_model(forward_calls):
+    at = run_with(cd_text="Text seen by this test only. ")
+    assert not at.exception
+    # one forward per input: the repeated text (sections 2-3), the text itself for each model (section 5)
+    assert forward_calls.count("BertModel") == 1 and forward_calls.count("GPT") >= 2
+    n_forwards = len(forward_calls)
+    own = z(at, "own_text")
+    for key, value in [("cd_layer", 0), ("cd_head", 3), ("cd_enc_layer", 5), ("cd_enc_head", "mean")]:
+        at.selectbox(key=key).set_value(value).run()
+    at.selectbox(key="cd_dec_head").set_value("max").run()
+    assert not at.exception
+    assert not np.array_equal(z(at, "own_text"), own)  # another head is shown
+    assert figure(at, "own_text")["layout"]["title"]["text"] == "Layer 0, head 3"
+    assert "Layer 0, head 3" in figure(at, "generation")["layout"]["title"]["text"]
+    assert figure(at, "vs_encoder")["layout"]["title"]["text"] == "MiniLM L5 mean over heads"
+    assert len(forward_calls) == n_forwards

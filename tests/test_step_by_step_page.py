@@ -1,11 +1,16 @@
 """AppTest of the step-by-step page on MiniLM and on our causal GPT."""
 
+import base64
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
+
+import models.bert
+import models.gpt
+from viz.heatmap import MASK_GREY
 
 PAGE = str(Path(__file__).parents[1] / "app_pages" / "step_by_step.py")
 GPT = "gpt-stdlib (causal decoder)"
@@ -20,11 +25,24 @@ def z(at, key) -> np.ndarray:
     """The z matrix of a chart's first trace (decoding plotly's typed-array form)."""
     data = figure(at, key)["data"][0]["z"]
     if isinstance(data, dict):
-        import base64
-
         shape = tuple(int(n) for n in str(data["shape"]).split(","))
         return np.frombuffer(base64.b64decode(data["bdata"]), dtype=data["dtype"]).reshape(shape)
     return np.array(data, dtype=float)
+
+
+@pytest.fixture
+def forward_calls(monkeypatch):
+    """Every forward of MiniLM or the GPT, by model class."""
+    calls = []
+    for cls in (models.bert.BertModel, models.gpt.GPT):
+        original = cls.forward
+
+        def counting(self, *args, _original=original, **kwargs):
+            calls.append(type(self).__name__)
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(cls, "forward", counting)
+    return calls
 
 
 def run_page(model=None, text=None):
@@ -38,7 +56,7 @@ def run_page(model=None, text=None):
 
 
 def query_box(at):
-    return next(box for box in at.selectbox if box.label == "Query token")
+    return at.number_input(key="sbs_query")
 
 
 def gaps(at) -> dict:
@@ -57,12 +75,17 @@ def test_minilm_shows_every_stage_with_d_and_d_head():
     assert z(at, "scores").shape == (t, t)
     assert not np.isnan(z(at, "masked")).any()  # one unpadded text: MiniLM masks nothing
     assert z(at, "concat").shape == (t, 384) and z(at, "output").shape == (t, 384)
-    assert z(at, "w_q_fig").shape == (384, 32) and z(at, "w_o_fig").shape == (384, 384)
+    assert z(at, "w_q_fig").shape == (384, 32)
+    w_o = figure(at, "w_o_fig")  # 147,456 cells: past the core's cell budget, drawn as a raster
+    assert w_o["data"][0]["type"] == "image" and "384 × 384" in w_o["layout"]["title"]["text"]
     assert z(at, "cols_a").shape == (t, t) and z(at, "cols_va").shape == (32, t)
     np.testing.assert_allclose(z(at, "cols_a"), z(at, "rows_a").T, atol=1e-6)
     assert max(gaps(at).values()) < 1e-4
     assert "d = 384" in figure(at, "-x")["layout"]["xaxis"]["title"]["text"]
     assert "d_head = 32" in figure(at, "q_fig")["layout"]["xaxis"]["title"]["text"]
+    for key in ("scores", "scaled", "masked", "probs", "rows_a", "cols_a"):  # values printed rounded
+        assert figure(at, key)["data"][0]["texttemplate"] == "%{z:.2f}"
+    assert "texttemplate" not in figure(at, "-x")["data"][0]  # 384 channels: no numbers on cells
 
 
 def test_causal_model_masks_the_upper_triangle():
@@ -72,6 +95,7 @@ def test_causal_model_masks_the_upper_triangle():
     upper = np.triu(np.ones((9, 9), dtype=bool), 1)
     assert np.isnan(masked[upper]).all() and np.isfinite(masked[~upper]).all()
     assert np.isnan(probs[upper]).all() and np.isfinite(scores).all()
+    assert figure(at, "masked")["layout"]["plot_bgcolor"] == MASK_GREY  # masked cells: the core's grey
     assert z(at, "-x").shape == (9, 128) and z(at, "q_fig").shape == (9, 32)
     assert "exactly 0" in next(m.value for m in at.markdown if "The mask removes" in m.value)
     assert max(gaps(at).values()) < 1e-4
@@ -79,6 +103,8 @@ def test_causal_model_masks_the_upper_triangle():
     at.selectbox(key="sbs_head").set_value(3).run()
     query_box(at).set_value(4).run()
     assert not at.exception
+    assert "Query **4: b**" in " ".join(m.value for m in at.markdown)
+    assert figure(at, "masked")["layout"]["shapes"][0]["y0"] == 3.5  # the query's row is outlined
     row = at.dataframe[0].value
     assert np.isneginf(row["masked"].to_numpy()[5:]).all() and (row["softmax"].to_numpy()[5:] == 0).all()
 
@@ -104,3 +130,30 @@ def test_characters_outside_the_alphabet_and_long_text_are_reported():
     assert "'ï'" in warnings and "'é'" in warnings and "unknown token" in warnings
     assert "first 202 were dropped" in warnings
     assert z(at, "-x").shape == (128, 128)
+
+
+@pytest.mark.parametrize("model", [None, GPT])
+def test_layer_head_and_query_never_rerun_the_model(forward_calls, model):
+    at = run_page(model, text="A text seen by this test only: forwards are counted.")
+    assert not at.exception
+    assert forward_calls == ["GPT" if model else "BertModel"]  # every layer captured in one forward
+    x = z(at, "-x")
+    at.selectbox(key="sbs_layer").set_value(1).run()
+    assert not np.array_equal(z(at, "-x"), x)  # layer 1 reads another X
+    at.selectbox(key="sbs_head").set_value(2).run()
+    query_box(at).set_value(3).run()
+    at.selectbox(key="sbs_layer").set_value(0).run()
+    assert not at.exception
+    np.testing.assert_array_equal(z(at, "-x"), x)
+    assert "of head 2" in figure(at, "q_fig")["layout"]["xaxis"]["title"]["text"]
+    assert len(forward_calls) == 1
+
+
+def test_a_new_text_starts_the_query_at_its_last_token():
+    at = run_page(GPT, text="abcdef")
+    assert query_box(at).value == 5
+    query_box(at).set_value(1).run()
+    at.text_area(key="sbs_text").input("abc").run()
+    assert not at.exception and query_box(at).value == 2
+    at.text_area(key="sbs_text").input("abcdefgh").run()
+    assert query_box(at).value == 7

@@ -5,7 +5,7 @@ import torch
 
 from models.bert import load_bert
 from models.gpt import PRESETS, build_gpt
-from models.stepwise import attention_stages, capture_call, record_differences
+from models.stepwise import attention_stages, capture_call, capture_calls, record_differences
 
 ATOL = 1e-4
 RTOL = 1e-5  # MiniLM scores reach ~40; float32 matmuls in another order differ by ~2e-5 there
@@ -74,3 +74,24 @@ def test_capture_call_needs_the_module_to_run():
     model = build_gpt(PRESETS["gpt-nano"])
     with pytest.raises(RuntimeError, match="not called"):
         capture_call(model.blocks[0].attention, lambda: None)
+
+
+def test_one_forward_captures_every_layer():
+    torch.manual_seed(0)
+    model = build_gpt(PRESETS["gpt-nano"]).eval()
+    ids = torch.randint(0, 97, (1, 9))
+    calls = capture_calls([block.attention for block in model.blocks], lambda: model(ids, capture=True))
+    assert len(calls) == len(model.blocks)
+    for block, call in zip(model.blocks, calls, strict=True):
+        alone = capture_call(block.attention, lambda: model(ids, capture=True))
+        torch.testing.assert_close(call.query, alone.query)
+        torch.testing.assert_close(call.output, alone.output)
+        assert max(record_differences(attention_stages(block.attention, call), call).values()) < 1e-4
+    assert calls[0].query is calls[0].key  # self-attention: X is counted once in nbytes
+    d = model.blocks[0].attention.n_heads * calls[0].record.q.shape[-1]
+    assert calls[0].nbytes >= 9 * d * 4 * 2  # X and the output at least
+    with pytest.raises(RuntimeError, match=r"\[1\] were not called"):
+        capture_calls(
+            [model.blocks[0].attention, model.blocks[1].attention],
+            lambda: model.blocks[0].attention(torch.zeros(1, 3, d)),
+        )

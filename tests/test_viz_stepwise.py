@@ -4,10 +4,13 @@ import numpy as np
 import pytest
 
 from viz.attention import attention_heatmap
-from viz.causal import causal_mask_path, generation_rows, overlay_causal_mask
+from viz.causal import causal_mask_path, generation_rows, mark_targets, overlay_causal_mask
+from viz.heatmap import MARGIN, MASK_GREY
 from viz.stepwise import (
     channels_by_tokens,
     char_labels,
+    grid_shape,
+    labelled_heatmap,
     mark_column_groups,
     outline,
     tokens_by_channels,
@@ -20,7 +23,7 @@ def test_tokens_by_channels_and_transpose():
     fig = tokens_by_channels(m, ["a", "b", "a"], "channel (d = 4)")
     assert np.asarray(fig.data[0].z).shape == (3, 4)
     assert fig.layout.xaxis.title.text == "channel (d = 4)"
-    assert list(fig.layout.yaxis.ticktext) == ["a", "b", "a"]
+    assert list(fig.layout.yaxis.ticktext) == ["0 a", "1 b", "2 a"]  # repeated tokens stay apart
     assert fig.data[0].zmin == -11 and fig.data[0].zmax == 11  # centred on 0
     fig_t = channels_by_tokens(m.T, ["a", "b", "a"], "channel")
     assert np.asarray(fig_t.data[0].z).shape == (4, 3)
@@ -37,7 +40,19 @@ def test_masked_cells_stay_nan_over_a_grey_background():
     m = np.array([[1.0, np.nan], [0.5, 0.5]])
     fig = tokens_by_channels(m, ["x", "y"], "c")
     assert np.isnan(np.asarray(fig.data[0].z, dtype=float)[0, 1])
-    assert fig.layout.plot_bgcolor is not None
+    assert fig.layout.plot_bgcolor == MASK_GREY and fig.layout.margin.t == MARGIN["t"]  # the core's
+    assert fig.data[0].hoverongaps is False
+
+
+def test_a_mask_draws_minus_infinity_as_masked_and_the_colours_ignore_it():
+    scores = np.array([[2.0, -np.inf], [-1.0, 0.5]])
+    fig = labelled_heatmap(
+        scores, ["a", "b"], ["a", "b"], "query", "key", mask=np.isfinite(scores), decimals=2
+    )
+    z = np.asarray(fig.data[0].z, dtype=float)
+    assert np.isnan(z[0, 1]) and z[1, 0] == -1.0
+    assert (fig.data[0].zmin, fig.data[0].zmax) == (-2.0, 2.0)  # symmetric over the shown values
+    assert fig.data[0].texttemplate == "%{z:.2f}"
 
 
 def test_outline_and_column_groups():
@@ -51,6 +66,14 @@ def test_outline_and_column_groups():
     assert len(fig.layout.shapes) == 4  # two head boundaries added
     with pytest.raises(ValueError, match="groups"):
         mark_column_groups(fig, 4)
+
+
+def test_outline_and_groups_on_a_raster():
+    fig = weight_heatmap(np.ones((300, 384)), "in", "out")  # past the cell budget: an image
+    assert fig.data[0].type == "image" and grid_shape(fig) == (300, 384)
+    outline(fig, row=299)
+    mark_column_groups(fig, 32)
+    assert fig.layout.shapes[0].x1 == 383.5 and len(fig.layout.shapes) == 1 + 11
 
 
 def test_char_labels_make_space_and_newline_visible():
@@ -85,8 +108,19 @@ def test_generation_rows_stack_into_a_lower_triangle():
     assert z.shape == (3, 5)
     assert np.isnan(z[0, 3:]).all() and np.isnan(z[1, 4:]).all() and not np.isnan(z[2]).any()
     assert list(fig.layout.xaxis.ticktext) == ["0 a", "1 b", "2 c", "3 d", "4 e"]
+    assert fig.layout.plot_bgcolor == MASK_GREY
     with pytest.raises(ValueError, match="should attend over"):
         generation_rows([np.ones(2)], list("abcd"), n_prompt=3)
+
+
+def test_induction_targets_are_marked_at_the_heatmaps_labels():
+    tokens = list("abab")
+    fig = mark_targets(attention_heatmap(np.eye(4), tokens, tokens), [None, None, 1, None], tokens)
+    assert list(fig.data[-1].x) == ["1 b"] and list(fig.data[-1].y) == ["2 a"]
+    assert list(fig.layout.yaxis.range) == [3.5, -0.5]  # the markers do not pad the axes
+    assert len(mark_targets(attention_heatmap(np.eye(4), tokens, tokens), [None] * 4, tokens).data) == 1
+    with pytest.raises(ValueError, match="targets"):
+        mark_targets(attention_heatmap(np.eye(4), tokens, tokens), [None], tokens)
 
 
 def test_weight_heatmap_keeps_in_by_out():

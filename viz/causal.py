@@ -1,9 +1,11 @@
-"""Figures for causal attention: the mask drawn over a heatmap, and generation one row per step."""
+"""Figures for causal attention: the mask drawn over a heatmap, induction targets marked on it, and
+generation one row per step. The heatmaps are the core's (`viz.attention.attention_heatmap`)."""
 
 import numpy as np
 import plotly.graph_objects as go
 
 from viz.attention import attention_heatmap
+from viz.heatmap import index_labels
 
 
 def causal_mask_path(t: int) -> str:
@@ -45,6 +47,34 @@ def overlay_causal_mask(
     return fig
 
 
+def mark_targets(
+    fig: go.Figure, targets: list[int | None], tokens: list[str], name: str = "induction target"
+) -> go.Figure:
+    """Circle cell (i, targets[i]) of a T x T attention heatmap drawn with `tokens` (in place).
+
+    The points name the cells by the heatmap's own axis labels ("3 a"): its axes are categories.
+    """
+    if len(targets) != len(tokens):
+        raise ValueError(f"{len(targets)} targets for {len(tokens)} tokens")
+    labels = index_labels(tokens)
+    cells = [(i, j) for i, j in enumerate(targets) if j is not None]
+    if cells:
+        fig.add_trace(
+            go.Scatter(
+                x=[labels[j] for _, j in cells],
+                y=[labels[i] for i, _ in cells],
+                mode="markers",
+                marker={"symbol": "circle-open", "color": "#ff4fa3", "size": 7},
+                name=name,
+                hoverinfo="skip",
+            )
+        )
+        n = len(tokens)  # markers would pad the axes' autorange: keep them on the cells
+        fig.update_xaxes(range=[-0.5, n - 0.5], autorange=False)
+        fig.update_yaxes(range=[n - 0.5, -0.5], autorange=False)
+    return fig
+
+
 def generation_rows(rows: list[np.ndarray], tokens: list[str], n_prompt: int, title: str = "") -> go.Figure:
     """One row per generated token: its query's attention over the tokens before it (NaN beyond).
 
@@ -64,6 +94,5 @@ def generation_rows(rows: list[np.ndarray], tokens: list[str], n_prompt: int, ti
         matrix[step, : len(row)] = row
     queries = [f"→{tokens[n_prompt + s]} (from {tokens[n_prompt + s - 1]})" for s in range(len(rows))]
     fig = attention_heatmap(matrix, queries, tokens[:width], title=title)
-    fig.update_layout(plot_bgcolor="#c8c8c8")
     fig.update_yaxes(title="step: predicted token (from the query)")
     return fig

@@ -1,15 +1,14 @@
 """Heatmaps of the tensors inside one attention: tokens x channels (X, Q, K, V, A·V) in either orientation.
 
-Like viz.attention, axes are integer positions with labels as tick text, and NaN (masked) entries are
-left as gaps over a grey background, so a masked entry never looks like a very negative number.
+Every matrix is drawn by the heatmap core (`viz.heatmap.heatmap`): token axes are numbered ("3 the") so
+that repeated tokens stay apart, channel axes are plain positions, masked entries are drawn the core's one
+way (grey, no hover), and matrices past its cell budget become rasters.
 """
 
 import numpy as np
 import plotly.graph_objects as go
 
-from viz.heatmap import axis
-
-MASKED_GREY = "#c8c8c8"  # the plot background, which shows through NaN (masked) cells
+from viz.heatmap import check_matrix, heatmap, index_labels
 
 
 def char_labels(tokens: list[str]) -> list[str]:
@@ -32,50 +31,36 @@ def labelled_heatmap(
     height: int | None = None,
     row_ticks: bool = True,
     col_ticks: bool = True,
+    mask: np.ndarray | None = None,
+    decimals: int | None = None,
 ) -> go.Figure:
-    """matrix (R, C) with one label per row and column; NaN cells are drawn grey (masked).
+    """matrix (R, C) with one label per row and column; mask (R, C) bool, False (or a NaN value) = masked.
 
-    row_ticks / col_ticks False leave that axis to Plotly's numeric ticks (for channel indices).
+    With zmid and no zmin / zmax the colours are symmetric around zmid over the shown values, so that the
+    middle colour means zmid. row_ticks / col_ticks False leave that axis to plain positions (channels).
+    `decimals` prints each value on its cell, rounded.
     """
-    matrix = np.asarray(matrix, dtype=np.float64)
-    if matrix.ndim != 2 or matrix.shape != (len(row_labels), len(col_labels)):
-        raise ValueError(
-            f"matrix of shape {matrix.shape} does not match "
-            f"{len(row_labels)} row and {len(col_labels)} column labels"
-        )
-    r_idx, c_idx = np.meshgrid(np.arange(len(row_labels)), np.arange(len(col_labels)), indexing="ij")
-    customdata = np.stack(
-        [np.asarray(row_labels, dtype=object)[r_idx], np.asarray(col_labels, dtype=object)[c_idx]], axis=-1
-    )
-    finite = matrix[np.isfinite(matrix)]
+    matrix = check_matrix(matrix, row_labels, col_labels)
+    shown = matrix if mask is None else matrix[np.broadcast_to(np.asarray(mask, dtype=bool), matrix.shape)]
+    finite = shown[np.isfinite(shown)]
     if zmid is not None and finite.size and zmin is None and zmax is None:
-        bound = float(np.abs(finite).max()) or 1.0  # symmetric around zmid so that white means 0
+        bound = float(np.abs(finite - zmid).max()) or 1.0
         zmin, zmax = zmid - bound, zmid + bound
-    fig = go.Figure(
-        go.Heatmap(
-            z=matrix,
-            customdata=customdata,
-            hovertemplate=(
-                f"{row_title} %{{y}}: %{{customdata[0]}}<br>{col_title} %{{x}}: %{{customdata[1]}}<br>"
-                f"{value_name} %{{z:.4f}}<extra></extra>"
-            ),
-            colorscale=colorscale,
-            zmin=zmin,
-            zmax=zmax,
-            hoverongaps=False,
-        )
-    )
-    rows, cols = matrix.shape
-    fig.update_layout(
+    return heatmap(
+        matrix,
+        index_labels(row_labels) if row_ticks else None,
+        index_labels(col_labels) if col_ticks else None,
         title=title,
-        height=height or max(260, min(700, 90 + 14 * rows)),
-        xaxis=axis(col_labels if col_ticks else None, col_title, n=len(col_labels)),
-        yaxis=axis(row_labels if row_ticks else None, row_title, n=len(row_labels))
-        | {"autorange": "reversed"},
-        plot_bgcolor=MASKED_GREY,
-        margin={"l": 10, "r": 10, "t": 40, "b": 10},
+        row_title=row_title,
+        col_title=col_title,
+        mask=mask,
+        colorscale=colorscale,
+        zmin=zmin,
+        zmax=zmax,
+        value_name=value_name,
+        decimals=decimals,
+        height=height or max(260, min(700, 90 + 14 * matrix.shape[0])),
     )
-    return fig
 
 
 def tokens_by_channels(
@@ -104,12 +89,19 @@ def channels_by_tokens(
     )
 
 
+def grid_shape(fig: go.Figure) -> tuple[int, int]:
+    """(rows, columns) of the matrix a core figure draws: a heatmap's z, or a raster's axis ranges."""
+    trace = fig.data[0]
+    if trace.type == "heatmap":
+        return np.shape(trace.z)
+    return round(fig.layout.yaxis.range[0] + 0.5), round(fig.layout.xaxis.range[1] + 0.5)
+
+
 def outline(
     fig: go.Figure, row: int | None = None, col: int | None = None, color: str = "#e4572e"
 ) -> go.Figure:
     """Draw a box around one row or one column of a heatmap (the chosen query), in place."""
-    z = np.asarray(fig.data[0].z)
-    rows, cols = z.shape
+    rows, cols = grid_shape(fig)
     if row is not None:
         if not 0 <= row < rows:
             raise ValueError(f"row {row} is outside 0..{rows - 1}")
@@ -127,7 +119,7 @@ def outline(
 
 def mark_column_groups(fig: go.Figure, group: int, color: str = "#222") -> go.Figure:
     """Vertical lines every `group` columns (the head boundaries of a concatenation), in place."""
-    rows, cols = np.asarray(fig.data[0].z).shape
+    _, cols = grid_shape(fig)
     if group <= 0 or cols % group:
         raise ValueError(f"{cols} columns do not split into groups of {group}")
     for c in range(group, cols, group):
