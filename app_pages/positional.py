@@ -1,12 +1,21 @@
-"""Positional encodings: see them, compare them, and see what they do to attention (S6, S20, S21)."""
+"""Positional encodings: see them, compare them, and see what they do to attention (S6, S20, S21).
+
+Only the open tab runs (stateful tabs). Big tables (the sinusoidal encoding up to 8192 × 4096 and its
+8192 × 8192 similarity, MiniLM's 512 × 384 table) are computed once per input (`ui.results.computed`) and
+drawn by the heatmap core as rasters beside a zoom window. Channel, point, layer/head, seed and zoom
+controls live in fragments: a change redraws one view and never reruns a model.
+"""
+
+from collections.abc import Callable
 
 import numpy as np
+import plotly.graph_objects as go
 import streamlit as st
 import torch
 
-from models.attention_stats import STATISTICS, head_statistics
 from models.bert import ModelLoadError, TextModel
 from models.bert_positions import input_parts, offset_share, permutation_gap, run_variants
+from models.maps import STATISTICS
 from models.positional import (
     DETR_LONGER_MAX,
     apply_rope,
@@ -24,11 +33,15 @@ from models.positional import (
 )
 from ui.images import IMAGE_TYPES, upright_size
 from ui.models import get_model
+from ui.results import computed, digest
 from ui.uploads import UploadError
+from ui.widgets import clamped_int, device, layer_head_picker
 from viz.attention import attention_heatmap
+from viz.heatmap import CELL_BUDGET
 from viz.positional import (
     channel_maps,
     channel_waves,
+    colour_limit,
     encoding_heatmap,
     offset_profile,
     point_similarity_map,
@@ -38,9 +51,9 @@ from viz.positional import (
     where_added_diagram,
 )
 
-DRAWN_PER_AXIS = 512  # larger tables are drawn at evenly spaced rows/columns; the numbers are exact
 MAX_ROPE_POSITIONS = 1024  # the RoPE view draws an N × N matrix
 MAX_UPLOAD_BYTES = 20_000_000
+ZOOM, MAX_ZOOM = 128, 256  # rows and columns a side of a zoom window: by default, and at most
 EXAMPLE = "The cat sat on the mat because it was warm, and the dog slept by the door."
 COMPARED = ["positions intact", "positions removed", "shuffled"]
 DEFAULTS = {
@@ -68,52 +81,89 @@ DEFAULTS = {
     "where_layers": 2,
 }
 
-
-def sample(n: int, limit: int = DRAWN_PER_AXIS) -> np.ndarray:
-    """Up to `limit` evenly spaced indices of 0..n-1, first and last included."""
-    return np.unique(np.linspace(0, n - 1, min(n, limit)).round().astype(int))
+Draw = Callable[[np.ndarray, int, int], go.Figure]  # (matrix or window, first row, first column) -> figure
 
 
-@st.cache_data(max_entries=8)
-def sinusoidal_view(n: int, d: int, base: float) -> dict:
-    """The drawn rows and columns of the N × d encoding and the similarity of the drawn positions."""
-    check_size(n, d)
-    rows = sample(n)
-    pe = sinusoidal(n, d, base, positions=torch.from_numpy(rows))  # (rows, d), all channels
-    return {"rows": rows, "cols": sample(d), "pe": pe.numpy(), "sim": position_similarity(pe).numpy()}
+def read_only(array: np.ndarray) -> np.ndarray:
+    """Results kept by `computed` are shared by sessions: nothing may write to them."""
+    array.setflags(write=False)
+    return array
 
 
-@st.cache_data(max_entries=4)
-def learned_view(_model: TextModel, device: str, text: str) -> dict:
-    table = _model.model.embeddings.position_embeddings.weight.detach().float().cpu()  # (N, d)
-    encoding = _model.encode(text)
-    parts = input_parts(_model, encoding.ids)
-    return {
-        "table": table.numpy(),
-        "sim": position_similarity(table, normalize=True).numpy(),
-        "tokens": encoding.tokens,
-        "n_dropped": encoding.n_dropped,
-        "parts": {k: v.numpy() for k, v in parts.items()},
-    }
+# --- big matrices: a raster of the whole beside a zoom window ---------------------------------------------
 
 
-@st.cache_data(max_entries=8)
-def attention_variants(_model: TextModel, device: str, text: str, seed: int) -> dict:
-    encoding = _model.encode(text)
-    variants = run_variants(_model, encoding.ids, encoding.tokens, seed)
-    return {
-        "variants": variants,
-        "n_dropped": encoding.n_dropped,
-        "gap_removed": permutation_gap(
-            variants["positions removed"], variants["shuffled, positions removed"]
-        ),
-        "gap_intact": permutation_gap(variants["positions intact"], variants["shuffled"]),
-    }
+def zoomable(matrix: np.ndarray, key: str, draw: Draw, names: tuple[str, str]) -> None:
+    """`draw(matrix, 0, 0)` as cells when it has at most CELL_BUDGET of them; else the whole as a raster
+    beside a zoom window of rows × columns named `names`, drawn by `draw(window, first row, first col)`."""
+    if matrix.size <= CELL_BUDGET:
+        st.plotly_chart(draw(matrix, 0, 0), key=f"{key}_map")
+        return
+    whole, zoom = st.columns(2)
+    whole.plotly_chart(draw(matrix, 0, 0), key=f"{key}_raster")
+    with zoom:
+        zoom_window(matrix, key, draw, names)
+
+
+@st.fragment
+def zoom_window(matrix: np.ndarray, key: str, draw: Draw, names: tuple[str, str]) -> None:
+    n_rows, n_cols = matrix.shape
+    c1, c2, c3 = st.columns(3)
+    size = clamped_int("Window", f"{key}_zw", 8, MAX_ZOOM, ZOOM, c3, help=f"at most {MAX_ZOOM} a side")
+    height, width = min(size, n_rows), min(size, n_cols)
+    r0 = clamped_int(f"First {names[0]}", f"{key}_zr", 0, n_rows - height, 0, c1)
+    c0 = clamped_int(f"First {names[1]}", f"{key}_zc", 0, n_cols - width, 0, c2)
+    fig = draw(matrix[r0 : r0 + height, c0 : c0 + width], r0, c0)
+    fig.update_layout(
+        title=f"Zoom: {names[0]} {r0}–{r0 + height - 1}, {names[1]} {c0}–{c0 + width - 1}", height=560
+    )
+    st.plotly_chart(fig, key=f"{key}_zoom")
 
 
 def valid_channels(chosen: list[int], d: int) -> list[int]:
     kept = [c for c in chosen if 0 <= c < d]
     return kept or [0]
+
+
+@st.fragment
+def waves(table: np.ndarray, key: str, label: str, title: str) -> None:
+    """The chosen channels of an (N, d) table as lines against position."""
+    d = table.shape[1]
+    st.session_state[key] = [c for c in st.session_state.get(key, []) if c < d]
+    channels = st.multiselect(label, list(range(d)), key=key, persist_state="session")
+    st.plotly_chart(channel_waves(table, valid_channels(channels, d), title), key=f"{key}_waves")
+
+
+def minilm() -> TextModel | None:
+    try:
+        return get_model("all-MiniLM-L6-v2", device(), kind="encoder")
+    except ModelLoadError as err:
+        st.error(f"Cannot load all-MiniLM-L6-v2: {err}")
+        return None
+
+
+# --- sinusoidal ---------------------------------------------------------------------------------------
+
+
+def sinusoidal_tables(n: int, d: int, base: float) -> dict:
+    """The (N, d) encoding and its (N, N) similarity PE·PEᵀ, computed once per (N, d, base) per process;
+    the product (550 GFLOP at 8192 × 4096) runs on the chosen device."""
+
+    def compute() -> dict:
+        pe = sinusoidal(n, d, base)  # (N, d) float32
+        sim = position_similarity(pe.to(device())).cpu().numpy()  # (N, N)
+        return {
+            "pe": read_only(pe.numpy()),
+            "sim": read_only(sim),
+            "limit": np.float32(colour_limit(pe.numpy())),
+            "sim_range": np.array([sim.min(), sim.max()]),
+        }
+
+    return computed(
+        digest("sinusoidal", n, d, base),
+        compute,
+        spinner=f"Computing {n} × {d} and its {n} × {n} similarity…",
+    )
 
 
 def sinusoidal_section() -> None:
@@ -129,42 +179,82 @@ def sinusoidal_section() -> None:
         "channels d (even)", min_value=1, max_value=1_000_000, step=2, key="sin_d", persist_state="session"
     )
     base = c3.number_input("base", min_value=2.0, max_value=1e6, key="sin_base", persist_state="session")
+    n, d, base = int(n), int(d), float(base)
     try:
-        view = sinusoidal_view(int(n), int(d), float(base))
+        check_size(n, d)
     except ValueError as err:
         st.error(str(err))
         return
-    if len(view["rows"]) < n or len(view["cols"]) < d:
-        st.caption(f"Drawing {len(view['rows'])} of {n} positions and {len(view['cols'])} of {d} channels.")
-    pe = view["pe"]
-    st.plotly_chart(
-        encoding_heatmap(pe[:, view["cols"]], view["rows"], view["cols"], f"sinusoidal, N={n}, d={d}"),
-        key="sin_heatmap",
+    tables = sinusoidal_tables(n, d, base)
+    limit = float(tables["limit"])
+    zoomable(
+        tables["pe"], "sin_pe",
+        lambda m, r0, c0: encoding_heatmap(
+            m, f"sinusoidal, N={n}, d={d}", limit=limit, row_start=r0, col_start=c0
+        ),
+        ("position", "channel"),
+    )  # fmt: skip
+    waves(
+        tables["pe"],
+        "sin_channels",
+        "channels to draw as waves",
+        "each channel is a wave; frequency falls with i",
     )
-    st.session_state.sin_channels = [c for c in st.session_state.sin_channels if c < d]
-    channels = st.multiselect(
-        "channels to draw as waves", list(range(int(d))), key="sin_channels", persist_state="session"
-    )
-    channels = valid_channels(channels, int(d))
-    st.plotly_chart(
-        channel_waves(pe, channels, view["rows"], "each channel is a wave; frequency falls with i"),
-        key="sin_waves",
-    )
-    st.plotly_chart(
-        similarity_heatmap(view["sim"], view["rows"], "PE[m] · PE[n] = Σ_i cos((m − n)·ω_i)"),
-        key="sin_similarity",
-    )
+    low, high = (float(v) for v in tables["sim_range"])
+    zoomable(
+        tables["sim"], "sin_sim",
+        lambda m, r0, c0: similarity_heatmap(
+            m, "PE[m] · PE[n] = Σ_i cos((m − n)·ω_i)", row_start=r0, col_start=c0, zmin=low, zmax=high
+        ),
+        ("m", "n"),
+    )  # fmt: skip
     st.caption(
         "The dot product depends on m − n only: every diagonal is constant, and it falls off with |m − n|."
     )
 
 
-def learned_section(model: TextModel | None) -> None:
+# --- learned (MiniLM) ------------------------------------------------------------------------------------
+
+
+def learned_table(model: TextModel) -> dict:
+    """MiniLM's (N, d) position table and the cosine similarity of its rows, once per model."""
+
+    def compute() -> dict:
+        table = model.model.embeddings.position_embeddings.weight.detach().float().cpu()  # (N, d)
+        sim = position_similarity(table, normalize=True).numpy()
+        return {
+            "table": read_only(table.numpy()),
+            "sim": read_only(sim),
+            "limit": np.float32(colour_limit(table.numpy())),
+            "sim_range": np.array([sim.min(), sim.max()]),
+        }
+
+    return computed(digest("learned table", model.name, str(model.device), id(model.model)), compute)
+
+
+def learned_input(model: TextModel, text: str) -> dict:
+    """The sentence's wordpieces and its embedding split into token, segment and position (one forward)."""
+
+    def compute() -> dict:
+        encoding = model.encode(text)
+        parts = input_parts(model, encoding.ids)
+        return {
+            "tokens": encoding.tokens,
+            "n_dropped": encoding.n_dropped,
+            "parts": {k: read_only(v.numpy()) for k, v in parts.items()},
+        }
+
+    key = digest("learned input", model.name, str(model.device), id(model.model), text)
+    return computed(key, compute, spinner="Running the model…")
+
+
+def learned_section() -> None:
     st.markdown(
         "BERT-family models learn their positions: a table W with one row per position (512 × 384 for "
         "all-MiniLM-L6-v2). Reading row p is multiplying a length-N one-hot vector by the table — the seed "
         "note's d × N matrix (**S6**) — and the result is **added** to the token embedding."
     )
+    model = minilm()
     if model is None:
         return
     text = st.text_input(
@@ -176,30 +266,33 @@ def learned_section(model: TextModel | None) -> None:
     if not text.strip():
         st.warning("Type a sentence to see its position rows.")
         return
-    view = learned_view(model, st.session_state.get("device", "cpu"), text)
-    table = view["table"]
-    rows, cols = sample(table.shape[0]), sample(table.shape[1])
-    st.plotly_chart(
-        encoding_heatmap(table[rows][:, cols], rows, cols, f"learned position table {table.shape}"),
-        key="learned_heatmap",
-    )
-    channels = valid_channels(
-        st.multiselect(
-            "channels", list(range(table.shape[1])), key="learned_channels", persist_state="session"
+    table = learned_table(model)
+    limit = float(table["limit"])
+    zoomable(
+        table["table"], "learned_table",
+        lambda m, r0, c0: encoding_heatmap(
+            m, f"learned position table {table['table'].shape}", limit=limit, row_start=r0, col_start=c0
         ),
-        table.shape[1],
-    )
-    st.plotly_chart(
-        channel_waves(table, channels, title="learned channels against position"), key="learned_waves"
-    )
-    st.plotly_chart(
-        similarity_heatmap(view["sim"], title="cosine similarity of the learned rows", value_name="cosine"),
-        key="learned_similarity",
-    )
+        ("position", "channel"),
+    )  # fmt: skip
+    waves(table["table"], "learned_channels", "channels", "learned channels against position")
+    low, high = (float(v) for v in table["sim_range"])
+    zoomable(
+        table["sim"], "learned_sim",
+        lambda m, r0, c0: similarity_heatmap(
+            m, "cosine similarity of the learned rows", "cosine", r0, c0, zmin=low, zmax=high
+        ),
+        ("m", "n"),
+    )  # fmt: skip
     st.caption("Learned from data, the rows still end up most similar to their neighbours.")
+    embedding_parts(learned_input(model, text), table["table"].shape[0])
+
+
+def embedding_parts(view: dict, n_positions: int) -> None:
+    """The one-hot identity, the recomputed embedding output, and the three parts of the sum."""
     parts, tokens = view["parts"], view["tokens"]
     if view["n_dropped"]:
-        st.warning(f"The model has {table.shape[0]} positions; {view['n_dropped']} wordpieces were cut off.")
+        st.warning(f"The model has {n_positions} positions; {view['n_dropped']} wordpieces were cut off.")
     same = np.array_equal(parts["position"], parts["position_one_hot"])
     ln_gap = float(np.abs(parts["normalised"] - parts["model"]).max())
     c1, c2 = st.columns(2)
@@ -213,10 +306,9 @@ def learned_section(model: TextModel | None) -> None:
         f"{ln_gap:.1e}",
         help="The model adds the three and normalises; we recompute it by hand.",
     )
-    labels = [f"{i} {t}" for i, t in enumerate(tokens)] if len(tokens) <= 64 else None
-    cols3 = st.columns(3)
+    labels = [f"{i} {t}" for i, t in enumerate(tokens)]
     for col, (key, title) in zip(
-        cols3,
+        st.columns(3),
         [("token", "token embedding"), ("position_one_hot", "one-hot @ W"), ("sum", "sum (+ segment)")],
         strict=True,
     ):
@@ -227,6 +319,9 @@ def learned_section(model: TextModel | None) -> None:
         "Row p of the middle map is row p of the table: the one-hot vector of position p picks it. "
         "The model adds it to the token's row, then normalises the sum (LayerNorm)."
     )
+
+
+# --- DETR 2-D sine ---------------------------------------------------------------------------------------
 
 
 def image_size() -> tuple[int, int] | None:
@@ -254,6 +349,30 @@ def image_size() -> tuple[int, int] | None:
     return h, w
 
 
+def batch_size(resized: tuple[int, int]) -> tuple[int, int] | None:
+    """The padded batch the image sits in (the resized image itself unless padding is on), or None after
+    saying why the batch cannot be."""
+    padded = st.checkbox(
+        "pad it as in a batch with a larger image (padding is masked)",
+        key="detr_pad",
+        persist_state="session",
+    )
+    if not padded:
+        return resized
+    c1, c2 = st.columns(2)
+    pad_hw = tuple(
+        int(col.number_input(label, min_value=1, max_value=1_000_000, key=key, persist_state="session"))
+        for col, label, key in ((c1, "batch height", "detr_pad_h"), (c2, "batch width", "detr_pad_w"))
+    )
+    if not (resized[0] <= pad_hw[0] <= DETR_LONGER_MAX and resized[1] <= pad_hw[1] <= DETR_LONGER_MAX):
+        st.error(
+            f"The batch must hold the resized image ({resized[0]} × {resized[1]}); no resized image in a "
+            f"DETR batch is longer than {DETR_LONGER_MAX} pixels, so neither is the batch."
+        )
+        return None
+    return pad_hw
+
+
 def detr_section() -> None:
     st.markdown(
         "Image features are 2-D, so DETR encodes y and x (**S20**): 128 channels for y then 128 for x, "
@@ -271,42 +390,26 @@ def detr_section() -> None:
     except ValueError as err:
         st.error(str(err))
         return
-    padded = st.checkbox(
-        "pad it as in a batch with a larger image (padding is masked)",
-        key="detr_pad",
-        persist_state="session",
-    )
-    pad_hw = resized
-    if padded:
-        c1, c2 = st.columns(2)
-        pad_hw = (
-            int(
-                c1.number_input(
-                    "batch height",
-                    min_value=1,
-                    max_value=1_000_000,
-                    key="detr_pad_h",
-                    persist_state="session",
-                )
-            ),
-            int(
-                c2.number_input(
-                    "batch width", min_value=1, max_value=1_000_000, key="detr_pad_w", persist_state="session"
-                )
-            ),
-        )
-        if not (resized[0] <= pad_hw[0] <= DETR_LONGER_MAX and resized[1] <= pad_hw[1] <= DETR_LONGER_MAX):
-            st.error(
-                f"The batch must hold the resized image ({resized[0]} × {resized[1]}); no resized image in a "
-                f"DETR batch is longer than {DETR_LONGER_MAX} pixels, so neither is the batch."
-            )
-            return
+    pad_hw = batch_size(resized)
+    if pad_hw is None:
+        return
     mask = detr_feature_mask(resized, pad_hw)
     st.write(
         f"resized to {resized[0]} × {resized[1]} → feature map {feature[0]} × {feature[1]}"
-        + (f", padded to {mask.shape[0]} × {mask.shape[1]}" if padded else "")
+        + (f", padded to {mask.shape[0]} × {mask.shape[1]}" if pad_hw != resized else "")
     )
     pos = detr_sine(mask)  # (256, H, W)
+    detr_channels(pos)
+    detr_point(pos)
+    st.caption(
+        "Similarity falls off in both y and x around the point: half the channels see each axis. "
+        "Padding cells get a degenerate encoding (x stops counting, y is 0 down a fully padded "
+        "column); attention masks them, so it does not matter."
+    )
+
+
+@st.fragment
+def detr_channels(pos: torch.Tensor) -> None:
     channels = valid_channels(
         st.multiselect(
             "channels",
@@ -326,31 +429,25 @@ def detr_section() -> None:
         ),
         key="detr_maps",
     )
+
+
+@st.fragment
+def detr_point(pos: torch.Tensor) -> None:
     c1, c2 = st.columns(2)
-    for key, size in (("detr_y", pos.shape[1]), ("detr_x", pos.shape[2])):  # keep the point on a smaller map
-        st.session_state[key] = min(st.session_state.get(key, size // 3), size - 1)
-    y = int(
-        c1.number_input(
-            "point y (row)", min_value=0, max_value=pos.shape[1] - 1, key="detr_y", persist_state="session"
-        )
-    )
-    x = int(
-        c2.number_input(
-            "point x (column)", min_value=0, max_value=pos.shape[2] - 1, key="detr_x", persist_state="session"
-        )
-    )
+    height, width = pos.shape[1:]
+    y = clamped_int("point y (row)", "detr_y", 0, height - 1, height // 3, c1)  # kept on a smaller map
+    x = clamped_int("point x (column)", "detr_x", 0, width - 1, width // 3, c2)
     sim = similarity_to_point(pos, y, x).numpy()
     st.plotly_chart(
         point_similarity_map(sim, (y, x), f"cosine similarity of every position to ({y}, {x})"),
         key="detr_point",
     )
-    st.caption(
-        "Similarity falls off in both y and x around the point: half the channels see each axis. "
-        "Padding cells get a degenerate encoding (x stops counting, y is 0 down a fully padded "
-        "column); attention masks them, so it does not matter."
-    )
 
 
+# --- RoPE --------------------------------------------------------------------------------------------
+
+
+@st.fragment
 def rope_section() -> None:
     st.markdown(
         "Rotary position embedding (RoFormer) adds nothing: it **rotates** channel pair (2i, 2i+1) of each "
@@ -403,17 +500,17 @@ def rope_section() -> None:
     )
     scores = rope_scores(q, k, n, base)
     offsets, means, spreads = scores_by_offset(scores)
-    drawn = sample(n)
     pe = sinusoidal(n, d, base).double()
     additive = (q + pe) @ (k + pe).T  # (N, N) absolute encoding added to the same q and k
-    c1, c2 = st.columns(2)
-    c1.plotly_chart(
-        similarity_heatmap(
-            scores[drawn][:, drawn].numpy(), drawn, "rope(q, m) · rope(k, n)", value_name="q·k"
+    low, high = float(scores.min()), float(scores.max())
+    zoomable(
+        scores.numpy(), "rope_scores",
+        lambda m, r0, c0: similarity_heatmap(
+            m, "rope(q, m) · rope(k, n)", "q·k", r0, c0, zmin=low, zmax=high
         ),
-        key="rope_scores",
-    )
-    c2.plotly_chart(
+        ("m", "n"),
+    )  # fmt: skip
+    st.plotly_chart(
         offset_profile(offsets.numpy(), means.numpy(), spreads.numpy(), "q·k depends on n − m only"),
         key="rope_offsets",
     )
@@ -430,11 +527,34 @@ def rope_section() -> None:
     )
 
 
-def attention_section(model: TextModel | None) -> None:
+# --- what position does to MiniLM's attention ------------------------------------------------------------
+
+
+def variants_of(model: TextModel, text: str, seed: int) -> dict:
+    """The sentence intact, without positions, shuffled and both (four forwards), once per input."""
+
+    def compute() -> dict:
+        encoding = model.encode(text)
+        variants = run_variants(model, encoding.ids, encoding.tokens, seed)
+        return {
+            "variants": variants,
+            "n_dropped": encoding.n_dropped,
+            "gap_removed": permutation_gap(
+                variants["positions removed"], variants["shuffled, positions removed"]
+            ),
+            "gap_intact": permutation_gap(variants["positions intact"], variants["shuffled"]),
+        }
+
+    key = digest("variants", model.name, str(model.device), id(model.model), text, seed)
+    return computed(key, compute, spinner="Running the model four ways…")
+
+
+def attention_section() -> None:
     st.markdown(
         "The same sentence through the real all-MiniLM-L6-v2, three ways: as is; with the position "
         "embeddings left out (a bag of words); and with its words shuffled ([CLS] and [SEP] stay)."
     )
+    model = minilm()
     if model is None:
         return
     c1, c2 = st.columns([4, 1])
@@ -447,32 +567,10 @@ def attention_section(model: TextModel | None) -> None:
     if not text.strip():
         st.warning("Type a sentence to compare.")
         return
-    result = attention_variants(model, st.session_state.get("device", "cpu"), text, seed)
-    variants = result["variants"]
+    result = variants_of(model, text, seed)
     if result["n_dropped"]:
         st.warning(f"The model reads 512 wordpieces; {result['n_dropped']} were cut off.")
-    probs = variants["positions intact"].probs
-    c1, c2, c3 = st.columns(3)
-    layer = c1.selectbox("layer", list(range(probs.shape[0])), key="attn_layer", persist_state="session")
-    head = c2.selectbox("head", list(range(probs.shape[1])), key="attn_head", persist_state="session")
-    reorder = c3.checkbox(
-        "draw the shuffled run in the original word order", key="attn_reorder", persist_state="session"
-    )
-    for col, name in zip(st.columns(3), COMPARED, strict=True):
-        variant = variants[name]
-        matrix = variant.in_original_order() if reorder else variant.probs
-        tokens = variants["positions intact"].tokens if reorder else variant.tokens
-        col.plotly_chart(
-            attention_heatmap(matrix[layer, head], tokens, tokens, f"{name}: layer {layer}, head {head}"),
-            key=f"attn_map_{name}",
-        )
-        if len(tokens) > 1:
-            col.metric(
-                "weight on the previous position",
-                f"{offset_share(variant.probs[layer, head], -1):.2f}",
-                help="Mean over queries of the weight on the key just before them, in the order the "
-                "model saw. Layer 0, head 2 of MiniLM is a previous-token head.",
-            )
+    variant_heads(result["variants"])
     m1, m2 = st.columns(2)
     m1.metric(
         "without positions, shuffled vs not (in word order)",
@@ -486,9 +584,7 @@ def attention_section(model: TextModel | None) -> None:
         help="The same words in another order are attended differently.",
     )
     for stat in ("entropy", "mean_distance"):
-        values = {
-            name: head_statistics(variants[name].probs, variants[name].tokens)[stat] for name in COMPARED
-        }
+        values = {name: result["variants"][name].statistics()[stat] for name in COMPARED}
         st.plotly_chart(statistic_comparison(values, STATISTICS[stat]), key=f"attn_stat_{stat}")
     st.caption(
         "Mean distance is measured in the positions the model saw. Heads that attend to the previous or "
@@ -497,6 +593,38 @@ def attention_section(model: TextModel | None) -> None:
     )
 
 
+@st.fragment
+def variant_heads(variants: dict) -> None:
+    """One layer and head of the three runs side by side, with its weight on the previous position."""
+    maps = variants["positions intact"].maps
+    left, right = st.columns([2, 1], vertical_alignment="bottom")
+    layer, head = layer_head_picker(maps.n_layers, maps.n_heads, key="attn", reductions=False, container=left)
+    reorder = right.checkbox(
+        "draw the shuffled run in the original word order", key="attn_reorder", persist_state="session"
+    )
+    for col, name in zip(st.columns(3), COMPARED, strict=True):
+        variant = variants[name]
+        tokens = variants["positions intact"].tokens if reorder else variant.tokens
+        col.plotly_chart(
+            attention_heatmap(
+                variant.head(layer, head, original_order=reorder), tokens, tokens,
+                f"{name}: layer {layer}, head {head}",
+            ),
+            key=f"attn_map_{name}",
+        )  # fmt: skip
+        if len(tokens) > 1:
+            col.metric(
+                "weight on the previous position",
+                f"{offset_share(variant.head(layer, head), -1):.2f}",
+                help="Mean over queries of the weight on the key just before them, in the order the "
+                "model saw. Layer 0, head 2 of MiniLM is a previous-token head.",
+            )
+
+
+# --- where position is added -------------------------------------------------------------------------
+
+
+@st.fragment
 def where_section() -> None:
     n_layers = st.slider("layers drawn", 1, 6, key="where_layers", persist_state="session")
     st.plotly_chart(where_added_diagram(n_layers), key="where_diagram")
@@ -510,6 +638,16 @@ def where_section() -> None:
     )
 
 
+SECTIONS = {
+    "Sinusoidal": sinusoidal_section,
+    "Learned (MiniLM)": learned_section,
+    "DETR 2-D sine": detr_section,
+    "Rotary (RoPE)": rope_section,
+    "What position does to attention": attention_section,
+    "Where it is added": where_section,
+}
+
+
 def main() -> None:
     for key, value in DEFAULTS.items():
         st.session_state.setdefault(key, value)
@@ -518,32 +656,12 @@ def main() -> None:
         "Attention is blind to order; these are the ways a transformer is told where each token is. "
         "Seed claims S6, S20, S21."
     )
-    model = None
-    try:
-        model = get_model("all-MiniLM-L6-v2", st.session_state.get("device", "cpu"), kind="encoder")
-    except ModelLoadError as err:
-        st.error(f"Cannot load all-MiniLM-L6-v2: {err}")
-    tabs = st.tabs(
-        [
-            "Sinusoidal",
-            "Learned (MiniLM)",
-            "DETR 2-D sine",
-            "Rotary (RoPE)",
-            "What position does to attention",
-            "Where it is added",
-        ]
-    )
-    sections = [
-        sinusoidal_section,
-        lambda: learned_section(model),
-        detr_section,
-        rope_section,
-        lambda: attention_section(model),
-        where_section,
-    ]
-    for tab, section in zip(tabs, sections, strict=True):
+    # Stateful tabs: only the open one runs, so a long table or a model run costs nothing elsewhere.
+    tabs = st.tabs(list(SECTIONS), key="pos_tab", on_change="rerun")
+    for tab, section in zip(tabs, SECTIONS.values(), strict=True):
         with tab:
-            section()
+            if tab.open:
+                section()
 
 
 main()

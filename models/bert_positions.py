@@ -12,22 +12,50 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from models.attention import LAZY
+from models.maps import AttentionMaps
 from models.positional import learned_by_lookup, learned_by_one_hot
+from models.readout import readout
+
+VARIANT_MEMO_BYTES = 16 * 2**20  # maps kept per run: 16 heads at 512 tokens
 
 
 @dataclass
 class Variant:
-    """One run: tokens in the order the model saw them and the attention of every layer and head."""
+    """One run: tokens in the order the model saw them and every head's attention, computed on demand."""
 
     name: str
     tokens: list[str]
     order: np.ndarray  # (T,) index into the original tokens of the token at each position
-    probs: np.ndarray  # (L, H, T, T) attention probabilities, rows (queries) summing to 1
+    maps: AttentionMaps  # (T, T) per layer and head, in the order the model saw; rows sum to 1
 
-    def in_original_order(self) -> np.ndarray:
-        """(L, H, T, T) the attention re-indexed so that row/column i is original token i."""
-        inverse = np.argsort(self.order)
-        return self.probs[..., inverse, :][..., inverse]
+    @property
+    def nbytes(self) -> int:
+        return self.maps.nbytes
+
+    @property
+    def inverse(self) -> np.ndarray:
+        """(T,) the position at which the model saw original token i."""
+        return np.argsort(self.order)
+
+    def head(self, layer: int, head: int, original_order: bool = False) -> np.ndarray:
+        """(T, T) one head's map (read-only), in the order the model saw, or re-indexed so that row and
+        column i are original token i."""
+        weights = self.maps.head(layer, head)
+        return weights[np.ix_(self.inverse, self.inverse)] if original_order else weights
+
+    @torch.no_grad()
+    def layer_weights(self, layer: int, original_order: bool = False) -> torch.Tensor:
+        """(H, T, T) every head of one layer, in the order the model saw or the original order."""
+        weights = self.maps.family.weights(layer, slice(None))
+        if not original_order:
+            return weights
+        inverse = torch.from_numpy(self.inverse).to(weights.device)
+        return weights[:, inverse][:, :, inverse]
+
+    def statistics(self) -> dict[str, np.ndarray]:
+        """{statistic: (L, H)} per-head statistics (models.maps.STATISTICS), in the positions seen."""
+        return self.maps.summary()["statistics"]
 
 
 @torch.no_grad()
@@ -62,9 +90,11 @@ def shuffled_order(n_tokens: int, seed: int = 0) -> np.ndarray:
     return order
 
 
-def _probs(text_model, ids: list[int], use_positions: bool) -> np.ndarray:
-    out = text_model.run(ids, capture=True, use_position_embeddings=use_positions)
-    return torch.stack([r.probs[0] for r in out.attentions]).float().cpu().numpy()  # (L, H, T, T)
+@torch.no_grad()
+def _maps(text_model, ids: list[int], use_positions: bool) -> AttentionMaps:
+    """One forward on the fast path, q and k kept (LAZY): every head's map on demand."""
+    out = text_model.run(ids, capture=LAZY, use_position_embeddings=use_positions)
+    return AttentionMaps(readout(encoder=out.attentions)["encoder"], memo_bytes=VARIANT_MEMO_BYTES)
 
 
 def run_variants(text_model, ids: list[int], tokens: list[str], seed: int = 0) -> dict[str, Variant]:
@@ -81,11 +111,11 @@ def run_variants(text_model, ids: list[int], tokens: list[str], seed: int = 0) -
     shuffled_ids = [ids[i] for i in order]
     shuffled_tokens = [tokens[i] for i in order]
     return {
-        "positions intact": Variant("positions intact", tokens, identity, _probs(text_model, ids, True)),
-        "positions removed": Variant("positions removed", tokens, identity, _probs(text_model, ids, False)),
-        "shuffled": Variant("shuffled", shuffled_tokens, order, _probs(text_model, shuffled_ids, True)),
+        "positions intact": Variant("positions intact", tokens, identity, _maps(text_model, ids, True)),
+        "positions removed": Variant("positions removed", tokens, identity, _maps(text_model, ids, False)),
+        "shuffled": Variant("shuffled", shuffled_tokens, order, _maps(text_model, shuffled_ids, True)),
         "shuffled, positions removed": Variant(
-            "shuffled, positions removed", shuffled_tokens, order, _probs(text_model, shuffled_ids, False)
+            "shuffled, positions removed", shuffled_tokens, order, _maps(text_model, shuffled_ids, False)
         ),
     }
 
@@ -99,7 +129,12 @@ def offset_share(probs: np.ndarray, offset: int) -> np.ndarray:
     return np.diagonal(probs, offset, axis1=-2, axis2=-1).mean(-1)
 
 
+@torch.no_grad()
 def permutation_gap(a: Variant, b: Variant) -> float:
-    """Largest |difference| between two runs' attention once both are put back in the original token order:
-    zero (to rounding) when the model cannot tell the two orders apart."""
-    return float(np.abs(a.in_original_order() - b.in_original_order()).max())
+    """Largest |difference| between two runs' attention, over every layer and head, once both are put back
+    in the original token order: zero (to rounding) when the model cannot tell the two orders apart.
+    One layer at a time, so that nothing holds every map at once."""
+    return max(
+        float((a.layer_weights(layer, True) - b.layer_weights(layer, True)).abs().max())
+        for layer in range(a.maps.n_layers)
+    )

@@ -1,6 +1,8 @@
 """Positional encodings: golden values, the one-hot identity on MiniLM, DETR parity, RoPE, the page."""
 
+import base64
 import io
+import json
 import math
 from pathlib import Path
 
@@ -10,7 +12,9 @@ import torch
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
+import models.bert
 from models.bert_positions import input_parts, offset_share, permutation_gap, run_variants, shuffled_order
+from models.maps import head_statistics
 from models.positional import (
     apply_rope,
     check_size,
@@ -28,7 +32,16 @@ from models.positional import (
     similarity_to_point,
     sinusoidal,
 )
-from viz.positional import channel_maps, encoding_heatmap, statistic_comparison, where_added_diagram
+from viz.heatmap import RASTER_SIDE, raster_indices
+from viz.positional import (
+    channel_maps,
+    encoding_heatmap,
+    point_similarity_map,
+    raster_side,
+    similarity_heatmap,
+    statistic_comparison,
+    where_added_diagram,
+)
 
 PAGE = Path(__file__).resolve().parents[1] / "app_pages" / "positional.py"
 
@@ -254,18 +267,38 @@ def test_without_positions_shuffling_only_permutes_attention(minilm):
     variants = run_variants(minilm, encoding.ids, encoding.tokens, seed=1)
     t = len(encoding.ids)
     for variant in variants.values():
-        assert variant.probs.shape == (6, 12, t, t)
-        np.testing.assert_allclose(variant.probs.sum(-1), 1.0, atol=1e-5)
+        assert (variant.maps.n_layers, variant.maps.n_heads, *variant.maps.shape) == (6, 12, t, t)
+        for layer in range(6):
+            np.testing.assert_allclose(variant.maps.layer(layer).sum(-1), 1.0, atol=1e-5)
     assert permutation_gap(variants["positions removed"], variants["shuffled, positions removed"]) < 1e-4
     assert permutation_gap(variants["positions intact"], variants["shuffled"]) > 0.1
-    assert np.abs(variants["positions intact"].probs - variants["positions removed"].probs).max() > 0.1
+    intact, removed = variants["positions intact"], variants["positions removed"]
+    assert max(np.abs(intact.maps.layer(i) - removed.maps.layer(i)).max() for i in range(6)) > 0.1
     shuffled = variants["shuffled"]
     assert [shuffled.tokens[i] for i in np.argsort(shuffled.order)] == encoding.tokens
-    previous = {
-        name: offset_share(v.probs[0, 2], -1) for name, v in variants.items()
-    }  # a previous-token head
+    in_order = shuffled.head(0, 2, original_order=True)  # row/column i is original token i
+    first, second = shuffled.order[1], shuffled.order[2]  # the original tokens seen at positions 1 and 2
+    assert in_order[first, second] == shuffled.head(0, 2)[1, 2]
+    previous = {name: offset_share(v.head(0, 2), -1) for name, v in variants.items()}  # a previous-token head
     assert previous["positions intact"] > 0.9 and previous["shuffled"] > 0.9
     assert previous["positions removed"] < 0.5
+    stats = intact.statistics()
+    assert stats["entropy"].shape == (6, 12)
+    assert stats["mean_distance"][0, 2] == pytest.approx(1.0, abs=0.1)  # one position back, nearly always
+
+
+def test_head_statistics_of_uniform_diagonal_and_previous_token_heads():
+    uniform = torch.full((4, 4), 0.25)
+    diagonal = torch.eye(4)
+    previous = torch.eye(4).roll(-1, dims=1)  # query i attends to key i - 1 ...
+    previous[0] = torch.tensor([1.0, 0, 0, 0])  # ... and the first query to itself
+    stats = head_statistics(torch.stack([uniform, diagonal, previous])[None])  # (1, 3, 4, 4)
+    assert stats["entropy"].shape == (1, 3)
+    np.testing.assert_allclose(stats["entropy"][0], [2.0, 0.0, 0.0], atol=1e-6)
+    np.testing.assert_allclose(stats["mean_distance"][0], [(6 + 4 + 4 + 6) / 16, 0.0, 3 / 4])
+    np.testing.assert_allclose(stats["first_share"][0], [0.25, 0.25, 0.5])
+    np.testing.assert_allclose(stats["last_share"][0], [0.25, 0.25, 0.0])
+    np.testing.assert_allclose(stats["max_weight"][0], [0.25, 1.0, 1.0])
 
 
 def test_offset_share_reads_one_diagonal():
@@ -281,22 +314,40 @@ def test_offset_share_reads_one_diagonal():
 
 def test_figures_have_the_data_shapes():
     pe = sinusoidal(20, 8).numpy()
-    fig = encoding_heatmap(pe[::2], positions=np.arange(0, 20, 2))
-    assert np.asarray(fig.data[0].z).shape == (10, 8) and list(fig.data[0].y) == list(range(0, 20, 2))
+    fig = encoding_heatmap(pe[4:14], row_start=4)  # a window of the table, placed at its positions
+    assert np.asarray(fig.data[0].z).shape == (10, 8) and list(fig.data[0].y) == list(range(4, 14))
+    assert fig.layout.plot_bgcolor is not None and fig.data[0].zmin == -fig.data[0].zmax
     fig = channel_maps(detr_sine(torch.zeros(4, 5, dtype=torch.bool)).numpy(), [0, 128])
     assert len(fig.data) == 2 and np.asarray(fig.data[1].z).shape == (4, 5)
+    assert fig.data[0].coloraxis == fig.data[1].coloraxis == "coloraxis"
     fig = statistic_comparison({"a": np.zeros((6, 12)), "b": np.ones((6, 12))}, "entropy")
     assert len(fig.data) == 2 and fig.layout.coloraxis.cmax == 1
+    assert fig.data[0].texttemplate == "%{z:.2f}"  # values printed rounded
+    fig = point_similarity_map(np.eye(3), (1, 2))
+    assert fig.data[0].type == "heatmap" and (fig.data[1].x, fig.data[1].y) == ((2,), (1,))
     fig = where_added_diagram(3)
     texts = [a.text for a in fig.layout.annotations]
     assert texts.count("V = src") == 3 and texts.count("Q = src + pos") == 3
 
 
+def test_big_tables_are_rasters_that_keep_a_narrow_axis():
+    assert raster_side((8192, 8192)) == RASTER_SIDE  # square: the core's own side
+    factor = math.ceil(8192 / raster_side((8192, 4096)))  # the pooling the raster will apply
+    assert factor > 1 and math.ceil(8192 / factor) * math.ceil(4096 / factor) <= RASTER_SIDE**2
+    tall = encoding_heatmap(sinusoidal(8192, 16).numpy())
+    assert tall.data[0].type == "image"
+    assert raster_indices(tall).shape == (8192, 16)  # every channel kept, not pooled to 2 columns
+    sim = similarity_heatmap(np.zeros((300, 300), dtype=np.float32))
+    assert sim.data[0].type == "image"
+
+
 def test_figures_reject_bad_shapes():
     with pytest.raises(ValueError, match="2-D"):
         encoding_heatmap(np.zeros(5))
-    with pytest.raises(ValueError, match="entries"):
-        encoding_heatmap(np.zeros((5, 4)), positions=np.arange(4))
+    with pytest.raises(ValueError, match="does not match"):
+        encoding_heatmap(np.zeros((5, 4)), row_labels=list("abcd"))
+    with pytest.raises(ValueError, match="square"):
+        similarity_heatmap(np.zeros((3, 4)))
     with pytest.raises(ValueError, match="channels"):
         channel_maps(np.zeros((4, 3, 3)), [9])
     with pytest.raises(ValueError, match="same"):
@@ -304,6 +355,40 @@ def test_figures_reject_bad_shapes():
 
 
 # --- the page --------------------------------------------------------------------------------------
+
+TABS = [
+    "Sinusoidal",
+    "Learned (MiniLM)",
+    "DETR 2-D sine",
+    "Rotary (RoPE)",
+    "What position does to attention",
+    "Where it is added",
+]
+
+
+def open_tab(at, label: str):
+    """Open a tab as a click does: the stateful tabs rerun the page with only that tab's section."""
+    at.session_state["pos_tab"] = label
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def figure(at, key: str) -> dict:
+    chart = next(c for c in at.get("plotly_chart") if c.proto.id.endswith(key) or key in c.proto.id)
+    return json.loads(chart.proto.spec)
+
+
+def values(array) -> np.ndarray:
+    """A figure's array as sent: a list, or plotly's typed array {"dtype", "bdata"}."""
+    if isinstance(array, dict):
+        return np.frombuffer(base64.b64decode(array["bdata"]), dtype=np.dtype(array["dtype"]))
+    return np.asarray(array)
+
+
+def png_shape(trace: dict) -> tuple[int, int]:
+    image = Image.open(io.BytesIO(base64.b64decode(trace["source"].split(",", 1)[1])))
+    return image.height, image.width
 
 
 @pytest.fixture(scope="module")
@@ -316,40 +401,112 @@ def page():
 @pytest.mark.slow
 def test_page_runs_and_shows_every_section(page):
     assert not page.error
-    assert len(page.tabs) == 6
-    assert len(page.get("plotly_chart")) >= 18
-    metrics = {m.label: m.value for m in page.metric}
+    assert [t.label for t in page.tabs] == TABS
+    assert len(page.get("plotly_chart")) == 3  # only the open tab is drawn: encoding, waves, similarity
+    charts, body, metrics = 0, [], {}
+    for label in TABS:
+        open_tab(page, label)
+        assert not page.error, (label, [e.value for e in page.error])
+        charts += len(page.get("plotly_chart"))
+        body += [m.value for m in page.markdown]
+        metrics |= {m.label: m.value for m in page.metric}
+    assert charts >= 18
     assert metrics["one-hot(N) @ W equals W[p] (exactly)"] == "yes"
-    body = " ".join(m.value for m in page.markdown)
     for claim in ("S6", "S20", "S21"):
-        assert claim in body
+        assert claim in " ".join(body)
+    open_tab(page, "Sinusoidal")
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    ("key", "value", "needle"),
+    ("tab", "key", "value", "needle"),
     [
-        ("sin_n", 9000, "8192"),
-        ("sin_d", 7, "even"),
-        ("sin_d", 5000, "4096"),
-        ("rope_n", 2000, "1024"),
-        ("rope_d", 9, "even"),
-        ("detr_h", 20_000, "10000"),
+        ("Sinusoidal", "sin_n", 9000, "8192"),
+        ("Sinusoidal", "sin_d", 7, "even"),
+        ("Sinusoidal", "sin_d", 5000, "4096"),
+        ("Rotary (RoPE)", "rope_n", 2000, "1024"),
+        ("Rotary (RoPE)", "rope_d", 9, "even"),
+        ("DETR 2-D sine", "detr_h", 20_000, "10000"),
     ],
 )
-def test_page_reports_sizes_out_of_range(page, key, value, needle):
+def test_page_reports_sizes_out_of_range(page, tab, key, value, needle):
+    open_tab(page, tab)
     widget = page.number_input(key=key)
     before = widget.value
     widget.set_value(value).run()
     assert not page.exception
     assert any(needle in e.value for e in page.error), [e.value for e in page.error]
-    assert page.get("plotly_chart")  # the other sections still draw
-    page.number_input(key=key).set_value(before).run()
+    assert open_tab(page, "Where it is added").get("plotly_chart")  # the other sections still draw
+    open_tab(page, tab).number_input(key=key).set_value(before).run()
     assert not page.exception and not page.error
 
 
 @pytest.mark.slow
+def test_a_long_similarity_is_sent_as_an_image_with_a_zoom_window(page):
+    open_tab(page, "Sinusoidal")
+    page.number_input(key="sin_d").set_value(16).run()
+    page.number_input(key="sin_n").set_value(8192).run()
+    assert not page.exception and not page.error
+    chart = next(c for c in page.get("plotly_chart") if c.proto.id.endswith("sin_sim_raster"))
+    assert len(chart.proto.spec) < 2_000_000  # not 67 M cells as JSON
+    whole = json.loads(chart.proto.spec)
+    assert whole["data"][0]["type"] == "image" and png_shape(whole["data"][0]) == (1024, 1024)
+    assert "8192 × 8192" in whole["layout"]["title"]["text"]
+    encoding = figure(page, "sin_pe_raster")
+    assert encoding["data"][0]["type"] == "image" and png_shape(encoding["data"][0]) == (8192, 16)
+    page.number_input(key="sin_sim_zr").set_value(4000).run()
+    zoom = figure(page, "sin_sim_zoom")
+    assert zoom["data"][0]["type"] == "heatmap" and values(zoom["data"][0]["y"])[0] == 4000
+    assert "m 4000–4127, n 0–127" in zoom["layout"]["title"]["text"]
+    page.number_input(key="sin_n").set_value(128).run()
+    page.number_input(key="sin_d").set_value(128).run()
+    assert not page.exception and not page.error
+
+
+@pytest.fixture
+def forward_calls(monkeypatch):
+    calls = []
+    original = models.bert.BertModel.forward
+
+    def counting(self, *args, **kwargs):
+        calls.append(1)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(models.bert.BertModel, "forward", counting)
+    return calls
+
+
+@pytest.mark.slow
+def test_view_controls_never_rerun_the_model(forward_calls):
+    at = AppTest.from_file(str(PAGE), default_timeout=120)
+    at.session_state["learned_text"] = "Forwards are counted on this learned sentence."
+    at.session_state["attn_text"] = "Forwards are counted on this attention sentence."
+    open_tab(at, "Learned (MiniLM)")
+    assert len(forward_calls) == 1  # the sentence's embedding, once
+    at.multiselect(key="learned_channels").set_value([3, 4]).run()
+    assert len(figure(at, "learned_channels_waves")["data"]) == 2
+    at.number_input(key="learned_table_zr").set_value(200).run()
+    assert values(figure(at, "learned_table_zoom")["data"][0]["y"])[0] == 200
+    assert len(forward_calls) == 1
+    open_tab(at, "What position does to attention")
+    assert len(forward_calls) == 5  # intact, removed, shuffled, shuffled without positions
+    at.selectbox(key="attn_layer").set_value(3).run()
+    at.selectbox(key="attn_head").set_value(7).run()
+    at.checkbox(key="attn_reorder").check().run()
+    assert figure(at, "attn_map_shuffled")["layout"]["title"]["text"] == "shuffled: layer 3, head 7"
+    assert figure(at, "attn_stat_entropy")["data"][0]["texttemplate"] == "%{z:.2f}"
+    open_tab(at, "DETR 2-D sine")
+    at.multiselect(key="detr_channels").set_value([5]).run()
+    at.number_input(key="detr_y").set_value(2).run()
+    assert figure(at, "detr_point")["data"][1]["y"] == [2]
+    open_tab(at, "Learned (MiniLM)")
+    assert not at.exception and not at.error
+    assert len(forward_calls) == 5  # no control, and no return to a tab, reruns the model
+
+
+@pytest.mark.slow
 def test_page_rejects_a_batch_larger_than_detr_makes(page):
+    open_tab(page, "DETR 2-D sine")
     page.checkbox(key="detr_pad").check().run()
     page.number_input(key="detr_pad_h").set_value(2000).run()
     assert not page.exception
@@ -362,6 +519,7 @@ def test_page_rejects_a_batch_larger_than_detr_makes(page):
 
 @pytest.mark.slow
 def test_page_asks_for_a_sentence_instead_of_failing(page):
+    open_tab(page, "What position does to attention")
     page.text_input(key="attn_text").set_value("   ").run()
     assert not page.exception
     assert any("Type a sentence" in w.value for w in page.warning)
@@ -371,6 +529,7 @@ def test_page_asks_for_a_sentence_instead_of_failing(page):
 
 @pytest.mark.slow
 def test_page_reads_an_uploaded_image_size_upright_and_refuses_bad_files(page):
+    open_tab(page, "DETR 2-D sine")
     img = Image.fromarray(np.zeros((300, 500, 3), dtype=np.uint8))  # 500 wide, 300 tall
     exif = Image.Exif()
     exif[0x0112] = 6  # a phone photo taken upright: stored on its side
@@ -382,6 +541,6 @@ def test_page_reads_an_uploaded_image_size_upright_and_refuses_bad_files(page):
     page.file_uploader(key="detr_upload").set_value(("notes.png", b"not an image", "image/png")).run()
     assert not page.exception
     assert any("notes.png is not an image" in e.value for e in page.error)
-    assert page.get("plotly_chart")  # the other sections still draw
     page.file_uploader(key="detr_upload").set_value(None).run()
     assert not page.exception and not page.error
+    assert page.get("plotly_chart")

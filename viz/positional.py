@@ -1,77 +1,89 @@
 """Figures of positional encodings: 1-D tables, 2-D DETR maps, RoPE rotations, and where position enters.
 
-Every function takes numpy arrays (plus index arrays naming the rows and columns shown, since pages
-show subsamples of large tables) and returns a `go.Figure`; none knows a model.
+Every function takes numpy arrays and returns a `go.Figure`; none knows a model. Every matrix is drawn by
+the heatmap core (`viz.heatmap`): big tables become rasters, and a window of one is placed at its rows and
+columns (`row_start`, `col_start`).
 """
+
+import math
 
 import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-MARGIN = {"l": 10, "r": 10, "t": 50, "b": 10}
+from viz.heatmap import CELL_BUDGET, MARGIN, RASTER_SIDE, heatmap, raster
+
+TITLED = MARGIN | {"t": 60}  # room for subplot titles under the figure's title
 POSITION_COLOUR = "#e65100"  # arrows that carry position, in the diagram
 CONTENT_COLOUR = "#546e7a"
+LIMIT_SAMPLE = 2**20  # entries of a big table the colour limit is read from
 
 
 def _as_2d(array, name: str) -> np.ndarray:
-    array = np.asarray(array, dtype=np.float64)
+    """A 2-D array, float32 kept as it is (an 8192 × 4096 table is not copied to float64)."""
+    array = np.asarray(array)
     if array.ndim != 2:
         raise ValueError(f"{name} must be 2-D, got shape {array.shape}")
     return array
 
 
-def _index(labels, size: int, name: str) -> np.ndarray:
-    labels = np.arange(size) if labels is None else np.asarray(labels)
-    if labels.shape != (size,):
-        raise ValueError(
-            f"{name} has {labels.shape[0] if labels.ndim else 0} entries for {size} rows/columns"
-        )
-    return labels
+def colour_limit(pe, percentile: float = 99.0) -> float:
+    """The `percentile` of |pe|, read from at most LIMIT_SAMPLE entries spread over the table (the stride
+    is not a multiple of the row length, so every channel is sampled); 1 for an empty or zero table."""
+    flat = np.asarray(pe).ravel()
+    flat = flat[:: flat.size // LIMIT_SAMPLE + 1]
+    return (float(np.percentile(np.abs(flat), percentile)) if flat.size else 0.0) or 1.0
+
+
+def raster_side(shape: tuple[int, int]) -> int:
+    """The longest side a raster of `shape` may keep for at most RASTER_SIDE² pixels: a long, narrow table
+    (8192 × 16) keeps its 16 columns instead of being pooled down to 1024 × 2."""
+    n_rows, n_cols = shape
+    factor = max(1, math.ceil(math.sqrt(n_rows * n_cols) / RASTER_SIDE))
+    return math.ceil(max(n_rows, n_cols) / factor)
 
 
 def encoding_heatmap(
-    pe, positions=None, channels=None, title: str = "", clip_percentile: float = 99.0, row_labels=None
-) -> go.Figure:
-    """pe (N, d): one row per position, one column per channel; `positions`/`channels` name the rows/columns
-    shown when they are a subsample; `row_labels` (e.g. the tokens) become the row tick text. The colour
-    scale is symmetric and saturates at the `clip_percentile` of |pe|, so that a few large entries (learned
-    tables have them) do not wash out the rest; hover shows the true value."""
+    pe, title: str = "", clip_percentile: float = 99.0, row_labels=None, limit: float | None = None,
+    row_start: int = 0, col_start: int = 0,
+) -> go.Figure:  # fmt: skip
+    """pe (N, d): one row per position, one column per channel, through the heatmap core; a window of a
+    larger table starts at (row_start, col_start). `row_labels` (e.g. the tokens) name the rows. The colour
+    scale is symmetric and saturates at `limit`, by default the `clip_percentile` of |pe|, so that a few
+    large entries (learned tables have them) do not wash out the rest; hover shows the true value. Above
+    CELL_BUDGET cells the table is a raster of at most RASTER_SIDE² pixels."""
     pe = _as_2d(pe, "the encoding")
-    limit = float(np.percentile(np.abs(pe), clip_percentile)) if pe.size else 1.0
-    positions = _index(positions, pe.shape[0], "positions")
-    channels = _index(channels, pe.shape[1], "channels")
-    fig = go.Figure(
-        go.Heatmap(
-            z=pe,
-            x=channels,
-            y=positions,
-            colorscale="RdBu",
-            zmin=-limit or -1.0,
-            zmax=limit or 1.0,
-            hovertemplate="position %{y}<br>channel %{x}<br>value %{z:.4f}<extra></extra>",
-        )
+    limit = colour_limit(pe, clip_percentile) if limit is None else limit
+    style = {
+        "title": title, "row_title": "position", "col_title": "channel", "colorscale": "RdBu",
+        "zmin": -limit, "zmax": limit,
+    }  # fmt: skip
+    if pe.size > CELL_BUDGET:
+        return raster(pe, row_labels, None, max_side=raster_side(pe.shape), height=560, **style)
+    return heatmap(
+        pe,
+        row_labels,
+        None,
+        value_name="value",
+        row_start=row_start,
+        col_start=col_start,
+        height=420,
+        **style,
     )
-    yaxis = {"title": "position", "autorange": "reversed"}
-    if row_labels is not None:
-        if len(row_labels) != pe.shape[0]:
-            raise ValueError(f"{len(row_labels)} row labels for {pe.shape[0]} rows")
-        yaxis |= {"tickmode": "array", "tickvals": list(positions), "ticktext": list(row_labels)}
-    fig.update_layout(title=title, height=420, margin=MARGIN, xaxis_title="channel", yaxis=yaxis)
-    return fig
 
 
-def channel_waves(pe, channels: list[int], positions=None, title: str = "") -> go.Figure:
-    """pe (N, d) -> one line per chosen channel: its value against position."""
+def channel_waves(pe, channels: list[int], title: str = "") -> go.Figure:
+    """pe (N, d) -> one line per chosen channel: its value against position (only those columns are sent)."""
     pe = _as_2d(pe, "the encoding")
-    positions = _index(positions, pe.shape[0], "positions")
     bad = [c for c in channels if not 0 <= c < pe.shape[1]]
     if bad:
         raise ValueError(f"channels {bad} are outside 0..{pe.shape[1] - 1}")
+    positions = np.arange(pe.shape[0], dtype=np.int32)  # 4 bytes a point on the wire
     fig = go.Figure(
         [
             go.Scatter(
                 x=positions,
-                y=pe[:, c],
+                y=pe[:, c].astype(np.float32),
                 mode="lines",
                 name=f"channel {c}",
                 hovertemplate=f"channel {c}<br>position %{{x}}<br>value %{{y:.4f}}<extra></extra>",
@@ -83,57 +95,48 @@ def channel_waves(pe, channels: list[int], positions=None, title: str = "") -> g
     return fig
 
 
-def similarity_heatmap(sim, positions=None, title: str = "", value_name: str = "dot product") -> go.Figure:
-    """sim (N, N): similarity between the encodings of position m (row) and n (column)."""
+def similarity_heatmap(
+    sim, title: str = "", value_name: str = "dot product", row_start: int = 0, col_start: int = 0,
+    zmin: float | None = None, zmax: float | None = None,
+) -> go.Figure:  # fmt: skip
+    """sim (N, N): similarity between the encodings of position m (row) and n (column), through the heatmap
+    core (a raster above CELL_BUDGET cells); a window of a larger matrix starts at (row_start, col_start)."""
     sim = _as_2d(sim, "the similarity matrix")
     if sim.shape[0] != sim.shape[1]:
         raise ValueError(f"a similarity matrix is square, got {sim.shape}")
-    positions = _index(positions, sim.shape[0], "positions")
-    fig = go.Figure(
-        go.Heatmap(
-            z=sim,
-            x=positions,
-            y=positions,
-            colorscale="Viridis",
-            hovertemplate="m %{y}, n %{x}<br>" + value_name + " %{z:.4f}<extra></extra>",
-        )
-    )
-    fig.update_layout(
-        title=title,
-        height=420,
-        margin=MARGIN,
-        xaxis_title="position n",
-        yaxis={"title": "position m", "autorange": "reversed"},
-    )
-    return fig
+    return heatmap(
+        sim, title=title, row_title="position m", col_title="position n", colorscale="Viridis",
+        value_name=value_name, row_start=row_start, col_start=col_start, zmin=zmin, zmax=zmax, height=480,
+    )  # fmt: skip
+
+
+def _panel(matrix: np.ndarray, **style) -> go.Heatmap:
+    """One subplot's heatmap trace, built by the heatmap core (hover, float32, rounding), on the figure's
+    shared colour axis."""
+    return heatmap(matrix, **style).data[0].update(coloraxis="coloraxis")
 
 
 def channel_maps(pos, channels: list[int], names: list[str] | None = None, title: str = "") -> go.Figure:
     """pos (C, H, W) -> one 2-D map per chosen channel, side by side on a shared colour scale."""
-    pos = np.asarray(pos, dtype=np.float64)
+    pos = np.asarray(pos)
     if pos.ndim != 3:
         raise ValueError(f"expected a (channels, H, W) encoding, got shape {pos.shape}")
     bad = [c for c in channels if not 0 <= c < pos.shape[0]]
     if bad or not channels:
         raise ValueError(f"choose channels within 0..{pos.shape[0] - 1}, got {channels}")
+    if pos.shape[1] * pos.shape[2] > CELL_BUDGET:
+        raise ValueError(f"a {pos.shape[1]} × {pos.shape[2]} map is too big for side-by-side cells")
     names = names or [f"channel {c}" for c in channels]
     if len(names) != len(channels):
         raise ValueError(f"{len(names)} names for {len(channels)} channels")
     fig = make_subplots(rows=1, cols=len(channels), subplot_titles=names, horizontal_spacing=0.03)
     for i, c in enumerate(channels):
-        fig.add_trace(
-            go.Heatmap(
-                z=pos[c],
-                coloraxis="coloraxis",
-                hovertemplate=f"{names[i]}<br>y %{{y}}, x %{{x}}<br>value %{{z:.4f}}<extra></extra>",
-            ),
-            row=1,
-            col=i + 1,
-        )
-    fig.update_yaxes(autorange="reversed")
+        fig.add_trace(_panel(pos[c], row_title="y", col_title="x", value_name=names[i]), row=1, col=i + 1)
+    fig.update_yaxes(autorange="reversed", showgrid=False, zeroline=False)
+    fig.update_xaxes(showgrid=False, zeroline=False)
     fig.update_yaxes(showticklabels=False, selector=lambda axis: axis.anchor != "x")
     fig.update_layout(
-        title=title, height=300, margin=MARGIN, coloraxis={"colorscale": "RdBu", "cmin": -1, "cmax": 1}
+        title=title, height=300, margin=TITLED, coloraxis={"colorscale": "RdBu", "cmin": -1, "cmax": 1}
     )
     return fig
 
@@ -144,29 +147,18 @@ def point_similarity_map(sim, point: tuple[int, int], title: str = "") -> go.Fig
     y, x = point
     if not (0 <= y < sim.shape[0] and 0 <= x < sim.shape[1]):
         raise ValueError(f"point {point} is outside the {sim.shape[0]}×{sim.shape[1]} map")
-    fig = go.Figure(
-        [
-            go.Heatmap(
-                z=sim, colorscale="Viridis", hovertemplate="y %{y}, x %{x}<br>cosine %{z:.4f}<extra></extra>"
-            ),
-            go.Scatter(
-                x=[x],
-                y=[y],
-                mode="markers",
-                marker={"symbol": "x", "size": 12, "color": "red"},
-                name="chosen point",
-                hoverinfo="skip",
-            ),
-        ]
+    fig = heatmap(sim, title=title, row_title="y", col_title="x", value_name="cosine", height=380)
+    fig.add_trace(
+        go.Scatter(
+            x=[x],
+            y=[y],
+            mode="markers",
+            marker={"symbol": "x", "size": 12, "color": "red"},
+            name="chosen point",
+            hoverinfo="skip",
+        )
     )
-    fig.update_layout(
-        title=title,
-        height=380,
-        margin=MARGIN,
-        showlegend=False,
-        xaxis_title="x",
-        yaxis={"title": "y", "autorange": "reversed", "scaleanchor": "x"},
-    )
+    fig.update_layout(showlegend=False, yaxis={"scaleanchor": "x"})
     return fig
 
 
@@ -217,7 +209,7 @@ def rope_rotation(pairs, pair_ids: list[int], title: str = "") -> go.Figure:
     fig.update_layout(
         title=title,
         height=330,
-        margin=MARGIN,
+        margin=TITLED,
         showlegend=False,
         coloraxis={"colorscale": "Viridis", "colorbar": {"title": "position"}},
     )
@@ -267,12 +259,13 @@ def offset_profile(offsets, means, spreads, title: str = "") -> go.Figure:
     )
     fig.update_yaxes(type="log", exponentformat="power", row=2, col=1)
     fig.update_xaxes(title="offset n − m", row=2, col=1)
-    fig.update_layout(title=title, height=480, margin=MARGIN, showlegend=False)
+    fig.update_layout(title=title, height=480, margin=TITLED, showlegend=False)
     return fig
 
 
 def statistic_comparison(values: dict[str, np.ndarray], name: str) -> go.Figure:
-    """{variant: (L, H) statistic} -> side-by-side layer × head heatmaps on one colour scale."""
+    """{variant: (L, H) statistic} -> side-by-side layer × head heatmaps on one colour scale, each value
+    printed on its cell (2 decimals)."""
     arrays = {k: _as_2d(v, f"the {name} of {k!r}") for k, v in values.items()}
     shapes = {a.shape for a in arrays.values()}
     if len(shapes) != 1:
@@ -280,25 +273,16 @@ def statistic_comparison(values: dict[str, np.ndarray], name: str) -> go.Figure:
     low = min(float(np.nanmin(a)) for a in arrays.values())
     high = max(float(np.nanmax(a)) for a in arrays.values())
     fig = make_subplots(rows=1, cols=len(arrays), subplot_titles=list(arrays), horizontal_spacing=0.04)
-    for col, (variant, a) in enumerate(arrays.items(), start=1):
-        fig.add_trace(
-            go.Heatmap(
-                z=a,
-                coloraxis="coloraxis",
-                text=np.round(a, 2),
-                texttemplate="%{text}",
-                hovertemplate=f"{variant}<br>layer %{{y}}, head %{{x}}<br>{name} %{{z:.3f}}<extra></extra>",
-            ),
-            row=1,
-            col=col,
-        )
-    fig.update_xaxes(title="head", dtick=1)
-    fig.update_yaxes(dtick=1, autorange="reversed")
+    for col, a in enumerate(arrays.values(), start=1):
+        trace = _panel(a, row_title="layer", col_title="head", value_name=name, decimals=2)
+        fig.add_trace(trace, row=1, col=col)
+    fig.update_xaxes(title="head", dtick=1, showgrid=False)
+    fig.update_yaxes(dtick=1, autorange="reversed", showgrid=False)
     fig.update_yaxes(title="layer", row=1, col=1)
     fig.update_layout(
         title=name,
         height=140 + 40 * next(iter(shapes))[0],
-        margin=MARGIN,
+        margin=TITLED,
         coloraxis={"colorscale": "Cividis", "cmin": low, "cmax": high},
     )
     return fig
