@@ -155,7 +155,9 @@ def pool_max(matrix: np.ndarray, max_side: int = RASTER_SIDE) -> tuple[np.ndarra
     f = max(1, int(np.ceil(max(matrix.shape) / max_side)))
     if f == 1:
         return matrix, 1
-    t = torch.from_numpy(matrix)
+    with warnings.catch_warnings():  # maps shared between sessions are read-only; nothing here writes
+        warnings.simplefilter("ignore", UserWarning)
+        t = torch.from_numpy(matrix)
     if np.isnan(matrix).any():
         t = t.nan_to_num(nan=-torch.inf)  # a copy: the input stays as it was
     pooled = torch.nn.functional.max_pool2d(t[None, None], f, ceil_mode=True)[0, 0]
