@@ -1,4 +1,5 @@
-"""The DETR page in a real browser: upload an image, click a detection's box, see its attention grid."""
+"""The DETR page in a real browser: upload an image, click a detection's box, see its attention grid; every
+click is read back from the clicked point's customdata."""
 
 import io
 import re
@@ -56,10 +57,9 @@ def test_detr_page_in_chromium(page):
     assert labels.count() >= 1
     k = labels.count() - 1  # the lowest-scoring detection shown
     query = re.match(r"q(\d+) ", labels.nth(k).text_content()).group(1)
-    marker = detections.locator(".scatterlayer .trace").nth(k).locator(".points path").first
-    box = marker.bounding_box()
-    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
-    page.get_by_text(re.compile(rf"^query {query}: .* · layer \d+, mean of heads")).first.wait_for()
+    corner = labels.nth(k).bounding_box()  # the label sits on the box's top-left corner
+    page.mouse.click(corner["x"] + 3, corner["y"] + corner["height"] + 3)  # the outline's nearest point
+    page.get_by_text(re.compile(rf"^query {query}: .* · layer \d+, mean over heads")).first.wait_for()
     grid = page.get_by_text(f"Query {query}: every decoder layer × head").first
     grid.wait_for()
     scroll_to(page, grid)
@@ -69,10 +69,16 @@ def test_detr_page_in_chromium(page):
         ".hm image"
     )
     area = tiles.bounding_box()  # 3 layers x 9 columns of (h + 1) x (w + 1) cells, less the last gap
+
+    def click_tile(layer: int, column: int) -> None:
+        x = area["x"] + area["width"] * (column * (w + 1) + w / 2) / (9 * (w + 1) - 1)
+        y = area["y"] + area["height"] * (layer * (h + 1) + h / 2) / (3 * (h + 1) - 1)
+        page.mouse.click(x, y)
+
+    click_tile(0, 8)  # the last column is the mean of the heads: the tile's customdata says "mean"
+    page.get_by_text(re.compile(rf"^query {query}: .* · layer 0, mean over heads$")).first.wait_for()
     layer, head = 1, 3
-    x = area["x"] + area["width"] * (head * (w + 1) + w / 2) / (9 * (w + 1) - 1)
-    y = area["y"] + area["height"] * (layer * (h + 1) + h / 2) / (3 * (h + 1) - 1)
-    page.mouse.click(x, y)
+    click_tile(layer, head)
     page.get_by_text(re.compile(rf"^query {query}: .* · layer {layer}, head {head}$")).first.wait_for()
     best = re.match(r"q(\d+) ", labels.nth(0).text_content()).group(1)
     strip = page.locator(".js-plotly-plot", has_text="What each detection looks at").locator(".hm image")

@@ -1,4 +1,5 @@
-"""The DETR page: inspection arrays against the model's outputs, the figures' shapes, the page in AppTest."""
+"""The DETR page: inspection arrays against the model's outputs, the figures' shapes, the page in AppTest
+(clicks sent as the browser sends them, and the model run once whatever the user changes)."""
 
 import io
 import json
@@ -9,8 +10,10 @@ import pytest
 import torch
 from PIL import Image
 from safetensors.torch import save
+from streamlit.proto.WidgetStates_pb2 import WidgetState
 from streamlit.testing.v1 import AppTest
 
+import models.detr.detr
 from models.detr.api import SMALL_CONFIG, run_detr
 from models.detr.box_ops import box_xyxy_to_cxcywh
 from models.detr.inspect import (
@@ -28,7 +31,14 @@ from models.detr.matcher import hungarian_match
 from models.detr.preprocess import postprocess, preprocess
 from models.detr.scenes import make_scene
 from tests.test_images import png_bomb
-from viz.detr import attention_overlay, background, detections_figure, map_grid, overlay_rgb
+from viz.detr import (
+    attention_overlay,
+    background,
+    detections_figure,
+    map_grid,
+    matching_heatmap,
+    overlay_rgb,
+)
 
 PAGE = str(Path(__file__).parents[1] / "app_pages" / "detr.py")
 SMALL = "Untrained small DETR (random weights)"
@@ -79,6 +89,18 @@ def test_encoder_maps_are_rows_and_columns_of_the_attention(result, reference):
     np.testing.assert_allclose(encoder_maps(result, y, x).sum((-1, -2)), 1, atol=1e-5)  # nothing is padding
     with pytest.raises(ValueError, match="outside the 8 x 8 feature map"):
         encoder_maps(result, 8, 0)
+
+
+def test_encoder_is_kept_as_q_and_k_and_the_whole_maps_are_computed_on_request(result, reference):
+    _, out = reference
+    family = result.encoder_attention
+    assert family.probs is None  # the fused kernel ran: no map was kept
+    assert family.q.shape == (SMALL_CONFIG.num_encoder_layers, SMALL_CONFIG.n_heads, 64, 16)
+    whole = np.stack([r.probs[0].numpy() for r in out.attentions.encoder])  # (E, nh, HW, HW)
+    np.testing.assert_allclose(result.encoder.reshape(whole.shape), whole, atol=1e-6)
+    assert result.nbytes >= family.nbytes + result.decoder_cross.nbytes + result.decoder_self.nbytes
+    cross = np.stack([r.probs[0].numpy() for r in out.attentions.decoder_cross])
+    np.testing.assert_allclose(result.decoder_cross.reshape(cross.shape), cross, atol=1e-6)
 
 
 def test_cells_detections_and_positions_follow_the_model(small, result, reference):
@@ -132,13 +154,16 @@ def test_map_grid_tiles_every_map_scaled_to_its_maximum():
     bg = background(np.zeros((40, 48, 3), dtype=np.uint8))
     fig = map_grid(bg, maps, ["a", "b", "c"], list("wxyz"), (8.0, 8.0))
     z = np.asarray(fig.data[0].z)
-    assert z.shape == (3 * 6 - 1, 4 * 7 - 1)
-    np.testing.assert_allclose(z[6:11, 14:20], maps[1, 2] / maps[1, 2].max(), rtol=1e-6)
-    assert np.isnan(z[5]).all() and np.isnan(z[:, 6]).all()  # gaps between tiles
+    assert z.shape == (3 * 6 - 1, 4 * 7 - 1) and z.dtype == np.uint8 and fig.data[0].zmax == 255
+    np.testing.assert_allclose(z[6:11, 14:20] / 255, maps[1, 2] / maps[1, 2].max(), atol=0.5 / 255)
+    assert (z[5] == 0).all() and (z[:, 6] == 0).all()  # gaps between tiles, drawn transparent
     targets = fig.data[1]  # one click target per tile, row-major, at the tile's centre
     assert len(targets.x) == 12 and (targets.x[6], targets.y[6]) == (2 * 7 * 8 + 24, 1 * 6 * 8 + 20)
     np.testing.assert_allclose(np.asarray(targets.customdata)[6], [1, 2, maps[1, 2].max()], rtol=1e-6)
+    assert targets.text[6] == "b, y"
     assert len(fig.layout.images) == 12
+    named = map_grid(bg, maps, ["a", "b", "c"], list("wxyz"), (8.0, 8.0), col_ids=[5, 9, 2, "mean"])
+    assert named.data[1].customdata[7][:2] == [1, "mean"]  # what a click on tile (1, 3) sends back
     with pytest.raises(ValueError, match="labels"):
         map_grid(bg, maps, ["a"], list("wxyz"), (8.0, 8.0))
     with pytest.raises(ValueError, match="rows, cols, h, w"):
@@ -162,17 +187,49 @@ def test_overlay_figures_and_png():
     blocks = overlay_rgb(image, attn, (40, 48), opacity=1.0, smooth=False)
     np.testing.assert_array_equal(blocks[:16], image[:16])  # rows 0-1 of the map are 0: untouched
     assert (blocks[16:24, 24:32] == blocks[16, 24]).all() and blocks[16, 24].sum() > 600  # one bright cell
-    fig = detections_figure(bg, [[1, 2, 10, 12], [5, 5, 30, 30]], ["a", "b"], [0, 1], selected=1)
+    fig = detections_figure(bg, [[1, 2, 10, 12], [5, 5, 30, 30]], ["a", "b"], [0, 1], selected=1, ids=[7, 3])
     assert len(fig.data) == 2 and fig.data[1].line.width > fig.data[0].line.width
+    assert set(fig.data[1].customdata) == {3}  # every point of a box's outline names its query
     with pytest.raises(ValueError, match="2 boxes for 1 labels"):
         detections_figure(bg, [[1, 2, 10, 12], [5, 5, 30, 30]], ["a"], [0])
 
 
-def chart(at: AppTest, key: str) -> dict:
+def test_matching_costs_are_drawn_by_the_core_with_rounded_values():
+    cost = np.array([[0.123456, -1.5], [2.25, 0.0], [1.0, 3.0]])
+    fig = matching_heatmap(cost, [1, 0], [0, 1], ["q0", "q1", "q2"], ["a", "b"], title="sum")
+    assert fig.data[0].texttemplate == "%{z:.2f}" and fig.data[0].zmid == 0
+    outlined = [(shape.x0 + 0.5, shape.y0 + 0.5) for shape in fig.layout.shapes]  # (column, row)
+    assert outlined == [(0, 1), (1, 0)]  # the assignment's cells
+    with pytest.raises(ValueError, match="expected \\(3, 3\\)"):
+        matching_heatmap(cost, [], [], ["q0", "q1", "q2"], ["a", "b", "c"])
+
+
+def chart_element(at: AppTest, key: str):
     for element in at.get("plotly_chart"):
         if element.proto.id.endswith(key):
-            return json.loads(element.proto.spec)
+            return element
     raise KeyError(f"no chart {key}; have {[e.proto.id[-20:] for e in at.get('plotly_chart')]}")
+
+
+def chart(at: AppTest, key: str) -> dict:
+    return json.loads(chart_element(at, key).proto.spec)
+
+
+def click(at: AppTest, key: str, customdata) -> AppTest:
+    """Select a point of chart `key` as the browser does: the chart's selection state, with the point's
+    customdata (a numpy row arrives as {"0": a, "1": b}), sent with every other widget's state."""
+    states = at._tree.get_widget_states()
+    state = WidgetState(id=chart_element(at, key).proto.id)
+    point = {"curve_number": 1, "point_number": 0, "point_index": 0, "x": 0, "y": 0, "customdata": customdata}
+    state.string_value = json.dumps(
+        {"selection": {"points": [point], "point_indices": [0], "box": [], "lasso": []}}
+    )
+    states.widgets.append(state)
+    return at._run(states)
+
+
+def title(at: AppTest, key: str) -> str:
+    return chart(at, key)["layout"]["title"]["text"]
 
 
 def z_shape(spec: dict) -> tuple[int, ...]:
@@ -181,6 +238,20 @@ def z_shape(spec: dict) -> tuple[int, ...]:
     if isinstance(z, dict):  # {"dtype", "bdata", "shape": "h, w"}
         return tuple(int(s) for s in str(z["shape"]).split(","))
     return np.asarray(z, dtype=float).shape
+
+
+@pytest.fixture
+def forwards(monkeypatch) -> list:
+    """Every DETR forward pass from here on, counted."""
+    calls = []
+    original = models.detr.detr.DETR.forward
+
+    def counting(self, *args, **kwargs):
+        calls.append(1)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(models.detr.detr.DETR, "forward", counting)
+    return calls
 
 
 @pytest.fixture
@@ -211,6 +282,7 @@ def test_upload_choose_detection_change_layer_and_head(app):
     at.slider(key="dp_threshold").set_value(0.0).run()  # every query is a detection: the strip shows 12
     assert z_shape(chart(at, "dp_strip")) == (h, 12 * (w + 1) - 1)
     at.selectbox(key="dp_query").set_value(5).run()
+    assert title(at, "dp_overlay").startswith("query 5:")  # the select box reran the cross-attention too
     at.selectbox(key="dp_layer").set_value(0)
     at.selectbox(key="dp_head").set_value(2).run()
     assert not at.exception
@@ -254,9 +326,9 @@ def test_scene_shows_the_matching_and_a_broken_checkpoint_gets_a_message(tmp_pat
     at.run()
     at.sidebar.radio(key="dp_model_source").set_value(SMALL).run()
     assert not at.exception
-    costs = chart(at, "dp_match_costs")
     n_objects = len(make_scene(0, 128).labels)
-    assert z_shape({"data": costs["data"][-2:]}) == (SMALL_CONFIG.num_queries, n_objects)
+    for key in ("dp_match_class", "dp_match_l1", "dp_match_giou", "dp_match_sum"):
+        assert z_shape(chart(at, key)) == (SMALL_CONFIG.num_queries, n_objects)
     bad = tmp_path / "broken.pth"
     bad.write_bytes(b"not a checkpoint")
     at.sidebar.radio(key="dp_model_source").set_value("DETR checkpoint by path").run()
@@ -275,3 +347,32 @@ def test_uploaded_checkpoint_is_loaded(small):
     ).run()
     assert not at.exception and not at.sidebar.error
     assert "6 classes" in " ".join(c.value for c in at.caption)
+
+
+def test_clicks_and_controls_never_rerun_the_model(app, forwards):
+    at = app
+    at.file_uploader(key="dp_upload").set_value(("s.png", png(make_scene(29, 112).image), "image/png")).run()
+    assert not at.exception and len(forwards) == 1
+    at.slider(key="dp_threshold").set_value(0.0).run()
+    strip = chart(at, "dp_strip")["data"][1]["customdata"]  # [row, query, largest weight] per tile
+    query = strip[3][1]
+    click(at, "dp_strip", strip[3])
+    assert at.session_state.dp_query == query and title(at, "dp_overlay").startswith(f"query {query}:")
+    click(at, "dp_detections", 7)  # a box's outline carries its query as one number per point
+    assert title(at, "dp_overlay").startswith("query 7:")
+    click(at, "dp_grid", [1, "mean", 0.5])
+    assert title(at, "dp_overlay").endswith("· layer 1, mean over heads")
+    click(at, "dp_grid", [2, 3, 0.5])
+    assert title(at, "dp_overlay").endswith("· layer 2, head 3")
+    at.run()  # a full run: every section is in the tree again
+    click(at, "dp_enc_click", {"0": 2, "1": 5, "2": 0.01})  # a numpy row arrives as a dict
+    assert title(at, "dp_enc_click").startswith("(2, 5): where it attends")
+    at.selectbox(key="dp_enc_head").set_value("max").run()
+    at.radio(key="dp_enc_direction").set_value("which positions attend to it").run()
+    at.selectbox(key="dp_dself_layer").set_value(1).run()
+    at.select_slider(key="dp_pred_layer").set_value(0).run()
+    at.slider(key="dp_pos_channel").set_value(3).run()
+    at.slider(key="dp_opacity").set_value(0.3).run()
+    assert not at.exception
+    assert title(at, "dp_enc_click") == "(2, 5): which positions attend to it, layer 2, max over heads"
+    assert len(forwards) == 1  # the model ran once for this image, whatever the user changed

@@ -1,5 +1,7 @@
 """Figures for DETR: detections over the image, attention maps laid over it, grids of every layer x head,
 per-layer predictions, the matching cost matrices. Arrays and labels in, `go.Figure` out; no model here.
+Matrices (the matching costs) are drawn by the heatmap core, `viz.heatmap`; the image overlays draw their
+own heatmap traces over the picture, with the core's margin and colour tables.
 
 Coordinates are pixels of the displayed image, y downwards. A feature map (h, w) is drawn as a
 heatmap whose cells are `cell = (cell_h, cell_w)` pixels, so raw attention (one cell per feature
@@ -15,9 +17,9 @@ import numpy as np
 import plotly.graph_objects as go
 from PIL import Image
 from plotly.colors import hex_to_rgb, qualitative, sequential
-from plotly.subplots import make_subplots
 
-MARGIN = {"l": 10, "r": 10, "t": 40, "b": 10}
+from viz.heatmap import MARGIN, colour_lut, heatmap
+
 PALETTE = qualitative.Plotly
 OUTLINE_POINTS = 9  # clickable markers per box edge: a click anywhere on the outline picks the box
 
@@ -110,17 +112,25 @@ def _image_layout(bg: Background, height: int, title: str, **extra) -> dict:
     } | extra
 
 
+def _outlines(boxes) -> tuple[np.ndarray, np.ndarray]:
+    """(B, 4) xyxy -> x and y of every box's closed outline, OUTLINE_POINTS per edge, with a NaN point
+    after each box (a gap in the line): (B * OUTLINE,) each. Many boxes then draw as one trace."""
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    x0, y0, x1, y1 = (boxes[:, i : i + 1] for i in range(4))  # (B, 1) each
+    t = np.linspace(0, 1, OUTLINE_POINTS, endpoint=False)[None]  # (1, P)
+    edge, gap = np.ones_like(t), np.full_like(x0, np.nan)
+    xs = np.concatenate([x0 + (x1 - x0) * t, x1 * edge, x1 - (x1 - x0) * t, x0 * edge, x0, gap], 1)
+    ys = np.concatenate([y0 * edge, y0 + (y1 - y0) * t, y1 * edge, y1 - (y1 - y0) * t, y0, gap], 1)
+    return xs.ravel(), ys.ravel()  # (B * OUTLINE,)
+
+
+OUTLINE = 4 * OUTLINE_POINTS + 2  # points per box in `_outlines`: four edges, the closing corner, a gap
+
+
 def _outline(box) -> tuple[np.ndarray, np.ndarray]:
     """xyxy -> points around the box (closed), OUTLINE_POINTS per edge."""
-    x0, y0, x1, y1 = box
-    t = np.linspace(0, 1, OUTLINE_POINTS, endpoint=False)
-    xs = np.concatenate(
-        [x0 + (x1 - x0) * t, np.full_like(t, x1), x1 - (x1 - x0) * t, np.full_like(t, x0), [x0]]
-    )
-    ys = np.concatenate(
-        [np.full_like(t, y0), y0 + (y1 - y0) * t, np.full_like(t, y1), y1 - (y1 - y0) * t, [y0]]
-    )
-    return xs, ys
+    xs, ys = _outlines([box])
+    return xs[:-1], ys[:-1]
 
 
 def _check_boxes(boxes, n: int | None = None) -> np.ndarray:
@@ -128,6 +138,23 @@ def _check_boxes(boxes, n: int | None = None) -> np.ndarray:
     if n is not None and len(boxes) != n:
         raise ValueError(f"{len(boxes)} boxes for {n} labels")
     return boxes
+
+
+def _box_traces(boxes, colour: str, ids, labels: list[str], width: float, **extra) -> dict:
+    """Boxes (B, 4) of one colour as one trace; every point of a box's outline carries the box's id as
+    customdata (a click sends it back) and its label as hover text."""
+    xs, ys = _outlines(boxes)
+    return {
+        "type": "scatter",
+        "x": xs,
+        "y": ys,
+        "mode": "lines+markers",
+        "customdata": np.repeat(np.asarray(ids, dtype=np.int64), OUTLINE),
+        "text": np.repeat(np.asarray(labels, dtype=object), OUTLINE).tolist(),
+        "line": {"color": colour, "width": width},
+        "marker": {"size": 6, "color": colour, "opacity": 0.01},
+        "hovertemplate": "%{text}<extra></extra>",
+    } | extra
 
 
 def detections_figure(
@@ -138,39 +165,31 @@ def detections_figure(
     selected: int | None = None,
     height: int = 520,
     title: str = "",
+    ids=None,
 ) -> go.Figure:
-    """boxes (D, 4) xyxy pixels with a label each; trace i + 0 is detection i (for click selection).
-    `colours[i]` indexes the palette (the class); the `selected` detection is drawn thick."""
+    """boxes (D, 4) xyxy pixels with a label each, drawn in the palette colour `colours[i]` (the class),
+    the `selected` detection thick. Every point of a box's outline carries `ids[i]` (default i, e.g. the
+    query) as customdata, which a click sends back. One trace per colour, the selected box last: a
+    hundred boxes draw and serialise as fast as a few."""
     boxes = _check_boxes(boxes, len(labels))
-    traces, notes = [], []
-    for i, (box, label) in enumerate(zip(boxes, labels)):
-        colour = PALETTE[colours[i] % len(PALETTE)]
-        xs, ys = _outline(box)
+    ids = np.arange(len(labels)) if ids is None else np.asarray(ids)
+    if len(ids) != len(labels) or len(colours) != len(labels):
+        raise ValueError(f"{len(ids)} ids and {len(colours)} colours for {len(labels)} labels")
+    colour_of = [PALETTE[c % len(PALETTE)] for c in colours]
+    traces = []
+    for colour in dict.fromkeys(colour_of):
+        pick = [i for i, c in enumerate(colour_of) if c == colour and i != selected]
+        if pick:
+            traces.append(_box_traces(boxes[pick], colour, ids[pick], [labels[i] for i in pick], 2))
+    if selected is not None:
         traces.append(
-            {
-                "type": "scatter",
-                "x": xs,
-                "y": ys,
-                "mode": "lines+markers",
-                "name": label,
-                "line": {"color": colour, "width": 4 if i == selected else 2},
-                "marker": {"size": 6, "color": colour, "opacity": 0.01},
-                "hovertemplate": f"{label}<extra></extra>",
-            }
+            _box_traces(boxes[[selected]], colour_of[selected], ids[[selected]], [labels[selected]], 4)
         )
-        notes.append(
-            {
-                "x": box[0],
-                "y": box[1],
-                "text": label,
-                "showarrow": False,
-                "xanchor": "left",
-                "yanchor": "bottom",
-                "font": {"color": "white", "size": 11},
-                "bgcolor": colour,
-                "borderpad": 1,
-            }
-        )
+    notes = [
+        {"x": box[0], "y": box[1], "text": label, "showarrow": False, "xanchor": "left", "yanchor": "bottom",
+         "font": {"color": "white", "size": 11}, "bgcolor": colour, "borderpad": 1}
+        for box, label, colour in zip(boxes, labels, colour_of)
+    ]  # fmt: skip
     return _figure(traces, _image_layout(bg, height, title, annotations=notes))
 
 
@@ -240,7 +259,7 @@ def attention_overlay(
             _click_targets(
                 (cols.ravel() + 0.5) * cw,
                 (rows.ravel() + 0.5) * ch,
-                np.stack([rows.ravel(), cols.ravel(), attn.ravel()], -1),
+                np.stack([rows.ravel(), cols.ravel(), attn.ravel()], -1).astype(np.float32),
                 "cell (%{customdata[0]}, %{customdata[1]})<br>weight %{customdata[2]:.4f}",
             )
         )
@@ -276,9 +295,10 @@ def attention_overlay(
     return _figure(traces, _image_layout(bg, height, title, **extra))
 
 
-def _click_targets(x, y, customdata, hover: str) -> dict:
-    """Nearly invisible markers that receive clicks (Plotly selects points, not heatmap cells)."""
-    return {"type": "scatter", "x": x, "y": y, "customdata": customdata, "mode": "markers",
+def _click_targets(x, y, customdata, hover: str, text=None) -> dict:
+    """Nearly invisible markers that receive clicks (Plotly selects points, not heatmap cells); a click
+    sends the point's customdata back."""
+    return {"type": "scatter", "x": x, "y": y, "customdata": customdata, "text": text, "mode": "markers",
             "marker": {"size": 6, "color": "white", "opacity": 0.01},
             "hovertemplate": hover + "<extra></extra>"}  # fmt: skip
 
@@ -293,11 +313,14 @@ def map_grid(
     point: tuple[float, float] | None = None,
     title: str = "",
     tile_width: int = 150,
-    names: tuple[str, str] = ("layer", "column"),
+    row_ids=None,
+    col_ids=None,
 ) -> go.Figure:
     """maps (R, C, h, w): a grid of overlays, one per (row, column), e.g. layer x head. Each tile is
-    coloured relative to its own maximum (heads differ in sharpness). Trace 1 holds one click target
-    per tile centre (row-major), whose hover names the tile and its largest weight.
+    coloured relative to its own maximum (heads differ in sharpness), sent as one byte a cell. Trace 1
+    holds one click target per tile centre (row-major), whose hover names the tile (its row and column
+    labels) and its largest weight, and whose customdata is [row id, column id, largest weight]: the ids
+    (default the positions; any numbers or strings, e.g. a query or "mean") are what a click sends back.
 
     The grid is one heatmap with a blank cell between tiles and the image under every tile, so it
     draws and serialises as fast as a single map."""
@@ -305,28 +328,35 @@ def map_grid(
     if maps.ndim != 4:
         raise ValueError(f"expected maps of shape (rows, cols, h, w), got {maps.shape}")
     rows, cols, h, w = maps.shape
-    if (len(row_labels), len(col_labels)) != (rows, cols):
+    row_ids = list(range(rows)) if row_ids is None else list(row_ids)
+    col_ids = list(range(cols)) if col_ids is None else list(col_ids)
+    if (len(row_labels), len(col_labels), len(row_ids), len(col_ids)) != (rows, cols, rows, cols):
         raise ValueError(
-            f"{len(row_labels)} row and {len(col_labels)} column labels for a {rows}x{cols} grid"
+            f"{len(row_labels)} row and {len(col_labels)} column labels, {len(row_ids)} row and "
+            f"{len(col_ids)} column ids for a {rows}x{cols} grid"
         )
     peak = maps.max(axis=(2, 3), keepdims=True)
     rel = np.divide(maps, peak, out=np.zeros_like(maps), where=peak > 0)
-    z = np.full((rows, h + 1, cols, w + 1), np.nan, dtype=np.float32)
-    z[:, :h, :, :w] = rel.transpose(0, 2, 1, 3)  # (R, h, C, w)
+    # one byte a cell, 0..255 of each tile's maximum; the gaps between tiles are 0, which the colour
+    # scale draws transparent, as it draws no attention
+    z = np.zeros((rows, h + 1, cols, w + 1), dtype=np.uint8)
+    z[:, :h, :, :w] = np.rint(255 * rel.transpose(0, 2, 1, 3))  # (R, h, C, w)
     z = z.reshape(rows * (h + 1), cols * (w + 1))[:-1, :-1]
     ch, cw = cell
     tile_h, tile_w = (h + 1) * ch, (w + 1) * cw
     r_idx, c_idx = np.mgrid[0:rows, 0:cols]
     centres_x, centres_y = (c_idx.ravel() * tile_w + w * cw / 2), (r_idx.ravel() * tile_h + h * ch / 2)
-    info = np.stack([r_idx.ravel(), c_idx.ravel(), maps.max(axis=(2, 3)).ravel()], -1)
+    peaks = peak.reshape(rows, cols)
+    info = [[row_ids[r], col_ids[c], round(float(peaks[r, c]), 6)] for r in range(rows) for c in range(cols)]
+    names = [f"{row_labels[r]}, {col_labels[c]}" for r in range(rows) for c in range(cols)]
     traces = [
-        _map_heatmap(z, cell, opacity, 1, showscale=False, hoverinfo="skip"),
+        _map_heatmap(z, cell, opacity, 255, showscale=False, hoverinfo="skip"),
         _click_targets(
             centres_x,
             centres_y,
             info,
-            f"{names[0]} %{{customdata[0]}}, {names[1]} "
-            "%{customdata[1]}<br>largest weight %{customdata[2]:.4f}<br>click to open",
+            "%{text}<br>largest weight %{customdata[2]:.4f}<br>click to open",
+            text=names,
         ),
     ]
     tiles = [
@@ -355,7 +385,7 @@ def map_grid(
                 "marker": {"symbol": "x", "size": 7, "color": "cyan"},
             }
         )
-    margin = {"l": 70, "r": 10, "t": 70, "b": 10}
+    margin = MARGIN | {"l": 70, "t": 70}  # room for the row and column labels
     plot_w = cols * tile_width
     layout = {
         "images": tiles,
@@ -412,26 +442,30 @@ def layer_predictions(
     if not 0 <= layer < n_layers:
         raise ValueError(f"layer {layer} is outside 0..{n_layers - 1}")
     centres = np.stack([(boxes[..., 0] + boxes[..., 2]) / 2, (boxes[..., 1] + boxes[..., 3]) / 2], -1)
+    paths = np.concatenate([centres[: layer + 1], np.full((1, n, 2), np.nan)])  # (layer + 2, N, 2), a gap
+    grey = "rgba(200,200,200,0.8)"
+    colour_of = [PALETTE[colours[q] % len(PALETTE)] if is_object[q] else grey for q in range(n)]
     traces = []
-    for q in range(n):
-        colour = PALETTE[colours[q] % len(PALETTE)] if is_object[q] else "rgba(200,200,200,0.8)"
-        xs, ys = _outline(boxes[layer, q])
-        solid = bool(is_object[q])
+    for colour in dict.fromkeys(colour_of):  # one trace of boxes and one of centre paths per colour
+        pick = [q for q in range(n) if colour_of[q] == colour]
+        solid = colour != grey
+        xs, ys = _outlines(boxes[layer, pick])
         traces.append(
             {
                 "type": "scatter",
                 "x": xs,
                 "y": ys,
                 "mode": "lines",
-                "hovertemplate": f"query {q}: {labels[q]}<extra></extra>",
+                "text": [f"query {q}: {labels[q]}" for q in pick for _ in range(OUTLINE)],
+                "hovertemplate": "%{text}<extra></extra>",
                 "line": {"color": colour, "width": 2 if solid else 1, "dash": "solid" if solid else "dot"},
             }
         )
         traces.append(
             {
                 "type": "scatter",
-                "x": centres[: layer + 1, q, 0],
-                "y": centres[: layer + 1, q, 1],
+                "x": paths[:, pick, 0].T.ravel(),  # query by query, each path then a gap
+                "y": paths[:, pick, 1].T.ravel(),
                 "mode": "lines+markers",
                 "line": {"color": colour, "width": 1},
                 "marker": {"size": 4},
@@ -441,54 +475,28 @@ def layer_predictions(
     return _figure(traces, _image_layout(bg, height, title))
 
 
-def matching_heatmaps(
-    costs: dict[str, np.ndarray], pred, gt, query_labels: list[str], gt_labels: list[str], title: str = ""
+def matching_heatmap(
+    cost, pred, gt, query_labels: list[str], gt_labels: list[str], title: str = ""
 ) -> go.Figure:
-    """costs name -> (N, M) matrix; the Hungarian assignment (pred[k], gt[k]) is circled on each.
-    Each matrix has its own colour bar: the parts live on different ranges (class in [-1, 0], GIoU in
-    [-2, 2], L1 up to 20)."""
-    names = list(costs)
-    mats = [np.asarray(costs[k], dtype=np.float64) for k in names]
+    """cost (N, M): one part of the matching cost, drawn by the heatmap core with each value printed
+    (2 decimals) and centred on 0, and the cells of the Hungarian assignment (pred[k], gt[k]) outlined,
+    so that their values stay readable. The parts live on different ranges (class in [-1, 0], GIoU in
+    [-2, 2], L1 up to 20), so each has its own figure."""
+    cost = np.asarray(cost, dtype=np.float64)
     n, m = len(query_labels), len(gt_labels)
-    for k, mat in zip(names, mats):
-        if mat.shape != (n, m):
-            raise ValueError(f"cost {k!r} has shape {mat.shape}, expected ({n}, {m})")
-    fig = make_subplots(rows=1, cols=len(names), subplot_titles=names, horizontal_spacing=0.07)
-    for i, mat in enumerate(mats):
-        fig.add_trace(
-            go.Heatmap(
-                z=mat,
-                colorscale="RdBu_r",
-                zmid=0,
-                colorbar={"x": fig.layout[f"xaxis{i + 1}"].domain[1] + 0.003, "thickness": 8, "len": 0.9},
-                customdata=np.stack(np.meshgrid(query_labels, gt_labels, indexing="ij"), -1),
-                hovertemplate="%{customdata[0]}<br>→ %{customdata[1]}<br>cost %{z:.3f}<extra></extra>",
-            ),
-            row=1,
-            col=i + 1,
-        )
-        fig.add_trace(
-            go.Scatter(
-                x=list(gt),
-                y=list(pred),
-                mode="markers",
-                hoverinfo="skip",
-                marker={"symbol": "circle-open", "size": 11, "color": "black", "line": {"width": 2}},
-            ),
-            row=1,
-            col=i + 1,
-        )
-    fig.update_yaxes(
-        autorange="reversed", tickvals=list(range(n)), ticktext=query_labels, showticklabels=False
-    )
-    fig.update_yaxes(showticklabels=True, row=1, col=1)
-    fig.update_xaxes(tickvals=list(range(m)), ticktext=gt_labels, tickangle=-45)
-    fig.update_layout(
-        title=title,
-        height=max(320, 60 + 16 * n),
-        margin={"l": 10, "r": 10, "t": 60, "b": 10},
-        showlegend=False,
-    )
+    if cost.shape != (n, m):
+        raise ValueError(f"cost {title!r} has shape {cost.shape}, expected ({n}, {m})")
+    fig = heatmap(
+        cost, query_labels, gt_labels, title=title, row_title="prediction", col_title="ground truth",
+        colorscale="RdBu_r", zmid=0.0, value_name="cost", decimals=2, height=max(320, 80 + 22 * n),
+    )  # fmt: skip
+    fig.update_layout(  # on category axes, shapes take the categories' positions 0..n-1
+        shapes=[
+            {"type": "rect", "xref": "x", "yref": "y", "x0": j - 0.5, "x1": j + 0.5, "y0": q - 0.5,
+             "y1": q + 0.5, "line": {"color": "black", "width": 3}}
+            for q, j in zip(pred, gt)
+        ]
+    )  # fmt: skip
     return fig
 
 
@@ -538,23 +546,7 @@ def matching_scene(
     return _figure(traces, _image_layout(bg, height, title))
 
 
-def _lut(colorscale: list[str]) -> np.ndarray:
-    """A Plotly sequential scale (list of colours) -> (256, 3) float lookup table."""
-    rgb = np.array(
-        [
-            hex_to_rgb(c)
-            if c.startswith("#")
-            else tuple(int(v) for v in c[c.index("(") + 1 : -1].split(",")[:3])
-            for c in colorscale
-        ],
-        float,
-    )
-    t = np.linspace(0, 1, len(rgb))
-    s = np.linspace(0, 1, 256)
-    return np.stack([np.interp(s, t, rgb[:, k]) for k in range(3)], -1)
-
-
-_INFERNO = _lut(sequential.Inferno)
+_INFERNO = colour_lut(sequential.Inferno)  # (256, 3) uint8, the overlay's scale without its alpha
 
 
 def overlay_rgb(

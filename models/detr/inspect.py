@@ -1,10 +1,12 @@
-"""What the DETR page reads off one `DetrResult` (see `api.py`): cheap arithmetic on cached arrays.
+"""What the DETR page reads off one `DetrResult` (see `api.py`): cheap arithmetic on the kept result.
 
-`api.run_detr` runs the model once per image with every attention captured; everything the page
-shows after that (detections at a threshold, one query's maps, encoder attention at a point and its
-reverse, the matching against ground truth, the positional encoding, maps upsampled to pixels) comes
-from these helpers, so changing a control never runs the model again. `untrained` builds a randomly
-initialised detector of a given config, for the architecture views and the benchmarks.
+`api.run_detr` runs the model once per image; everything the page shows after that (detections at a
+threshold, one query's maps, encoder attention at a point and its reverse, the matching against ground
+truth, the positional encoding, maps upsampled to pixels) comes from these helpers, so changing a
+control never runs the model again. Encoder maps are computed for the one position a view shows, from
+the kept q and k: a row is a softmax of q_i·K, a column is exp(Q·k_j - logsumexp of each row).
+`untrained` builds a randomly initialised detector of a given config, for the architecture views and
+the benchmarks.
 """
 
 from dataclasses import dataclass
@@ -73,12 +75,29 @@ def _covered(n: int, size: float, limit: float, lo: float, hi: float) -> np.ndar
     return np.divide(overlap, end - start, out=np.zeros(n), where=end > start)
 
 
+@torch.no_grad()
 def encoder_maps(result: DetrResult, y: int, x: int, reverse: bool = False) -> np.ndarray:
     """(E, nh, h, w): where feature position (y, x) attends, or with `reverse` which positions
-    attend to it (a column of the attention matrix, which need not sum to 1)."""
+    attend to it (a column of the attention matrix, which need not sum to 1). Every layer and head,
+    computed from q and k: E · nh · HW products, not the E · nh · HW² of the whole maps."""
     if not (0 <= y < result.h and 0 <= x < result.w):
         raise ValueError(f"position ({y}, {x}) is outside the {result.h} x {result.w} feature map")
-    return result.encoder[..., y, x] if reverse else result.encoder[:, :, y, x]
+    family, i = result.encoder_attention, y * result.w + x
+    mask = None
+    if family.mask is not None:
+        full = family.mask.expand(family.n_layers, family.n_heads, *family.shape)  # a view, no copy
+        mask = full[:, :, :, i] if reverse else full[:, :, i]  # (E, nh, HW)
+    if reverse:
+        scores = torch.einsum("lhqd,lhd->lhq", family.q, family.k[:, :, i]) * family.scale  # (E, nh, HW)
+        maps = (scores - result.encoder_logsumexp).exp()  # softmax of each row, read at key i
+        if mask is not None:
+            maps = maps.masked_fill(~mask, 0.0)
+    else:
+        scores = torch.einsum("lhd,lhkd->lhk", family.q[:, :, i], family.k) * family.scale  # (E, nh, HW)
+        if mask is not None:
+            scores = scores.masked_fill(~mask, float("-inf"))
+        maps = scores.softmax(-1)
+    return maps.float().cpu().numpy().reshape(family.n_layers, family.n_heads, result.h, result.w)
 
 
 def positional_encoding(result: DetrResult, d_model: int) -> np.ndarray:
