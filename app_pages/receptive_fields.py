@@ -1,4 +1,13 @@
-"""Receptive-field lab: what RNNs, CNNs and self-attention see, measured on the same input (S1-S3, S7-S9)."""
+"""Receptive-field lab: what RNNs, CNNs and self-attention see, measured on the same input (S1-S3, S7-S9).
+
+Each tab is a fragment, so a control reruns its own section only. Two pairs of sections share an input:
+the model settings feed the sequence and the parallelism sections, the sentences feed the norms and the
+residual sections; changing one reruns both sections of its pair (`st.rerun` with their fragment keys,
+from the widget's callback) and nothing else. Results are kept per input: the gradient maps and
+MiniLM's activations once per process without copies (`ui.results`), the small ones in `st.cache_data`.
+"""
+
+from dataclasses import dataclass
 
 import numpy as np
 import streamlit as st
@@ -13,12 +22,20 @@ from models.receptive.defaults import DEFAULT_SENTENCES, DEFAULTS, TABLE_MODELS,
 from models.receptive.image import (
     MAX_DEPTH_2D,
     MAX_IMAGE_SIDE,
+    MAX_KERNEL_2D,
     cnn_field_2d,
     detr_encoder_span,
     field_distance_2d,
     theoretical_radius_2d,
 )
-from models.receptive.norms import MAX_RESIDUAL_DEPTH, axis_stats, batch_norm, layer_norm, residual_trace
+from models.receptive.norms import (
+    MAX_RESIDUAL_DEPTH,
+    axis_stats,
+    batch_norm,
+    layer_norm,
+    residual_trace,
+    sentence_batch,
+)
 from models.receptive.parallelism import complexity_table, time_forward
 from models.receptive.sequence import (
     LIMITS,
@@ -33,6 +50,8 @@ from models.receptive.sequence import (
     theoretical_field,
 )
 from ui.models import get_model
+from ui.results import computed, digest
+from ui.widgets import clamped_int, device
 from viz.norms import norm_axes_figure, norm_stats_figure, residual_figure
 from viz.receptive import (
     construction_error_figure,
@@ -46,6 +65,9 @@ from viz.receptive import (
 
 MAX_SENTENCES = 16
 MAX_SENTENCE_TOKENS = 48
+MAX_SEED = 2**31 - 1
+SEQUENCE_PAIR = ["sequence_section", "parallelism_section"]  # fragment keys: both read the model settings
+TEXT_PAIR = ["norms_section", "residual_section"]  # both read the sentences
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
@@ -77,9 +99,10 @@ def width_vs_depth(cfg: SeqConfig, depths: tuple[int, ...], n_inits: int, device
     return cnn_width_vs_depth(cfg, list(depths), n_inits=n_inits, device=device)
 
 
-@st.cache_data(max_entries=32, show_spinner=False)
-def map_2d(seed: int, size: int, kernel: int, depth: int) -> np.ndarray:
-    return cnn_field_2d(scene_image(seed, size), [depth], kernel_size=kernel)[0]
+def gradient_map(seed: int, size: int, kernel: int, depth: int) -> np.ndarray:
+    """(size, size) |∂y_centre/∂x| of a random CNN of this depth on the scene, once per process."""
+    key = digest("rf_gradient_map", seed, size, kernel, depth)
+    return computed(key, lambda: cnn_field_2d(scene_image(seed, size), [depth], kernel_size=kernel)[0])
 
 
 @st.cache_data(max_entries=8, show_spinner="Running DETR…")
@@ -92,22 +115,31 @@ def construction(kernel: int) -> tuple[np.ndarray, np.ndarray]:
     return error_vs_alpha(kernel_size=kernel, size=10, alphas=np.logspace(-1, 1.7, 18))
 
 
-@st.cache_data(max_entries=4, show_spinner=False)
-def bert_activations(_model: TextModel, device: str, sentences: tuple[str, ...]) -> dict:
-    """Hidden states of every layer for the batch, with the mask of real tokens and their labels."""
-    encodings = [_model.encode(s) for s in sentences]
-    longest = max(len(e.ids) for e in encodings)
-    ids = torch.zeros(len(encodings), longest, dtype=torch.long)
-    mask = torch.zeros(len(encodings), longest, dtype=torch.long)
-    labels = []
-    for i, e in enumerate(encodings):
-        ids[i, : len(e.ids)] = torch.tensor(e.ids)
-        mask[i, : len(e.ids)] = 1
-        labels += [f"{i}:{tok}" for tok in e.tokens]
-    with torch.no_grad():
-        out = _model.model(ids.to(device), attention_mask=mask.to(device))
-    states = [h.float().cpu() for h in out.hidden_states]  # layer 0 = embeddings, each (B, T, d)
-    return {"states": states, "mask": mask, "labels": labels}
+@dataclass(frozen=True)
+class Activations:
+    """MiniLM's hidden states of every layer for a batch of sentences. Shared: never mutated."""
+
+    states: np.ndarray  # (L+1, B, T, d) float32; 0 = the embeddings, padding included
+    mask: np.ndarray  # (B, T) int64: 1 for a real token, 0 for padding
+    labels: list[str]  # "sentence:token" for each real token, in order
+
+    @property
+    def nbytes(self) -> int:
+        return self.states.nbytes + self.mask.nbytes
+
+
+def activations(model: TextModel, sentences: tuple[str, ...]) -> Activations:
+    """The batch's hidden states, computed once per (model, sentences) per process."""
+
+    def run() -> Activations:
+        ids, mask, labels = sentence_batch(model, sentences)
+        with torch.no_grad():
+            out = model.model(ids.to(model.device), attention_mask=mask.to(model.device))
+        states = torch.stack(out.hidden_states).float().cpu().numpy()  # (L+1, B, T, d)
+        return Activations(states, mask.numpy(), labels)
+
+    key = digest("rf_activations", model.name, str(model.device), id(model.model), sentences)
+    return computed(key, run, spinner="Running MiniLM…")
 
 
 def init_state() -> None:
@@ -115,40 +147,71 @@ def init_state() -> None:
         st.session_state.setdefault(key, value)
 
 
-def whole(label: str, key: str, help: str | None = None, container=st) -> int:
-    """An integer input without a widget-side range, so that the lab's own limit message is shown."""
-    return int(container.number_input(label, step=1, key=key, persist_state="session", help=help))
+def settings_changed() -> None:
+    """on_change of a model setting: the two sections that use the settings rerun, no other."""
+    st.rerun(SEQUENCE_PAIR)
 
 
-def sequence_controls() -> tuple[SeqConfig, list[str], int, int, bool]:
+def sentences_changed() -> None:
+    """on_change of the sentences: the norms and residual sections rerun, no other."""
+    st.rerun(TEXT_PAIR)
+
+
+def whole(label: str, key: str, low: int, high: int, note: str = "", container=None, on_change=None) -> int:
+    """A number input kept in [low, high] (ui.widgets.clamped_int), its help naming the limit. A value
+    the session holds outside the range (set before the widget was drawn, or a range that shrank) is
+    brought inside it, with a message naming the limit."""
+    asked = st.session_state.get(key)
+    help = f"{low} to {high}" + (f"; {note}" if note else "")
+    value = clamped_int(label, key, low, high, DEFAULTS[key], container, help, on_change)
+    if isinstance(asked, (int, float)) and not low <= asked <= high:
+        (container or st).warning(
+            f"{label} = {asked:g} is outside the limit [{low}, {high}]; {value} is used"
+        )
+    return value
+
+
+def sequence_controls() -> tuple[SeqConfig | None, list[str], int, bool]:
+    """The model settings and the sequence section's own controls. The settings are kept in
+    st.session_state.rf_cfg for the parallelism section: None, with the error shown, when they break a
+    limit."""
+    shared = {"on_change": settings_changed}
     cols = st.columns(4)
     with cols[0]:
-        length = whole("sequence length T", "rf_length", f"2 to {LIMITS.max_length}")
-        width = whole("width d", "rf_width", f"2 to {LIMITS.max_width}, even")
-        n_inits = whole("random initialisations", "rf_inits", f"1 to {LIMITS.max_inits}; each sees 4 inputs")
+        length = whole("sequence length T", "rf_length", 2, LIMITS.max_length, **shared)
+        width = whole("width d", "rf_width", 2, LIMITS.max_width, "even", **shared)
+        n_inits = whole("random initialisations", "rf_inits", 1, LIMITS.max_inits, "each sees 4 inputs")
     with cols[1]:
-        cnn_layers = whole("CNN depth", "rf_cnn_layers", f"1 to {LIMITS.max_layers}")
-        kernel = whole("CNN kernel size k", "rf_kernel", f"1 to {LIMITS.max_kernel}")
-        dilation = whole("CNN dilation", "rf_dilation", f"1 to {LIMITS.max_dilation}")
+        cnn_layers = whole("CNN depth", "rf_cnn_layers", 1, LIMITS.max_layers, **shared)
+        kernel = whole("CNN kernel size k", "rf_kernel", 1, LIMITS.max_kernel, **shared)
+        dilation = whole("CNN dilation", "rf_dilation", 1, LIMITS.max_dilation, **shared)
     with cols[2]:
-        attn_layers = whole("attention layers", "rf_attn_layers", f"1 to {LIMITS.max_layers}")
-        heads = whole("attention heads", "rf_heads", "must divide d")
-        radius = whole("local window radius r", "rf_radius", "local attention sees |t − s| ≤ r")
+        attn_layers = whole("attention layers", "rf_attn_layers", 1, LIMITS.max_layers, **shared)
+        heads = whole("attention heads", "rf_heads", 1, width, "must divide d", **shared)
+        radius = whole(
+            "local window radius r", "rf_radius", 0, LIMITS.max_length, "sees |t − s| ≤ r", **shared
+        )
     with cols[3]:
-        rnn_layers = whole("recurrent layers", "rf_rnn_layers", f"1 to {LIMITS.max_layers}")
+        rnn_layers = whole("recurrent layers", "rf_rnn_layers", 1, LIMITS.max_layers, **shared)
         causal = st.checkbox(
-            "causal CNN and attention", key="rf_causal", persist_state="session", help="see only s ≤ t"
+            "causal CNN and attention",
+            key="rf_causal",
+            persist_state="session",
+            help="see only s ≤ t",
+            **shared,
         )
         log = st.checkbox("log scale", key="rf_log", persist_state="session")
     models = st.multiselect("models", MODEL_NAMES, key="rf_models", persist_state="session")
     cfg = SeqConfig(
         length, width, rnn_layers, cnn_layers, kernel, dilation, attn_layers, heads, radius, causal
     )
-    check_config(cfg)
-    check_work(cfg, n_inits=n_inits)
-    st.session_state.rf_t = min(max(st.session_state.rf_t, 0), length - 1)
-    t = st.slider("output position t", 0, length - 1, key="rf_t", persist_state="session")
-    return cfg, models, t, n_inits, log
+    try:
+        check_config(cfg)
+    except ValueError as err:
+        st.error(str(err))
+        cfg = None
+    st.session_state.rf_cfg = cfg
+    return cfg, models, n_inits, log
 
 
 def field_rows(gradients: dict, fields: dict, t: int) -> list[dict]:
@@ -168,7 +231,8 @@ def field_rows(gradients: dict, fields: dict, t: int) -> list[dict]:
     return rows
 
 
-def sequence_section(device: str) -> SeqConfig | None:
+@st.fragment(key="sequence_section")
+def sequence_section(device: str) -> None:
     st.subheader("Effective receptive field on a sequence (S1, S3)")
     st.caption(
         "Every model reads the same random (B, T, d) input. For output position t we back-propagate a "
@@ -179,14 +243,24 @@ def sequence_section(device: str) -> SeqConfig | None:
         "reaches every position from its first layer (it has no positional encoding here, so its "
         "gradient is nearly flat)."
     )
+    cfg, models, n_inits, log = sequence_controls()
+    if cfg is None:
+        return
     try:
-        cfg, models, t, n_inits, log = sequence_controls()
+        check_work(cfg, n_inits=n_inits)
     except ValueError as err:
         st.error(str(err))
-        return None
+        return
+    st.session_state.rf_t = min(max(st.session_state.rf_t, 0), cfg.length - 1)
+    t = st.slider("output position t", 0, cfg.length - 1, key="rf_t", persist_state="session")
     if not models:
         st.warning("Choose at least one model.")
-        return cfg
+        return
+    effective_fields(cfg, models, t, n_inits, log, device)
+    cnn_depth_curve(cfg, n_inits, device)
+
+
+def effective_fields(cfg: SeqConfig, models: list[str], t: int, n_inits: int, log: bool, device: str) -> None:
     bar = st.progress(0.0, text="measuring gradients…")
     gradients, fields = {}, {}
     for i, name in enumerate(models):
@@ -197,8 +271,9 @@ def sequence_section(device: str) -> SeqConfig | None:
     st.plotly_chart(effective_field_figure(gradients, fields, t, log=log), key="rf_erf_chart")
     st.dataframe(field_rows(gradients, fields, t), hide_index=True, key="rf_erf_table")
 
-    depths = (1, 2, 4, 8, 16)
-    curve = width_vs_depth(cfg, depths, n_inits, device)
+
+def cnn_depth_curve(cfg: SeqConfig, n_inits: int, device: str) -> None:
+    curve = width_vs_depth(cfg, (1, 2, 4, 8, 16), n_inits, device)
     left, right = st.columns([3, 2])
     left.plotly_chart(
         width_vs_depth_figure(curve["depth"], curve["effective"], curve["theoretical"]), key="rf_depth"
@@ -209,10 +284,14 @@ def sequence_section(device: str) -> SeqConfig | None:
         "the stack, and most paths stay near the centre: the profile is close to a Gaussian whose width "
         "grows with the square root of the depth (Luo et al., 2016). Dilation widens both."
     )
-    return cfg
 
 
-def parallelism_section(cfg: SeqConfig, device: str) -> None:
+@st.fragment(key="parallelism_section")
+def parallelism_section(device: str) -> None:
+    cfg = st.session_state.get("rf_cfg")  # the sequence section, which runs first, keeps it
+    if cfg is None:
+        st.warning("Fix the sequence settings in the first tab.")
+        return
     st.subheader("Parallelism: forward time against length (S2)")
     st.caption(
         "One batch-1 forward pass per length on the current device (on CPU, one thread, so that other "
@@ -221,13 +300,17 @@ def parallelism_section(cfg: SeqConfig, device: str) -> None:
         "with n. Convolution and attention have as many sequential steps as layers; their work grows "
         "with n (n² for full attention) but runs in parallel."
     )
-    top = whole("longest length", "rf_timing_max", f"16 to {LIMITS.max_timing_length}")
+    top = whole("longest length", "rf_timing_max", 16, LIMITS.max_timing_length)
     try:
         check_work(cfg, longest=top)
     except ValueError as err:
         st.error(str(err))
         return
-    lengths = tuple(n for n in TIMING_LENGTHS if n <= top)
+    timing_sweep(cfg, tuple(n for n in TIMING_LENGTHS if n <= top), device)
+    complexity(cfg, device)
+
+
+def timing_sweep(cfg: SeqConfig, lengths: tuple[int, ...], device: str) -> None:
     bar = st.progress(0.0, text="timing…")
     times, steps = {}, {}
     done, total = 0, len(MODEL_NAMES) * len(lengths)
@@ -242,6 +325,8 @@ def parallelism_section(cfg: SeqConfig, device: str) -> None:
     bar.empty()
     st.plotly_chart(timing_figure(np.array(lengths), times, steps, device), key="rf_timing")
 
+
+def complexity(cfg: SeqConfig, device: str) -> None:
     st.markdown(
         f"**Table 1 of “Attention Is All You Need”, with this configuration's numbers (n = {cfg.length}).**"
     )
@@ -256,6 +341,7 @@ def parallelism_section(cfg: SeqConfig, device: str) -> None:
     )
 
 
+@st.fragment
 def image_section(device: str) -> None:
     st.subheader("Receptive fields on an image: CNN against the DETR encoder")
     st.caption(
@@ -267,43 +353,49 @@ def image_section(device: str) -> None:
         "to pixels of the image. Both are mean distances in pixels."
     )
     cols = st.columns(4)
-    seed = whole("scene", "rf_img_seed", "any integer: the procedural scene's seed", container=cols[0])
-    size = whole("image side (pixels)", "rf_img_size", f"8 to {MAX_IMAGE_SIDE}", container=cols[1])
-    kernel = whole("kernel size", "rf_img_kernel", "odd", container=cols[2])
+    seed = whole("scene", "rf_img_seed", 0, MAX_SEED, "the procedural scene's seed", cols[0])
+    size = whole("image side (pixels)", "rf_img_size", 8, MAX_IMAGE_SIDE, container=cols[1])
+    kernel = whole("kernel size", "rf_img_kernel", 1, MAX_KERNEL_2D, "odd", cols[2])
     depths = cols[3].multiselect(
         "CNN depths", [1, 2, 4, 8, 16, 24, 32], key="rf_img_depths", persist_state="session"
     )
-    if not 8 <= size <= MAX_IMAGE_SIDE:
-        st.error(f"image side = {size} is outside the limit [8, {MAX_IMAGE_SIDE}]")
-        return
     if not depths:
         st.warning("Choose at least one depth.")
         return
     depths = sorted(depths)
+    distances = cnn_maps(seed, size, kernel, depths)
+    if distances is not None:
+        detr_spans(seed, size, depths, distances, device)
+
+
+def cnn_maps(seed: int, size: int, kernel: int, depths: list[int]) -> list[float] | None:
+    """Draw the gradient map of each depth around the centre; their mean distances in pixels, or None
+    (with the error shown) when the kernel breaks a limit."""
     bar = st.progress(0.0, text="back-propagating through each depth…")
     try:
         maps = []
         for i, depth in enumerate(depths):
-            maps.append(map_2d(seed, size, kernel, depth))
+            maps.append(gradient_map(seed, size, kernel, depth))
             bar.progress((i + 1) / len(depths), text=f"gradient map at depth {depth}")
     except ValueError as err:
         st.error(str(err))
-        return
+        return None
     finally:
         bar.empty()
-    maps = np.stack(maps)
     radii = np.array([theoretical_radius_2d(d, kernel) for d in depths])
-    image = scene_image(seed, size).mean(0)
-    distances = [field_distance_2d(m) for m in maps]
     half = min(int(radii.max()) + 3, size // 2)  # draw the centre window the deepest field covers
     window = slice(size // 2 - half, size // 2 + half + 1)
-    st.plotly_chart(
-        field_maps_figure(maps[:, window, window], depths, radii, image=image[window, window]), key="rf_maps"
-    )
+    image = scene_image(seed, size).mean(0)[window, window]
+    shown = np.stack([m[window, window] for m in maps])
+    st.plotly_chart(field_maps_figure(shown, depths, radii, image=image), key="rf_maps")
     st.caption(
         f"The central {2 * half + 1} × {2 * half + 1} pixels of the {size} × {size} scene; the gradient is "
         "exactly zero outside the theoretical field."
     )
+    return [field_distance_2d(m) for m in maps]
+
+
+def detr_spans(seed: int, size: int, depths: list[int], distances: list[float], device: str) -> None:
     try:
         detector = get_model("detr-shapes", device, kind="detr")
         spans, uniform = detr_span(detector, detector.name, device, seed, size)
@@ -320,6 +412,7 @@ def image_section(device: str) -> None:
         )
 
 
+@st.fragment
 def construction_section() -> None:
     st.subheader("A CNN is a special self-attention (S7)")
     st.caption(
@@ -337,47 +430,60 @@ def construction_section() -> None:
     right.plotly_chart(head_maps_figure(head_maps(kernel, alpha), kernel), key="rf_head_maps")
 
 
+def minilm(device: str) -> TextModel | None:
+    try:
+        return get_model("all-MiniLM-L6-v2", device, kind="encoder")
+    except ModelLoadError as err:
+        st.error(f"MiniLM could not be loaded: {err}")
+        return None
+
+
+def sentence_lines() -> tuple[str, ...]:
+    return tuple(s.strip() for s in st.session_state.rf_sentences.splitlines() if s.strip())
+
+
+@st.fragment(key="norms_section")
 def norms_section(device: str) -> None:
     st.subheader("Layer norm against batch norm on MiniLM activations (S8)")
-    text = st.text_area(
+    st.text_area(
         "sentences, one per line",
         key="rf_sentences",
         persist_state="session",
         help=f"1 to {MAX_SENTENCES} sentences",
+        on_change=sentences_changed,
     )
-    sentences = tuple(s.strip() for s in text.splitlines() if s.strip())
+    sentences = sentence_lines()
     if not sentences:
         st.warning("Enter at least one sentence.")
         return
     if len(sentences) > MAX_SENTENCES:
         st.error(f"{len(sentences)} sentences exceed the limit of {MAX_SENTENCES}; remove some lines")
         return
-    try:
-        model = get_model("all-MiniLM-L6-v2", device, kind="encoder")
-    except ModelLoadError as err:
-        st.error(f"MiniLM could not be loaded: {err}")
+    model = minilm(device)
+    if model is None:
         return
     long = [i for i, s in enumerate(sentences) if len(model.encode(s).ids) > MAX_SENTENCE_TOKENS]
     if long:
         st.error(f"sentence {long[0] + 1} has more than {MAX_SENTENCE_TOKENS} tokens, the limit; shorten it")
         return
-    acts = bert_activations(model, device, sentences)
-    n_layers = len(acts["states"]) - 1
+    norm_views(activations(model, sentences))
+
+
+def norm_views(acts: Activations) -> None:
+    n_layers, d = len(acts.states) - 1, acts.states.shape[-1]
     cols = st.columns(3)
     layer = cols[0].slider(
         "hidden state (0 = embeddings)", 0, n_layers, key="rf_norm_layer", persist_state="session"
     )
-    n_tokens = len(acts["labels"])
+    n_tokens = len(acts.labels)
     st.session_state.rf_norm_token = min(st.session_state.rf_norm_token, n_tokens - 1)
     row = cols[1].slider(
         "token outlined (layer norm's axis)", 0, n_tokens - 1, key="rf_norm_token", persist_state="session"
     )
-    d = acts["states"][0].shape[-1]
     channel = cols[2].slider(
         "channel outlined (batch norm's axis)", 0, d - 1, key="rf_norm_channel", persist_state="session"
     )
-
-    h, mask = acts["states"][layer], acts["mask"]
+    h, mask = torch.from_numpy(acts.states[layer]), torch.from_numpy(acts.mask)  # views, not copies
     versions = {"before": h, "layer norm": layer_norm(h), "batch norm": batch_norm(h, mask)}
     real = {k: v[mask.bool()].numpy() for k, v in versions.items()}  # (N, d) real tokens only
     st.markdown(
@@ -388,32 +494,24 @@ def norms_section(device: str) -> None:
         "the other sentences. Padding is excluded from both."
     )
     st.plotly_chart(
-        norm_axes_figure(
-            real["before"], real["layer norm"], real["batch norm"], acts["labels"], row, channel
-        ),
+        norm_axes_figure(real["before"], real["layer norm"], real["batch norm"], acts.labels, row, channel),
         key="rf_norm_axes",
     )
     stats = {label: vars(axis_stats(v, mask)) for label, v in versions.items()}
     st.plotly_chart(norm_stats_figure(stats), key="rf_norm_stats")
 
 
+@st.fragment(key="residual_section")
 def residual_section(device: str) -> None:
     st.subheader("Residual connections keep a deep stack from degrading (S9)")
-    depth = whole("attention layers", "rf_res_depth", f"1 to {MAX_RESIDUAL_DEPTH}")
-    if not 1 <= depth <= MAX_RESIDUAL_DEPTH:
-        st.error(f"attention layers = {depth} is outside the limit [1, {MAX_RESIDUAL_DEPTH}]")
+    depth = whole("attention layers", "rf_res_depth", 1, MAX_RESIDUAL_DEPTH)
+    model = minilm(device)
+    if model is None:
         return
-    sentences = [s.strip() for s in st.session_state.rf_sentences.splitlines() if s.strip()]
-    try:
-        model = get_model("all-MiniLM-L6-v2", device, kind="encoder")
-    except ModelLoadError as err:
-        st.error(f"MiniLM could not be loaded: {err}")
-        return
-    first = sentences[0] if sentences else DEFAULT_SENTENCES.splitlines()[0]
-    acts = bert_activations(model, device, (first,))
-    x = acts["states"][0][0]  # (T, d): MiniLM's embedding output of the first sentence
+    first = next(iter(sentence_lines()), DEFAULT_SENTENCES.splitlines()[0])
+    x = activations(model, (first,)).states[0, 0]  # (T, d): MiniLM's embedding output of the first sentence
     n_heads = model.config.num_attention_heads
-    st.plotly_chart(residual_figure(residual_traces(x.numpy(), depth, n_heads)), key="rf_residual")
+    st.plotly_chart(residual_figure(residual_traces(x, depth, n_heads)), key="rf_residual")
     st.caption(
         f"The tokens of “{first}” (MiniLM's embedding output) pass through {depth} randomly initialised "
         f"attention blocks with {n_heads} heads. Attention averages token vectors, so without the skip "
@@ -426,7 +524,6 @@ def residual_section(device: str) -> None:
 
 def main() -> None:
     init_state()
-    device = st.session_state.get("device", "cpu")
     st.title("Receptive-field lab")
     st.markdown(
         "What does each output position see? RNN, LSTM, GRU, a CNN and self-attention run on the same "
@@ -447,20 +544,17 @@ def main() -> None:
         )
     tabs = st.tabs(["Sequences", "Parallelism", "Images", "CNN = attention", "Norms", "Residuals"])
     with tabs[0]:
-        cfg = sequence_section(device)
+        sequence_section(device())
     with tabs[1]:
-        if cfg is None:
-            st.warning("Fix the sequence settings in the first tab.")
-        else:
-            parallelism_section(cfg, device)
+        parallelism_section(device())
     with tabs[2]:
-        image_section(device)
+        image_section(device())
     with tabs[3]:
         construction_section()
     with tabs[4]:
-        norms_section(device)
+        norms_section(device())
     with tabs[5]:
-        residual_section(device)
+        residual_section(device())
 
 
 if __name__ == "__main__":  # Streamlit runs a page as __main__; the benchmark imports its defaults

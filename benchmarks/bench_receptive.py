@@ -19,7 +19,7 @@ from models.detr.scenes import make_scene
 from models.receptive.conv_attention import error_vs_alpha, head_maps
 from models.receptive.defaults import DEFAULT_SENTENCES, DEFAULTS, TABLE_MODELS, TIMING_LENGTHS, scene_image
 from models.receptive.image import cnn_field_2d, detr_encoder_span
-from models.receptive.norms import axis_stats, batch_norm, layer_norm, residual_trace
+from models.receptive.norms import axis_stats, batch_norm, layer_norm, residual_trace, sentence_batch
 from models.receptive.parallelism import complexity_table, time_forward
 from models.receptive.sequence import (
     MODEL_NAMES,
@@ -62,19 +62,8 @@ def construction() -> None:
     head_maps(DEFAULTS["rf_conv_kernel"], DEFAULTS["rf_alpha"])
 
 
-def batch(model) -> tuple[torch.Tensor, torch.Tensor]:
-    encodings = [model.encode(s) for s in DEFAULT_SENTENCES.splitlines()]
-    longest = max(len(e.ids) for e in encodings)
-    ids = torch.zeros(len(encodings), longest, dtype=torch.long)
-    mask = torch.zeros_like(ids)
-    for i, e in enumerate(encodings):
-        ids[i, : len(e.ids)] = torch.tensor(e.ids)
-        mask[i, : len(e.ids)] = 1
-    return ids, mask
-
-
 def norms_and_residuals(model) -> None:
-    ids, mask = batch(model)
+    ids, mask, _ = sentence_batch(model, DEFAULT_SENTENCES.splitlines())
     with torch.no_grad():
         states = model.model(ids, attention_mask=mask).hidden_states
     h = states[DEFAULTS["rf_norm_layer"]]
@@ -93,7 +82,7 @@ def timed(fn, *args) -> float:
 
 def main() -> None:
     model = load_bert()
-    ids, mask = batch(model)
+    ids, mask, _ = sentence_batch(model, DEFAULT_SENTENCES.splitlines())
 
     def plain_forward() -> None:
         with torch.no_grad():

@@ -1,4 +1,5 @@
 import base64
+import importlib
 import json
 from dataclasses import replace
 from pathlib import Path
@@ -37,8 +38,9 @@ from models.receptive.sequence import (
     theoretical_field,
     windowed_attention,
 )
-from viz.norms import norm_axes_figure
-from viz.receptive import effective_field_figure, field_maps_figure
+from viz.heatmap import MARGIN, MASK_GREY
+from viz.norms import norm_axes_figure, residual_figure
+from viz.receptive import effective_field_figure, field_maps_figure, head_maps_figure
 
 PAGE = str(Path(__file__).parents[1] / "app_pages" / "receptive_fields.py")
 SMALL = SeqConfig(length=24, d_model=8, n_heads=2, cnn_layers=3, radius=2)
@@ -188,6 +190,8 @@ def test_other_limits():
         cnn_field_2d(np.zeros((1, 300, 300)), [1])
     with pytest.raises(ValueError, match="depths"):
         cnn_field_2d(np.zeros((1, 16, 16)), [64])
+    with pytest.raises(ValueError, match="kernel size 17 exceeds the limit 15"):
+        cnn_field_2d(np.zeros((1, 16, 16)), [1], kernel_size=17)
     with pytest.raises(ValueError, match="limit"):
         residual_trace(torch.randn(4, 8), 1000, 2, skip=True)
     with pytest.raises(ValueError, match="outside the sequence"):
@@ -314,6 +318,34 @@ def test_figures_check_shapes():
     assert np.isnan(fig.data[0].y[0]) and fig.data[0].y[2] == 1.0  # exact zero left out on the log axis
 
 
+def test_the_lab_heatmaps_are_drawn_by_the_core():
+    maps = field_maps_figure(np.ones((2, 5, 5)), [1, 2], [1, 2], image=np.zeros((5, 5)))
+    heads = head_maps_figure(head_maps(3, alpha=10.0), 3)
+    tokens = ["0:[CLS]", "0:the", "0:the", "0:[SEP]"]  # a token may repeat in a sentence
+    small = np.arange(4 * 6, dtype=np.float32).reshape(4, 6)
+    axes = norm_axes_figure(small, small, small, tokens, 1, 2)
+    for fig in (maps, heads, axes):
+        margin = fig.layout.margin.to_plotly_json()  # the core's; taller above a figure title
+        assert fig.layout.plot_bgcolor == MASK_GREY and margin | {"t": MARGIN["t"]} == MARGIN
+        assert all(t.type == "heatmap" and t.hoverongaps is False and t.customdata is None for t in fig.data)
+    assert len(maps.data) == 3 and maps.data[0].showscale is False and maps.data[2].showscale is True
+    assert len(maps.layout.shapes) == 2  # one theoretical field per depth
+    h = heads.data[0].z.shape[0]
+    assert list(heads.data[0].y) == list(range(-(h // 2), h - h // 2))  # key offsets, centred
+    assert "weight %{z:.4g}" in heads.data[0].hovertemplate
+    assert list(axes.data[0].y) == ["0 0:[CLS]", "1 0:the", "2 0:the", "3 0:[SEP]"]  # one row per token
+    assert len(axes.layout.shapes) == 6  # the outlined row and column in each panel
+    big = np.zeros((200, 384), dtype=np.float32)  # over the core's cell budget: drawn as images
+    assert {t.type for t in norm_axes_figure(big, big, big, ["0:x"] * 200, 0, 0).data} == {"image"}
+    traces = {"a": {"cosine": [1, 2], "effective_rank": [3, 4], "grad_norm": [5, 6]}, "b": {}}
+    with pytest.raises(KeyError):
+        residual_figure(traces)
+    traces["b"] = traces["a"]
+    fig = residual_figure(traces)
+    assert [t.name for t in fig.data] == ["a"] * 3 + ["b"] * 3
+    assert [t.showlegend for t in fig.data] == [True, False, False] * 2
+
+
 def small_page(**state) -> AppTest:
     at = AppTest.from_file(PAGE, default_timeout=180)
     small = {
@@ -380,16 +412,100 @@ def test_page_runs_and_draws_every_section():
 
 @pytest.mark.slow
 def test_page_names_the_limit_and_keeps_working():
-    at = small_page(rf_length=100_000, rf_img_size=4000, rf_res_depth=500)
+    at = small_page(rf_length=1, rf_heads=3, rf_img_size=4000, rf_res_depth=500)
     assert not at.exception
-    errors = " ".join(e.value for e in at.error)
-    assert "sequence length = 100000 is outside the limit [2, 512]" in errors
-    assert "image side = 4000 is outside the limit [8, 128]" in errors
-    assert "attention layers = 500 is outside the limit [1, 64]" in errors
+    warnings = " ".join(w.value for w in at.warning)
+    assert "sequence length T = 1 is outside the limit [2, 512]; 2 is used" in warnings
+    assert "image side (pixels) = 4000 is outside the limit [8, 128]; 128 is used" in warnings
+    assert "attention layers = 500 is outside the limit [1, 64]; 64 is used" in warnings
+    assert "Fix the sequence settings" in warnings
+    assert [e.value for e in at.error] == ["width d = 32 is not divisible by 3 heads; use a divisor of d"]
     assert figure(at, "rf_head_maps")  # the other sections still draw
-    at.session_state["rf_length"] = 16
-    at.run()
-    assert len(at.error) == 2 and figure(at, "rf_erf_chart")  # the sequence error is gone
+    assert len(values(figure(at, "rf_residual")["data"][0]["y"])) == 65  # the input and 64 layers
+    at.number_input(key="rf_heads").set_value(4).run()
+    assert not at.exception and not at.error  # the sequence error is gone
+    assert len(values(figure(at, "rf_erf_chart")["data"][0]["x"])) == 2
+
+
+COMPUTATIONS = {  # the function computing each section's results: counted, to see what is computed again
+    "fields": ("models.receptive.sequence", "effective_field"),
+    "timings": ("models.receptive.parallelism", "time_forward"),
+    "maps": ("models.receptive.image", "cnn_field_2d"),
+    "conv errors": ("models.receptive.conv_attention", "error_vs_alpha"),
+    "stacks": ("models.receptive.norms", "residual_trace"),
+    "minilm": ("models.bert", "BertModel.forward"),
+}
+DRAWINGS = {  # a figure of each section: counted, to see which sections ran
+    "sequences": ("viz.receptive", "effective_field_figure"),
+    "parallelism": ("viz.receptive", "timing_figure"),
+    "images": ("viz.receptive", "field_maps_figure"),
+    "construction": ("viz.receptive", "head_maps_figure"),
+    "norms": ("viz.norms", "norm_axes_figure"),
+    "residuals": ("viz.norms", "residual_figure"),
+}
+
+
+def counting(calls: dict, name: str, original):
+    def counted(*args, **kwargs):
+        calls[name] += 1
+        return original(*args, **kwargs)
+
+    return counted
+
+
+@pytest.fixture
+def counted(monkeypatch):
+    """name -> calls so far of each function in COMPUTATIONS and DRAWINGS, with every cache empty."""
+    import streamlit as st
+
+    assert not set(COMPUTATIONS) & set(DRAWINGS)
+
+    calls = dict.fromkeys([*COMPUTATIONS, *DRAWINGS], 0)
+    for name, (module, path) in (COMPUTATIONS | DRAWINGS).items():
+        owner = importlib.import_module(module)
+        *outer, attribute = path.split(".")
+        for part in outer:
+            owner = getattr(owner, part)
+        monkeypatch.setattr(owner, attribute, counting(calls, name, getattr(owner, attribute)))
+    st.cache_data.clear()
+    st.cache_resource.clear()  # ui.results keeps its results there
+    yield calls
+    st.cache_data.clear()
+    st.cache_resource.clear()
+
+
+@pytest.mark.slow
+def test_a_control_recomputes_only_its_own_section(counted):
+    def since(before: dict, names) -> dict:
+        return {name: counted[name] - before[name] for name in names if counted[name] != before[name]}
+
+    at = small_page()
+    assert not at.exception and all(counted.values())  # every section computed once
+    changes = [
+        ("slider", "rf_alpha", 20.0, {}),  # CNN = attention: its error curve is kept per kernel
+        ("slider", "rf_t", 5, {"fields": len(MODEL_NAMES)}),  # not the CNN's depth curve
+        ("number_input", "rf_img_kernel", 5, {"maps": 2}),  # two depths
+        ("slider", "rf_norm_channel", 7, {}),  # MiniLM is not run again
+        ("number_input", "rf_res_depth", 4, {"stacks": 2}),  # with and without the skip
+        ("number_input", "rf_timing_max", 64, {"timings": len(MODEL_NAMES)}),  # the new length only
+    ]
+    for kind, key, value, computed in changes:
+        before = dict(counted)
+        getattr(at, kind)(key=key).set_value(value).run()
+        assert not at.exception, key
+        assert since(before, COMPUTATIONS) == computed, key
+
+    # a setting two sections share reruns those two, and no other
+    before = dict(counted)
+    at.number_input(key="rf_kernel").set_value(5).run()
+    assert since(before, DRAWINGS) == {"sequences": 1, "parallelism": 1}
+    assert set(since(before, COMPUTATIONS)) == {"fields", "timings"}
+    at.run()  # AppTest's tree holds only what the fragments drew; the browser keeps the other sections
+    before = dict(counted)
+    at.text_area(key="rf_sentences").set_value("A dog.\nTwo small dogs ran.").run()
+    assert since(before, DRAWINGS) == {"norms": 1, "residuals": 1}
+    assert since(before, COMPUTATIONS) == {"minilm": 2, "stacks": 2}  # the batch and its first sentence
+    assert not at.exception
 
 
 @pytest.mark.slow

@@ -56,14 +56,28 @@ def layer_head_picker(
 
 
 def clamped_int(
-    label: str, key: str, low: int, high: int, default: int, container=None, help: str | None = None
+    label: str,
+    key: str,
+    low: int,
+    high: int,
+    default: int,
+    container=None,
+    help: str | None = None,
+    on_change=None,
 ) -> int:
     """A whole-number input whose value is always in [low, high], even when the range shrinks."""
     value = st.session_state.get(key, default)
     st.session_state[key] = int(min(max(value if isinstance(value, (int, float)) else default, low), high))
     return int(
         (container or st).number_input(
-            label, min_value=low, max_value=high, step=1, key=key, persist_state="session", help=help
+            label,
+            min_value=low,
+            max_value=high,
+            step=1,
+            key=key,
+            persist_state="session",
+            help=help,
+            on_change=on_change,
         )
     )
 

@@ -2,7 +2,8 @@
 conv-as-attention construction (norms and residuals are in viz/norms.py).
 
 Every function takes numpy arrays plus labels, checks their shapes and returns a `go.Figure`; none
-knows a model.
+knows a model. Matrices are drawn by the heatmap core (`viz.heatmap.heatmap`), several side by side
+with `heatmap_panels`.
 """
 
 import numpy as np
@@ -10,8 +11,10 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
-MARGIN = {"l": 10, "r": 10, "t": 50, "b": 10}
+from viz.heatmap import MARGIN, MASK_GREY, heatmap
+
 PALETTE = qualitative.Plotly + qualitative.D3
+PIXELS = {"row_title": "y", "col_title": "x"}  # hover names of an image's axes
 
 
 def colour(i: int) -> str:
@@ -24,6 +27,29 @@ def vector(values, size: int | None, name: str) -> np.ndarray:
         want = f"({size},)" if size is not None else "1-D"
         raise ValueError(f"{name} must be {want}, got shape {values.shape}")
     return values
+
+
+def heatmap_panels(
+    panels: list[go.Figure], titles: list[str], cols: int | None = None, title: str = "", **spacing
+) -> go.Figure:
+    """Figures of the heatmap core, one per panel, laid out in a grid of subplots (row by row, `cols` a
+    row): each panel keeps its trace (colours, mask, hover, raster or cells) and its axes; the figure
+    takes the core's mask grey and margin, with room above the panels' titles for its own `title`.
+    Only the caller knows which panel shows a colour bar."""
+    cols = cols or len(panels)
+    rows = -(-len(panels) // cols)
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=titles, **spacing)
+    places = range(len(panels))
+    fig.add_traces(
+        [p.data[0] for p in panels], rows=[i // cols + 1 for i in places], cols=[i % cols + 1 for i in places]
+    )
+    axes = {}  # make_subplots numbers the axes row by row: xaxis, xaxis2, ...
+    for i, panel in enumerate(panels):
+        suffix = str(i + 1) if i else ""
+        axes[f"xaxis{suffix}"] = panel.layout.xaxis.to_plotly_json()
+        axes[f"yaxis{suffix}"] = panel.layout.yaxis.to_plotly_json()
+    fig.update_layout(axes, title=title, plot_bgcolor=MASK_GREY, margin=MARGIN | ({"t": 70} if title else {}))
+    return fig
 
 
 def effective_field_figure(gradients: dict, fields: dict, t: int, log: bool = True) -> go.Figure:
@@ -156,34 +182,26 @@ def field_maps_figure(maps, depths, radii, image=None) -> go.Figure:
         raise ValueError(f"maps must be (depths, H, W), got shape {maps.shape}")
     depths = vector(depths, maps.shape[0], "depths")
     radii = vector(radii, maps.shape[0], "radii")
-    panels = [("image", None)] if image is not None else []
-    panels += [(f"depth {int(d)}", m) for d, m in zip(depths, maps)]
-    fig = make_subplots(
-        rows=1, cols=len(panels), subplot_titles=[p[0] for p in panels], horizontal_spacing=0.02
-    )
     h, w = maps.shape[1:]
-    offset = 0
+    panels, titles = [], []
     if image is not None:
         image = np.asarray(image, dtype=np.float64)
         if image.shape != (h, w):
             raise ValueError(f"image {image.shape} does not match the maps {(h, w)}")
-        fig.add_trace(go.Heatmap(z=image, colorscale="gray", showscale=False, hoverinfo="skip"), row=1, col=1)
-        offset = 1
-    for i, (m, r) in enumerate(zip(maps, radii)):
-        col = i + 1 + offset
-        fig.add_trace(
-            go.Heatmap(
-                z=m / m.max(),
-                colorscale="Viridis",
-                zmin=0,
-                zmax=1,
-                showscale=i == len(maps) - 1,
-                hovertemplate="y=%{y} x=%{x}<br>%{z:.3g} of max<extra></extra>",
-            ),
-            row=1,
-            col=col,
-        )
-        cy, cx = h // 2, w // 2
+        panels.append(heatmap(image, colorscale="gray", showscale=False, value_name="brightness", **PIXELS))
+        titles.append("image")
+    for i, m in enumerate(maps):
+        panels.append(
+            heatmap(
+                m / m.max(), colorscale="Viridis", zmin=0, zmax=1, showscale=i == len(maps) - 1,
+                value_name="share of max", **PIXELS,
+            )
+        )  # fmt: skip
+        titles.append(f"depth {int(depths[i])}")
+    title = "2-D CNN: |∂y_centre/∂x| per depth (dotted: theoretical field)"
+    fig = heatmap_panels(panels, titles, title=title, horizontal_spacing=0.02)
+    cy, cx = h // 2, w // 2
+    for i, r in enumerate(radii):
         fig.add_shape(
             type="rect",
             x0=cx - r - 0.5,
@@ -192,15 +210,13 @@ def field_maps_figure(maps, depths, radii, image=None) -> go.Figure:
             y1=cy + r + 0.5,
             line={"color": "cyan", "dash": "dot"},
             row=1,
-            col=col,
+            col=i + 1 + len(panels) - len(maps),
         )
-    fig.update_xaxes(showticklabels=False, range=[-0.5, w - 0.5], constrain="domain")
-    fig.update_yaxes(showticklabels=False, autorange="reversed", scaleanchor="x", constrain="domain")
-    for col in range(2, len(panels) + 1):
-        fig.update_yaxes(scaleanchor=f"x{col}", row=1, col=col)
-    fig.update_layout(
-        title="2-D CNN: |∂y_centre/∂x| per depth (dotted: theoretical field)", height=260, margin=MARGIN
-    )
+    fig.update_xaxes(showticklabels=False, title=None, range=[-0.5, w - 0.5], constrain="domain")
+    fig.update_yaxes(showticklabels=False, title=None, constrain="domain")
+    for col in range(1, len(panels) + 1):
+        fig.update_yaxes(scaleanchor=f"x{col if col > 1 else ''}", row=1, col=col)
+    fig.update_layout(height=290)
     return fig
 
 
@@ -291,29 +307,19 @@ def head_maps_figure(maps, kernel_size: int) -> go.Figure:
         raise ValueError(f"maps must be ({kernel_size**2}, h, w) for a {kernel_size}x{kernel_size} kernel")
     half = kernel_size // 2
     titles = [f"Δ=({i - half},{j - half})" for i in range(kernel_size) for j in range(kernel_size)]
-    fig = make_subplots(
-        rows=kernel_size,
-        cols=kernel_size,
-        subplot_titles=titles,
-        horizontal_spacing=0.03,
-        vertical_spacing=0.08,
-    )
-    for idx, m in enumerate(maps):
-        fig.add_trace(
-            go.Heatmap(
-                z=m,
-                zmin=0,
-                zmax=1,
-                colorscale="Blues",
-                showscale=idx == 0,
-                hovertemplate="key offset (%{y}, %{x})<br>weight %{z:.3f}<extra></extra>",
-                x=np.arange(m.shape[1]) - m.shape[1] // 2,
-                y=np.arange(m.shape[0]) - m.shape[0] // 2,
-            ),
-            row=idx // kernel_size + 1,
-            col=idx % kernel_size + 1,
+    h, w = maps.shape[1:]
+    panels = [
+        heatmap(
+            m, colorscale="Blues", zmin=0, zmax=1, showscale=idx == 0, row_start=-(h // 2),
+            col_start=-(w // 2), row_title="key offset y", col_title="key offset x", value_name="weight",
         )
-    fig.update_xaxes(showticklabels=False)
-    fig.update_yaxes(showticklabels=False, autorange="reversed")
-    fig.update_layout(title="Each head attends to one kernel offset", height=420, margin=MARGIN)
+        for idx, m in enumerate(maps)
+    ]  # fmt: skip
+    title = "Each head attends to one kernel offset"
+    fig = heatmap_panels(
+        panels, titles, cols=kernel_size, title=title, horizontal_spacing=0.03, vertical_spacing=0.08
+    )
+    fig.update_xaxes(showticklabels=False, title=None)
+    fig.update_yaxes(showticklabels=False, title=None)
+    fig.update_layout(height=450)
     return fig

@@ -15,6 +15,7 @@ from models.receptive.threads import one_cpu_thread
 
 MAX_IMAGE_SIDE = 128  # the gradient maps run a full backward pass per initialisation and depth
 MAX_DEPTH_2D = 32
+MAX_KERNEL_2D = 15  # as the 1-D CNN; at depth 32 on a 128-pixel image a 15 x 15 stack takes ~10 s
 
 
 class ConvStack2d(nn.Module):
@@ -46,6 +47,8 @@ def check_image(image: np.ndarray, depths: list[int], kernel_size: int) -> None:
         raise ValueError(f"CNN depths {depths} must lie in [1, {MAX_DEPTH_2D}]")
     if kernel_size < 1 or kernel_size % 2 == 0:
         raise ValueError(f"kernel size {kernel_size} must be odd, so that the centre output stays centred")
+    if kernel_size > MAX_KERNEL_2D:
+        raise ValueError(f"kernel size {kernel_size} exceeds the limit {MAX_KERNEL_2D}; choose a smaller one")
 
 
 @one_cpu_thread

@@ -24,6 +24,21 @@ from models.receptive.threads import one_cpu_thread
 MAX_RESIDUAL_DEPTH = 64
 
 
+def sentence_batch(model, sentences) -> tuple[Tensor, Tensor, list[str]]:
+    """The sentences as one padded batch for a models.bert.TextModel: ids (B, T) padded with 0, the
+    (B, T) mask of real tokens (1) and a "sentence:token" label per real token, in order."""
+    encodings = [model.encode(s) for s in sentences]
+    longest = max(len(e.ids) for e in encodings)
+    ids = torch.zeros(len(encodings), longest, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    labels = []
+    for i, e in enumerate(encodings):
+        ids[i, : len(e.ids)] = torch.tensor(e.ids)
+        mask[i, : len(e.ids)] = 1
+        labels += [f"{i}:{token}" for token in e.tokens]
+    return ids, mask, labels
+
+
 def layer_norm(h: Tensor, eps: float = 1e-5) -> Tensor:
     """(B, T, d) normalised over d for each token: the statistics of one sample alone."""
     return F.layer_norm(h, h.shape[-1:], eps=eps)
