@@ -32,7 +32,7 @@ from benchmarks.timing import machine, median_times
 from models.bert import load_bert
 from scripts.make_long_bert import make_long_bert
 from tests.app_server import running_app
-from tests.conftest import CHROMIUM, CHROMIUM_FLAGS
+from tests.conftest import CHROMIUM, CHROMIUM_FLAGS, pick_option
 
 TEXT_512 = "The animal didn't cross the street because it was too tired, so it rested. " * 30
 
@@ -90,21 +90,6 @@ def settle(page) -> None:
     page.get_by_test_id("stStatusWidget").wait_for(state="hidden")
 
 
-def pick(page, label: str, option) -> None:
-    """Choose `option` in the select box labelled `label` (opened again if a rerun closed it)."""
-    for _ in range(5):
-        page.get_by_test_id("stSelectbox").filter(has_text=label).first.click()
-        choice = page.get_by_role("option", name=option, exact=True)
-        try:
-            choice.wait_for(timeout=5000)
-        except Exception:  # the list closed under a rerun: open it again
-            page.keyboard.press("Escape")
-            continue
-        choice.click()
-        return
-    raise TimeoutError(f"no option {option!r} in {label!r}")
-
-
 def measure(page, wire: Wire, action, repeats: int = 1) -> tuple[float, int]:
     """Median (seconds, bytes) of `repeats` runs of action(i)."""
     results = []
@@ -144,10 +129,10 @@ def text_page(page, wire: Wire, label: str, text: str, n_tokens: int, baseline: 
         )
     )
     heads = [3, 7, 1, 10, 5]
-    t, b = measure(page, wire, lambda i: pick(page, "Head", f"head {heads[i]}"), repeats=len(heads))
+    t, b = measure(page, wire, lambda i: pick_option(page, "Head", f"head {heads[i]}"), repeats=len(heads))
     rows.append((label, "head switch", t, b, ""))
     layer = [re.compile(rf"^(layer )?{i}$") for i in (1, 2, 3)]  # "layer 1"; "1" on the page before
-    t, b = measure(page, wire, lambda i: pick(page, "Layer", layer[i]), repeats=3)
+    t, b = measure(page, wire, lambda i: pick_option(page, "Layer", layer[i]), repeats=3)
     rows.append((label, "layer switch", t, b, ""))
     if n_tokens * n_tokens > 256 * 256 and page.get_by_label("First query").count():
 

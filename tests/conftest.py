@@ -77,3 +77,18 @@ def screenshot(page, name: str) -> Path:
     path = SCREENSHOTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     return path
+
+
+def pick_option(page, label: str, option) -> None:
+    """Choose `option` (a name or a compiled pattern) in the select box labelled `label`, opening the list
+    again if a rerun closed it or redrew the box under the click."""
+    for _ in range(5):
+        page.get_by_test_id("stSelectbox").filter(has_text=label).first.click()
+        choice = page.get_by_role("option", name=option, exact=True)
+        try:
+            choice.wait_for(timeout=5000)
+            choice.click()
+            return
+        except Exception:  # the list closed under a rerun: open it again
+            page.keyboard.press("Escape")
+    raise TimeoutError(f"no option {option!r} in {label!r}")

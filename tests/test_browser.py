@@ -3,7 +3,7 @@
 import pytest
 from playwright.sync_api import expect
 
-from tests.conftest import screenshot
+from tests.conftest import pick_option, screenshot
 
 pytestmark = pytest.mark.browser
 
@@ -14,9 +14,10 @@ def test_text_attention_in_chromium(page):
     text_area.fill("我有一只猫: every token looks at every other token.")
     text_area.press("Control+Enter")
     page.locator("span[title='position 1']", has_text="我").wait_for()
-    page.get_by_test_id("stSelectbox").filter(has_text="Head").click()
-    page.get_by_role("option", name="head 5", exact=True).click()
+    pick_option(page, "Head", "head 5")
     page.get_by_text("Layer 0, head 5").first.wait_for()
+    page.wait_for_timeout(500)  # the fragment's rerun redraws the overview: wait until it is over
+    page.get_by_test_id("stStatusWidget").wait_for(state="hidden")
     heatmap = page.locator(".js-plotly-plot").first
     expect(heatmap.locator(".hm image")).to_have_count(1)
     overview = page.locator(".js-plotly-plot").nth(1)
@@ -45,8 +46,7 @@ def test_a_thousand_tokens_head_by_head(page, tmp_path_factory):
     text_area.press("Control+Enter")
     page.get_by_text("1710 wordpieces").wait_for()
     for head in (3, 9, 11):
-        page.get_by_test_id("stSelectbox").filter(has_text="Head").click()
-        page.get_by_role("option", name=f"head {head}", exact=True).click()
+        pick_option(page, "Head", f"head {head}")
         page.get_by_text(f"Layer 0, head {head}").first.wait_for()
         raster = page.locator(".js-plotly-plot").first
         expect(raster.locator("image")).to_have_count(1)  # the whole 1,710 x 1,710 map, one image

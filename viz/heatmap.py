@@ -123,10 +123,19 @@ def heatmap(
         height=height or max(320, min(900, 80 + 22 * max(n_rows, n_cols))),
         plot_bgcolor=MASK_GREY,
         margin=MARGIN,
-        xaxis=_axis(x, col_title, col_labels is not None) | {"tickangle": -60},
-        yaxis=_axis(y, row_title, row_labels is not None) | {"autorange": "reversed"},
+        # ranges at the cells' edges: no band of the mask grey around the matrix (positions on a
+        # category axis are the categories' indices)
+        xaxis=_axis(x, col_title, col_labels is not None)
+        | {"tickangle": -60, "range": _edges(col_start, n_cols, col_labels is not None)},
+        yaxis=_axis(y, row_title, row_labels is not None)
+        | {"range": _edges(row_start, n_rows, row_labels is not None)[::-1]},
     )
     return fig
+
+
+def _edges(start: int, n: int, categorical: bool) -> list[float]:
+    first = 0 if categorical else start
+    return [first - 0.5, first + n - 0.5]
 
 
 def _axis(values, title: str | None, categorical: bool) -> dict:
