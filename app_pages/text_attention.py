@@ -1,7 +1,8 @@
 """Text attention: every layer and head of a real pretrained encoder, on the user's text, at any length.
 
 The model runs once per (model, text) on its fast path, keeping q and k (`capture=LAZY`); a head's map is
-computed when it is shown. Layer, head, zoom and overview clicks rerun only the head view's fragment.
+computed when it is shown. Layer, head and zoom changes rerun only the head view's fragment; the overview
+and the statistics, which need every map, are computed when their tab is opened.
 """
 
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from models.attention import LAZY
 from models.bert import ModelLoadError, TextModel
 from models.maps import STATISTICS, AttentionMaps
 from models.readout import readout
+from ui.links import explain_link
 from ui.models import get_text_model
 from ui.results import computed, digest
 from ui.uploads import UploadError, decode_text
@@ -24,8 +26,8 @@ EXAMPLE = (
     "The animal didn't cross the street because it was too tired. "
     "多头注意力可以理解为注意力做多次，每次注意的点不一样。"
 )
-AUTO_SUMMARY_TOKENS = 1024  # above this, the all-heads overview and statistics are computed on request
 THUMBNAIL = 32  # overview cells a side per head
+HEADS = "Heads"  # the first tab
 
 
 @dataclass
@@ -111,16 +113,18 @@ def notices(result: TextAttention, model: TextModel) -> None:
 
 
 def open_from_overview() -> None:
-    """on_select of the overview: the clicked thumbnail's head opens."""
+    """on_select of the overview: the clicked thumbnail's head opens in the Heads tab."""
     points = st.session_state.overview.selection.points
     if points and "customdata" in points[0]:
         data = points[0]["customdata"]  # (layer, head); the browser sends it as {"0": l, "1": h}
         st.session_state.ta_layer, st.session_state.ta_head = int(data["0"]), int(data["1"])
+        st.session_state.ta_tab = HEADS
+        st.session_state.ta_opened = True
 
 
 @st.fragment
 def head_view(result: TextAttention) -> None:
-    """The chosen layer and head (or the mean or max over heads), and the overview of every head."""
+    """The chosen layer and head, or the mean or max over heads."""
     maps = result.maps
     layer, head = layer_head_picker(maps.n_layers, maps.n_heads, key="ta")
     matrix = maps.head(layer, head)
@@ -128,25 +132,26 @@ def head_view(result: TextAttention) -> None:
     matrix_view(
         matrix, result.tokens, result.tokens, "head", f"Layer {layer}, {head_name(head)}{note}", zmin=0.0
     )
-    n_tokens, n_maps = len(result.tokens), maps.n_layers * maps.n_heads
-    with st.expander("Every layer × head", expanded=n_tokens <= AUTO_SUMMARY_TOKENS):
-        wanted = n_tokens <= AUTO_SUMMARY_TOKENS or st.toggle(
-            f"Compute every head's thumbnail ({n_maps} maps of {n_tokens} × {n_tokens})", key="ta_overview_on"
-        )
-        if not wanted:
-            return
-        summary = summary_of(result)
-        st.caption("Pooled thumbnails, each scaled to its own maximum. Click one to open it above.")
-        st.plotly_chart(
-            head_overview(summary["thumbnails"]),
-            key="overview",
-            on_select=open_from_overview,
-            selection_mode="points",
-        )
+
+
+@st.fragment
+def overview(result: TextAttention) -> None:
+    """A thumbnail of every layer x head; a click opens one in the Heads tab."""
+    if st.session_state.pop("ta_opened", False):
+        st.rerun()  # the Heads tab is outside this fragment: the whole page switches to it
+    summary = summary_of(result)
+    st.caption("Pooled thumbnails, each scaled to its own maximum. Click one to open it.")
+    st.plotly_chart(
+        head_overview(summary["thumbnails"]),
+        key="overview",
+        on_select=open_from_overview,
+        selection_mode="points",
+    )
 
 
 def summary_of(result: TextAttention) -> dict:
-    with st.spinner("Streaming every head once for the overview and the statistics…"):
+    n = result.maps.n_layers * result.maps.n_heads
+    with st.spinner(f"Computing all {n} maps once, for the overview and the statistics…"):
         return result.maps.summary(THUMBNAIL)
 
 
@@ -158,15 +163,15 @@ def stats_table(stats: dict) -> pd.DataFrame:
 
 @st.fragment
 def statistics_view(result: TextAttention) -> None:
-    n_tokens = len(result.tokens)
-    if n_tokens > AUTO_SUMMARY_TOKENS and not st.toggle("Compute the per-head statistics", key="ta_stats_on"):
-        return
     stats = summary_of(result)["statistics"]
     with st.expander("What the statistics mean"):
         st.markdown("\n".join(f"- **{name}**: {meaning}" for name, meaning in STATISTICS.items()))
     statistic = st.selectbox("Statistic to map", list(STATISTICS), key="statistic")
     st.plotly_chart(head_statistic_heatmap(stats[statistic], statistic), key="stat_heatmap")
     st.dataframe(stats_table(stats), hide_index=True, height=300)
+
+
+TABS = {HEADS: head_view, "Every layer × head": overview, "Per-head statistics": statistics_view}
 
 
 def main() -> None:
@@ -190,11 +195,13 @@ def main() -> None:
     )
     with st.expander("Wordpieces", expanded=len(result.tokens) <= 512):
         st.html(token_strip_html(result.tokens, model.special_tokens))
-    head_tab, stats_tab = st.tabs(["Heads", "Per-head statistics"])
-    with head_tab:
-        head_view(result)
-    with stats_tab:
-        statistics_view(result)
+    # Stateful tabs: only the open one runs, so the first view of an input computes one map; the
+    # overview and the statistics stream every head once, when their tab is opened.
+    for tab, view in zip(st.tabs(list(TABS), key="ta_tab", on_change="rerun"), TABS.values(), strict=True):
+        with tab:
+            if tab.open:
+                view(result)
+    explain_link()
 
 
 main()

@@ -1,14 +1,15 @@
 """What one click costs: server time and bytes sent to the browser, per interaction, in a real browser.
 
-    .venv/bin/python -m benchmarks.bench_views            # text page at 512 and 4,096 tokens
-    .venv/bin/python -m benchmarks.bench_views --pages    # and one interaction on each other page
+    .venv/bin/python -m benchmarks.bench_views                       # text page at 512 and 4,096 tokens
+    .venv/bin/python -m benchmarks.bench_views --before /tmp/old    # and the same at 512 on another checkout
 
 The app runs on 127.0.0.1 and Debian's chromium drives it. Every message on the app's websocket is read:
 an interaction starts when the browser sends its rerun request and ends when the server's
-`script_finished` arrives (the server's time, plus a loopback hop); its bytes are every frame the server
-sent in between. The baseline is our fast forward (fused attention, nothing kept) of the same input,
-timed in this process while the server is idle, so the ratio survives a slower machine. Peak memory is
-the server's VmHWM from /proc.
+`script_finished` arrives (the server's time, plus a loopback hop, and waits for the cores the browser
+shares); its bytes are every frame the server sent in between, and its CPU the server process's user and
+system time over it (/proc), which the browser's drawing does not inflate. The baseline is our fast
+forward (fused attention, nothing kept) of the same input, timed in this process while the server is
+idle, so the ratio survives a slower machine. Peak memory is the server's VmHWM from /proc.
 
 Targets (issue 11): a head or layer switch <= 100 ms at 512 tokens and <= 300 ms at 4,096; the first view
 of a new input <= 1.2 x fast forward + 100 ms; <= 0.5 MB a click at 512 tokens, <= 2 MB at 4,096; the
@@ -17,6 +18,7 @@ positions (MiniLM's shape) written by scripts.make_long_bert.
 """
 
 import argparse
+import os
 import re
 import statistics
 import tempfile
@@ -40,7 +42,8 @@ TEXT_512 = "The animal didn't cross the street because it was too tired, so it r
 class Wire:
     """Every websocket frame of the page, with when it passed and what it was."""
 
-    def __init__(self, page):
+    def __init__(self, page, server_pid: int):
+        self.server_pid = server_pid
         self.events = []  # (time, "sent" | "received", bytes, message type)
         self.lock = threading.Lock()
         self.finished = threading.Event()
@@ -90,15 +93,22 @@ def settle(page) -> None:
     page.get_by_test_id("stStatusWidget").wait_for(state="hidden")
 
 
-def measure(page, wire: Wire, action, repeats: int = 1) -> tuple[float, int]:
-    """Median (seconds, bytes) of `repeats` runs of action(i)."""
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (every thread), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measure(page, wire: Wire, action, repeats: int = 1) -> tuple[float, int, float]:
+    """Median (seconds, bytes, server CPU seconds) of `repeats` runs of action(i)."""
     results = []
     for i in range(repeats):
         settle(page)
-        start = wire.mark()
+        start, cpu = wire.mark(), cpu_seconds(wire.server_pid)
         action(i)
-        results.append(wire.interaction(start, page))
-    return statistics.median(r[0] for r in results), int(statistics.median(r[1] for r in results))
+        seconds, sent = wire.interaction(start, page)
+        results.append((seconds, sent, cpu_seconds(wire.server_pid) - cpu))
+    return tuple(statistics.median(r[k] for r in results) for k in range(3))
 
 
 def peak_rss(pid: int) -> int:
@@ -129,11 +139,11 @@ def text_page(page, wire: Wire, label: str, text: str, n_tokens: int, baseline: 
         )
     )
     heads = [3, 7, 1, 10, 5]
-    t, b = measure(page, wire, lambda i: pick_option(page, "Head", f"head {heads[i]}"), repeats=len(heads))
-    rows.append((label, "head switch", t, b, ""))
+    result = measure(page, wire, lambda i: pick_option(page, "Head", f"head {heads[i]}"), repeats=len(heads))
+    rows.append((label, "head switch", *result, ""))
     layer = [re.compile(rf"^(layer )?{i}$") for i in (1, 2, 3)]  # "layer 1"; "1" on the page before
-    t, b = measure(page, wire, lambda i: pick_option(page, "Layer", layer[i]), repeats=3)
-    rows.append((label, "layer switch", t, b, ""))
+    result = measure(page, wire, lambda i: pick_option(page, "Layer", layer[i]), repeats=3)
+    rows.append((label, "layer switch", *result, ""))
     if n_tokens * n_tokens > 256 * 256 and page.get_by_label("First query").count():
 
         def zoom(i):
@@ -141,14 +151,13 @@ def text_page(page, wire: Wire, label: str, text: str, n_tokens: int, baseline: 
             field.fill(str(64 * (i + 1)))
             field.press("Enter")
 
-        t, b = measure(page, wire, zoom, repeats=3)
-        rows.append((label, "zoom window move", t, b, ""))
+        rows.append((label, "zoom window move", *measure(page, wire, zoom, repeats=3), ""))
 
 
-def open_page(browser, url: str):
+def open_page(browser, url: str, server_pid: int):
     page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
     page.set_default_timeout(300_000)
-    wire = Wire(page)
+    wire = Wire(page, server_pid)
     page.goto(url)
     page.get_by_text(re.compile("Layer 0, head 0")).first.wait_for()
     settle(page)
@@ -183,12 +192,12 @@ def main() -> None:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
             if args.before:
-                with running_app(Path(tmp) / "before.log", root=Path(args.before)) as (url, _):
-                    page, wire = open_page(browser, url)
+                with running_app(Path(tmp) / "before.log", root=Path(args.before)) as (url, old):
+                    page, wire = open_page(browser, url, old.pid)
                     label = f"before: MiniLM, {len(ids_512)} tokens"
                     text_page(page, wire, label, TEXT_512, len(ids_512), base_512, rows)
             with running_app(Path(tmp) / "server.log") as (url, server):
-                page, wire = open_page(browser, url)
+                page, wire = open_page(browser, url, server.pid)
                 rss_start = peak_rss(server.pid)
                 label = f"MiniLM, {len(ids_512)} tokens"
                 text_page(page, wire, label, TEXT_512, len(ids_512), base_512, rows)
@@ -206,9 +215,9 @@ def main() -> None:
         f"fast forward: {base_512 * 1000:.0f} ms at {len(ids_512)} tokens, {base_long * 1000:.0f} ms at",
         args.long,
     )
-    print(f"{'input':<28} {'interaction':<24} {'server ms':>10} {'sent KB':>9}  note")
-    for label, what, seconds, sent, note in rows:
-        print(f"{label:<28} {what:<24} {seconds * 1000:>10.0f} {sent / 1024:>9.0f}  {note}")
+    print(f"{'input':<28} {'interaction':<24} {'wall ms':>8} {'CPU ms':>7} {'sent KB':>8}  note")
+    for label, what, seconds, sent, cpu, note in rows:
+        print(f"{label:<28} {what:<24} {seconds * 1000:>8.0f} {cpu * 1000:>7.0f} {sent / 1024:>8.0f}  {note}")
     print(f"server peak memory: {rss_start / 2**20:.0f} MiB after the default page,", end=" ")
     print(f"{rss_peak / 2**20:.0f} MiB after {args.long} tokens")
 

@@ -92,3 +92,19 @@ def pick_option(page, label: str, option) -> None:
         except Exception:  # the list closed under a rerun: open it again
             page.keyboard.press("Escape")
     raise TimeoutError(f"no option {option!r} in {label!r}")
+
+
+def count_calls(monkeypatch, *targets: tuple[object, str]) -> list[str]:
+    """Wrap each (class or module, attribute) so that every call is recorded, by the class name of the
+    instance for a method (e.g. "BertModel") or by the attribute's name; returns the record."""
+    calls = []
+    for owner, attribute in targets:
+        original = getattr(owner, attribute)
+
+        def counting(*args, _original=original, _owner=owner, _name=attribute, **kwargs):
+            is_method = isinstance(_owner, type) and args and isinstance(args[0], _owner)
+            calls.append(type(args[0]).__name__ if is_method else _name)
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(owner, attribute, counting)
+    return calls

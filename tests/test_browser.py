@@ -20,8 +20,11 @@ def test_text_attention_in_chromium(page):
     page.get_by_test_id("stStatusWidget").wait_for(state="hidden")
     heatmap = page.locator(".js-plotly-plot").first
     expect(heatmap.locator(".hm image")).to_have_count(1)
-    overview = page.locator(".js-plotly-plot").nth(1)
+    page.get_by_role("tab", name="Every layer × head").click()
+    overview = page.locator(".js-plotly-plot").filter(has=page.locator(".scatterlayer")).first
     expect(overview.locator(".hm image")).to_have_count(1)  # every layer x head in one trace
+    page.wait_for_timeout(500)
+    page.get_by_test_id("stStatusWidget").wait_for(state="hidden")
     overview.scroll_into_view_if_needed()
     grid = overview.locator(".nsewdrag").first.bounding_box()  # the plot area: 12 heads x 6 layers
     page.mouse.click(grid["x"] + grid["width"] * 7.5 / 12, grid["y"] + grid["height"] * 2.5 / 6)

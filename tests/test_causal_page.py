@@ -11,6 +11,7 @@ from streamlit.testing.v1 import AppTest
 
 import models.bert
 import models.gpt
+from tests.conftest import count_calls
 from viz.heatmap import MASK_GREY
 
 PAGE = str(Path(__file__).parents[1] / "app_pages" / "causal_decoder.py")
@@ -113,16 +114,7 @@ def test_unknown_characters_long_prompt_and_long_generation_are_bounded():
 @pytest.fixture
 def forward_calls(monkeypatch):
     """Every forward of MiniLM or the GPT, by model class."""
-    calls = []
-    for cls in (models.bert.BertModel, models.gpt.GPT):
-        original = cls.forward
-
-        def counting(self, *args, _original=original, **kwargs):
-            calls.append(type(self).__name__)
-            return _original(self, *args, **kwargs)
-
-        monkeypatch.setattr(cls, "forward", counting)
-    return calls
+    return count_calls(monkeypatch, (models.bert.BertModel, "forward"), (models.gpt.GPT, "forward"))
 
 
 def test_head_choices_never_rerun_a_model(forward_calls):

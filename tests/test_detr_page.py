@@ -30,6 +30,7 @@ from models.detr.inspect import (
 from models.detr.matcher import hungarian_match
 from models.detr.preprocess import postprocess, preprocess
 from models.detr.scenes import make_scene
+from tests.conftest import count_calls
 from tests.test_images import png_bomb
 from viz.detr import (
     attention_overlay,
@@ -243,15 +244,7 @@ def z_shape(spec: dict) -> tuple[int, ...]:
 @pytest.fixture
 def forwards(monkeypatch) -> list:
     """Every DETR forward pass from here on, counted."""
-    calls = []
-    original = models.detr.detr.DETR.forward
-
-    def counting(self, *args, **kwargs):
-        calls.append(1)
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(models.detr.detr.DETR, "forward", counting)
-    return calls
+    return count_calls(monkeypatch, (models.detr.detr.DETR, "forward"))
 
 
 @pytest.fixture

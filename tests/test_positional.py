@@ -32,6 +32,7 @@ from models.positional import (
     similarity_to_point,
     sinusoidal,
 )
+from tests.conftest import count_calls
 from viz.heatmap import RASTER_SIDE, raster_indices
 from viz.positional import (
     channel_maps,
@@ -465,15 +466,7 @@ def test_a_long_similarity_is_sent_as_an_image_with_a_zoom_window(page):
 
 @pytest.fixture
 def forward_calls(monkeypatch):
-    calls = []
-    original = models.bert.BertModel.forward
-
-    def counting(self, *args, **kwargs):
-        calls.append(1)
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(models.bert.BertModel, "forward", counting)
-    return calls
+    return count_calls(monkeypatch, (models.bert.BertModel, "forward"))
 
 
 @pytest.mark.slow

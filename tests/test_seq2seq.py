@@ -36,6 +36,7 @@ from models.seq2seq import (
     save_seq2seq,
 )
 from scripts.train_seq2seq import exact_match, task_config, train
+from tests.conftest import count_calls
 from viz.heatmap import MASK_GREY
 from viz.seq2seq import head_rows_heatmap, masked_attention_heatmap, next_token_bar
 
@@ -327,15 +328,7 @@ def forward_calls(monkeypatch):
     """One entry per encoder pass: every greedy decoding encodes its source once."""
     import models.seq2seq
 
-    calls = []
-    original = models.seq2seq.Seq2Seq.encode
-
-    def counting(self, *args, **kwargs):
-        calls.append(1)
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(models.seq2seq.Seq2Seq, "encode", counting)
-    return calls
+    return count_calls(monkeypatch, (models.seq2seq.Seq2Seq, "encode"))
 
 
 def run_page(text: str | None = None):

@@ -10,6 +10,7 @@ from streamlit.testing.v1 import AppTest
 
 import models.bert
 import models.gpt
+from tests.conftest import count_calls
 from viz.heatmap import MASK_GREY
 
 PAGE = str(Path(__file__).parents[1] / "app_pages" / "step_by_step.py")
@@ -33,16 +34,7 @@ def z(at, key) -> np.ndarray:
 @pytest.fixture
 def forward_calls(monkeypatch):
     """Every forward of MiniLM or the GPT, by model class."""
-    calls = []
-    for cls in (models.bert.BertModel, models.gpt.GPT):
-        original = cls.forward
-
-        def counting(self, *args, _original=original, **kwargs):
-            calls.append(type(self).__name__)
-            return _original(self, *args, **kwargs)
-
-        monkeypatch.setattr(cls, "forward", counting)
-    return calls
+    return count_calls(monkeypatch, (models.bert.BertModel, "forward"), (models.gpt.GPT, "forward"))
 
 
 def run_page(model=None, text=None):

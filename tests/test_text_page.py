@@ -6,6 +6,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 import models.bert
+from tests.conftest import count_calls
 
 PAGE = str(Path(__file__).parents[1] / "app_pages" / "text_attention.py")
 
@@ -24,15 +25,7 @@ def z_shape(trace):
 
 @pytest.fixture
 def forward_calls(monkeypatch):
-    calls = []
-    original = models.bert.BertModel.forward
-
-    def counting(self, *args, **kwargs):
-        calls.append(1)
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(models.bert.BertModel, "forward", counting)
-    return calls
+    return count_calls(monkeypatch, (models.bert.BertModel, "forward"))
 
 
 def run_page(text=None):
@@ -48,9 +41,16 @@ def test_default_text_shows_every_head_without_rerunning_the_model(forward_calls
     summary = next(m.value for m in at.markdown if "wordpieces**" in m.value)
     n_tokens = int(summary.split("**")[1].split()[0])
     assert z_shape(figure(at, "head_map")["data"][0]) == (n_tokens, n_tokens)
-    assert z_shape(figure(at, "overview")["data"][0]) == (6 * n_tokens, 12 * n_tokens)  # thumbnails
-    assert len(at.dataframe[0].value) == 72
+    assert not [c for c in at.get("plotly_chart") if "overview" in c.proto.id]  # only the open tab runs
     assert len(forward_calls) == 1
+    at.session_state["ta_tab"] = "Every layer × head"
+    at.run()
+    assert z_shape(figure(at, "overview")["data"][0]) == (6 * n_tokens, 12 * n_tokens)  # thumbnails
+    at.session_state["ta_tab"] = "Per-head statistics"
+    at.run()
+    assert len(at.dataframe[0].value) == 72
+    at.session_state["ta_tab"] = "Heads"
+    at.run()
     at.selectbox(key="ta_layer").set_value(4).run()
     at.selectbox(key="ta_head").set_value(7).run()
     assert not at.exception
