@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 LAZY = "lazy"  # capture mode: keep q, k, v and the mask; compute the weights on demand
+ZERO, MEAN = "zero", "mean"  # what a gated-off head is replaced by: nothing, or its mean over the queries
 
 
 @dataclass
@@ -128,6 +129,43 @@ def attend(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None, capture:
     return out, AttentionRecord(q=q, k=k, v=v, scale=scale, mask=mask, probs=probs, out=out)
 
 
+def gate_heads(heads: Tensor, gate: Tensor, fill: str = ZERO) -> Tensor:
+    """heads (B, nh, Tq, dh) per-head outputs; gate (nh,) or (B, nh) -> g·out + (1 − g)·fill per head.
+
+    fill is 0 (ZERO: the head knocked out) or the head's output averaged over the Tq query positions of
+    this forward (MEAN: the head kept as a constant). g = 1 gives the heads back exactly; gradients flow
+    to the gate, and |∂L/∂g| at g = 1 with ZERO is Michel et al. (2019)'s head importance.
+    """
+    if fill not in (ZERO, MEAN):
+        raise ValueError(f"unknown gate fill {fill!r}; use {ZERO!r} or {MEAN!r}")
+    b, nh = heads.shape[:2]
+    if gate.shape not in ((nh,), (b, nh)):
+        raise ValueError(f"a head gate is ({nh},) or ({b}, {nh}) for {nh} heads and batch {b}, "
+                         f"got {tuple(gate.shape)}")  # fmt: skip
+    g = gate.to(heads.dtype).reshape(-1, nh, 1, 1)  # (B or 1, nh, 1, 1)
+    if fill == ZERO:
+        return heads * g
+    return heads * g + (1 - g) * heads.mean(dim=2, keepdim=True)
+
+
+def layer_gate(head_gates: Tensor | None, layer: int) -> Tensor | None:
+    """One layer's gate, (H,) or (B, H), from a model's head_gates (L, H) or (L, B, H); None for none."""
+    return None if head_gates is None else head_gates[layer]
+
+
+GATED_FAMILIES = ("encoder", "decoder_self", "cross")  # models.readout's family names
+
+
+def family_gates(head_gates: dict | None, family: str) -> Tensor | None:
+    """The gates of one family of an encoder-decoder, {family: (L, H) or (L, B, H)} -> that family's, or
+    None when it is not gated."""
+    if head_gates is None:
+        return None
+    if not set(head_gates) <= set(GATED_FAMILIES):
+        raise ValueError(f"head_gates are keyed by {GATED_FAMILIES}, got {sorted(head_gates)}")
+    return head_gates.get(family)
+
+
 class MultiHeadAttention(nn.Module):
     """Multi-head attention with separate q/k/v projections and an output projection.
 
@@ -158,14 +196,21 @@ class MultiHeadAttention(nn.Module):
         value: Tensor | None = None,
         mask: Tensor | None = None,
         capture: bool | str = False,
+        head_gate: Tensor | None = None,
+        gate_fill: str = ZERO,
     ) -> tuple[Tensor, AttentionRecord | None]:
-        """query (B, Tq, d); key, value (B, Tk, d), default to query. Returns ((B, Tq, d), record)."""
+        """query (B, Tq, d); key, value (B, Tk, d), default to query. Returns ((B, Tq, d), record).
+
+        head_gate (nh,) or (B, nh) scales each head's output before the heads are merged (`gate_heads`);
+        the record keeps the heads as computed, before the gate."""
         key = query if key is None else key
         value = key if value is None else value
         q = self.split_heads(self.q_proj(query))
         k = self.split_heads(self.k_proj(key))
         v = self.split_heads(self.v_proj(value))
         heads, record = attend(q, k, v, mask=mask, capture=capture)
+        if head_gate is not None:
+            heads = gate_heads(heads, head_gate, gate_fill)
         b, _, t, _ = heads.shape
         merged = heads.transpose(1, 2).reshape(b, t, self.n_heads * self.d_head)  # (B, Tq, d)
         return self.out_proj(merged), record

@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 from tokenizers import Tokenizer
 from torch import Tensor, nn
 
-from models.attention import AttentionRecord, MultiHeadAttention, padding_mask
+from models.attention import ZERO, AttentionRecord, MultiHeadAttention, layer_gate, padding_mask
 from models.errors import BUILD_ERRORS, ModelLoadError
 
 ACTIVATIONS = {
@@ -91,8 +91,10 @@ class BertLayer(nn.Module):
         self.output_norm = nn.LayerNorm(hidden_size, eps=eps)
         self.activation = ACTIVATIONS[activation]
 
-    def forward(self, x, mask=None, capture=False):
-        attended, record = self.attention(x, mask=mask, capture=capture)
+    def forward(self, x, mask=None, capture=False, head_gate=None, gate_fill=ZERO):
+        attended, record = self.attention(
+            x, mask=mask, capture=capture, head_gate=head_gate, gate_fill=gate_fill
+        )
         x = self.attention_norm(x + attended)
         x = self.output_norm(x + self.output(self.activation(self.intermediate(x))))
         return x, record
@@ -128,8 +130,11 @@ class BertModel(nn.Module):
         position_ids: Tensor | None = None,
         use_position_embeddings: bool = True,
         capture: bool = False,
+        head_gates: Tensor | None = None,
+        gate_fill: str = ZERO,
     ) -> BertOutput:
-        """input_ids (B, T); attention_mask (B, T) 1 for tokens, 0 for padding."""
+        """input_ids (B, T); attention_mask (B, T) 1 for tokens, 0 for padding; head_gates (L, H) or
+        (L, B, H), one gate per layer and head (`models.attention.gate_heads`), None for the plain model."""
         b, t = input_ids.shape
         limit = self.config.max_position_embeddings
         if t > limit:
@@ -141,8 +146,10 @@ class BertModel(nn.Module):
         mask = None if attention_mask is None else padding_mask(attention_mask == 0)  # (B, 1, 1, T)
         x = self.embeddings(input_ids, token_type_ids, position_ids, use_position_embeddings)
         hidden_states, records = [x], []
-        for layer in self.layers:
-            x, record = layer(x, mask=mask, capture=capture)
+        for i, layer in enumerate(self.layers):
+            x, record = layer(
+                x, mask=mask, capture=capture, head_gate=layer_gate(head_gates, i), gate_fill=gate_fill
+            )
             hidden_states.append(x)
             records.append(record)
         return BertOutput(x, hidden_states, records if capture else None)

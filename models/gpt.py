@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from models.attention import AttentionRecord, MultiHeadAttention, causal_mask
+from models.attention import ZERO, AttentionRecord, MultiHeadAttention, causal_mask, layer_gate
 
 
 @dataclass
@@ -74,9 +74,12 @@ class Block(nn.Module):
         self.mlp = MLP(d_model, d_mlp, bias) if d_mlp else None
 
     def forward(
-        self, x: Tensor, mask: Tensor, capture: bool = False
-    ) -> tuple[Tensor, AttentionRecord | None]:
-        attn_out, record = self.attention(self.ln_1(x), mask=mask, capture=capture)
+        self, x: Tensor, mask: Tensor, capture: bool = False, head_gate: Tensor | None = None,
+        gate_fill: str = ZERO,
+    ) -> tuple[Tensor, AttentionRecord | None]:  # fmt: skip
+        attn_out, record = self.attention(
+            self.ln_1(x), mask=mask, capture=capture, head_gate=head_gate, gate_fill=gate_fill
+        )
         x = x + attn_out
         if self.mlp is not None:
             x = x + self.mlp(self.ln_2(x))
@@ -123,8 +126,15 @@ class GPT(nn.Module):
     def layers(self) -> nn.ModuleList:
         return self.blocks
 
-    def forward(self, input_ids: Tensor, capture: bool = False) -> GPTOutput:
-        """input_ids (B, T) long with T <= block_size."""
+    def forward(
+        self,
+        input_ids: Tensor,
+        capture: bool = False,
+        head_gates: Tensor | None = None,
+        gate_fill: str = ZERO,
+    ) -> GPTOutput:
+        """input_ids (B, T) long with T <= block_size; head_gates (L, H) or (L, B, H), one gate per layer
+        and head (`models.attention.gate_heads`), None for the plain model."""
         _, t = input_ids.shape
         if t > self.block_size:
             raise ValueError(
@@ -135,8 +145,10 @@ class GPT(nn.Module):
         x = self.token_embedding(input_ids) + self.position_embedding(pos)  # (B, T, d)
         mask = causal_mask(t, device=input_ids.device)  # (T, T), True on and below the diagonal
         hidden_states, records = [x], []
-        for block in self.blocks:
-            x, record = block(x, mask, capture=capture)
+        for i, block in enumerate(self.blocks):
+            x, record = block(
+                x, mask, capture=capture, head_gate=layer_gate(head_gates, i), gate_fill=gate_fill
+            )
             hidden_states.append(x)
             records.append(record)
         x = self.ln_f(x)

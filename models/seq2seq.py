@@ -19,7 +19,16 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
-from models.attention import AttentionRecord, MultiHeadAttention, causal_mask, combine_masks, padding_mask
+from models.attention import (
+    ZERO,
+    AttentionRecord,
+    MultiHeadAttention,
+    causal_mask,
+    combine_masks,
+    family_gates,
+    layer_gate,
+    padding_mask,
+)
 from models.errors import BUILD_ERRORS, ModelLoadError
 
 
@@ -92,9 +101,9 @@ class EncoderLayer(nn.Module):
         self.norm2 = nn.LayerNorm(d_model)
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, x: Tensor, mask: Tensor | None, capture: bool = False):
+    def forward(self, x: Tensor, mask: Tensor | None, capture: bool = False, head_gate=None, gate_fill=ZERO):
         """x (B, Ts, d), mask (B, 1, 1, Ts) -> ((B, Ts, d), self-attention record or None)."""
-        a, record = self.self_attn(x, mask=mask, capture=capture)
+        a, record = self.self_attn(x, mask=mask, capture=capture, head_gate=head_gate, gate_fill=gate_fill)
         x = self.norm1(x + self.dropout(a))
         x = self.norm2(x + self.dropout(self.ff(x)))
         return x, record
@@ -112,12 +121,14 @@ class DecoderLayer(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, y: Tensor, memory: Tensor, self_mask: Tensor, cross_mask: Tensor | None,
-                capture: bool = False):  # fmt: skip
+                capture: bool = False, self_gate=None, cross_gate=None, gate_fill=ZERO):  # fmt: skip
         """y (B, Tt, d), memory (B, Ts, d) -> ((B, Tt, d), (self record, cross record) or Nones)."""
-        a, self_record = self.self_attn(y, mask=self_mask, capture=capture)
+        a, self_record = self.self_attn(y, mask=self_mask, capture=capture, head_gate=self_gate,
+                                        gate_fill=gate_fill)  # fmt: skip
         y = self.norm1(y + self.dropout(a))
         # Q from the decoder (what this position is looking for), K and V from the encoder memory.
-        c, cross_record = self.cross_attn(y, memory, memory, mask=cross_mask, capture=capture)
+        c, cross_record = self.cross_attn(y, memory, memory, mask=cross_mask, capture=capture,
+                                          head_gate=cross_gate, gate_fill=gate_fill)  # fmt: skip
         y = self.norm2(y + self.dropout(c))
         y = self.norm3(y + self.dropout(self.ff(y)))
         return y, (self_record, cross_record)
@@ -150,34 +161,43 @@ class Seq2Seq(nn.Module):
         )
         self.lm_head = nn.Linear(d_model, tgt_vocab_size)
 
-    def encode(self, src: Tensor, capture: bool = False) -> tuple[Tensor, Tensor, list | None]:
-        """src (B, Ts) ids -> (memory (B, Ts, d), key mask (B, 1, 1, Ts), per-layer records or None)."""
+    def encode(self, src: Tensor, capture: bool = False, head_gates: dict | None = None,
+               gate_fill: str = ZERO) -> tuple[Tensor, Tensor, list | None]:  # fmt: skip
+        """src (B, Ts) ids -> (memory (B, Ts, d), key mask (B, 1, 1, Ts), per-layer records or None).
+
+        head_gates: {"encoder", "decoder_self", "cross"} -> (L, H) or (L, B, H) gates of that family's
+        heads (`models.attention.gate_heads`; a family left out is not gated); None for the plain model."""
+        gates = family_gates(head_gates, "encoder")
         mask = padding_mask(src == self.pad_id)
         x = self.src_embed(src)
         records = []
-        for layer in self.encoder:
-            x, record = layer(x, mask, capture)
+        for i, layer in enumerate(self.encoder):
+            x, record = layer(x, mask, capture, layer_gate(gates, i), gate_fill)
             records.append(record)
         return x, mask, (records if capture else None)
 
-    def decode(self, tgt_in: Tensor, memory: Tensor, memory_mask: Tensor | None, capture: bool = False):
+    def decode(self, tgt_in: Tensor, memory: Tensor, memory_mask: Tensor | None, capture: bool = False,
+               head_gates: dict | None = None, gate_fill: str = ZERO):  # fmt: skip
         """tgt_in (B, Tt) ids starting with BOS -> (logits (B, Tt, V), self records, cross records)."""
+        self_gates, cross_gates = family_gates(head_gates, "decoder_self"), family_gates(head_gates, "cross")
         t = tgt_in.size(1)
         self_mask = combine_masks(causal_mask(t, device=tgt_in.device), padding_mask(tgt_in == self.pad_id))
         y = self.tgt_embed(tgt_in)
         self_records, cross_records = [], []
-        for layer in self.decoder:
-            y, (s, c) = layer(y, memory, self_mask, memory_mask, capture)
+        for i, layer in enumerate(self.decoder):
+            gates = layer_gate(self_gates, i), layer_gate(cross_gates, i)
+            y, (s, c) = layer(y, memory, self_mask, memory_mask, capture, *gates, gate_fill)
             self_records.append(s)
             cross_records.append(c)
         if not capture:
             return self.lm_head(y), None, None
         return self.lm_head(y), self_records, cross_records
 
-    def forward(self, src: Tensor, tgt_in: Tensor, capture: bool = False) -> Seq2SeqOutput:
-        """src (B, Ts), tgt_in (B, Tt) = BOS + target[:-1] (teacher forcing)."""
-        memory, memory_mask, enc = self.encode(src, capture)
-        logits, dec, cross = self.decode(tgt_in, memory, memory_mask, capture)
+    def forward(self, src: Tensor, tgt_in: Tensor, capture: bool = False, head_gates: dict | None = None,
+                gate_fill: str = ZERO) -> Seq2SeqOutput:  # fmt: skip
+        """src (B, Ts), tgt_in (B, Tt) = BOS + target[:-1] (teacher forcing); head_gates as in `encode`."""
+        memory, memory_mask, enc = self.encode(src, capture, head_gates, gate_fill)
+        logits, dec, cross = self.decode(tgt_in, memory, memory_mask, capture, head_gates, gate_fill)
         return Seq2SeqOutput(logits=logits, memory=memory, encoder_self=enc, decoder_self=dec, cross=cross)
 
 
@@ -191,13 +211,15 @@ def build_seq2seq(config: Seq2SeqConfig) -> Seq2Seq:
 
 
 @torch.no_grad()
-def greedy_generate(model: Seq2Seq, src: Tensor, max_steps: int, bos_id: int, eos_id: int) -> Tensor:
-    """Batched greedy decoding on the fast path: src (B, Ts) -> (B, <= max_steps) ids, EOS then padding."""
-    memory, memory_mask, _ = model.encode(src)
+def greedy_generate(model: Seq2Seq, src: Tensor, max_steps: int, bos_id: int, eos_id: int,
+                    head_gates: dict | None = None, gate_fill: str = ZERO) -> Tensor:  # fmt: skip
+    """Batched greedy decoding on the fast path: src (B, Ts) -> (B, <= max_steps) ids, EOS then padding.
+    head_gates as in `Seq2Seq.encode`."""
+    memory, memory_mask, _ = model.encode(src, head_gates=head_gates, gate_fill=gate_fill)
     out = torch.full((src.size(0), 1), bos_id, dtype=torch.long, device=src.device)
     done = torch.zeros(src.size(0), dtype=torch.bool, device=src.device)
     for _ in range(max_steps):
-        logits, _, _ = model.decode(out, memory, memory_mask)
+        logits, _, _ = model.decode(out, memory, memory_mask, head_gates=head_gates, gate_fill=gate_fill)
         nxt = logits[:, -1].argmax(-1).masked_fill(done, model.pad_id)  # (B,)
         out = torch.cat([out, nxt[:, None]], dim=1)
         done |= nxt == eos_id

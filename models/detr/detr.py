@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from models.attention import AttentionRecord
+from models.attention import ZERO, AttentionRecord
 from models.detr.backbone import Backbone, FrozenBatchNorm2d, Joiner, NormLayer
 from models.detr.position_encoding import PositionEmbeddingSine
 from models.detr.transformer import Transformer
@@ -103,11 +103,25 @@ class DETR(nn.Module):
         self.query_embed = nn.Embedding(num_queries, d)
         self.input_proj = nn.Conv2d(backbone.num_channels, d, kernel_size=1)
 
-    def forward(self, images: Tensor, mask: Tensor, capture: bool = False) -> DetrOutput:
-        """images (B, 3, H, W) normalised; mask (B, H, W) True at padding (see `preprocess.py`)."""
+    def forward(
+        self, images: Tensor, mask: Tensor, capture: bool = False, head_gates: dict | None = None,
+        gate_fill: str = ZERO,
+    ) -> DetrOutput:  # fmt: skip
+        """images (B, 3, H, W) normalised; mask (B, H, W) True at padding (see `preprocess.py`);
+        head_gates as in `Transformer.forward`."""
         feat, feat_mask, pos = self.backbone(images, mask)  # (B, C, h, w), (B, h, w), (B, d, h, w)
-        src = self.input_proj(feat)  # (B, d, h, w)
-        out = self.transformer(src, feat_mask, self.query_embed.weight, pos, capture=capture)
+        return self.predict(self.input_proj(feat), feat_mask, pos, capture, head_gates, gate_fill)
+
+    def predict(
+        self, src: Tensor, feat_mask: Tensor, pos: Tensor, capture: bool = False,
+        head_gates: dict | None = None, gate_fill: str = ZERO,
+    ) -> DetrOutput:  # fmt: skip
+        """The transformer and the heads on projected features src (B, d, h, w), with feat_mask (B, h, w)
+        and pos (B, d, h, w) from the backbone: what the explanations rerun without the backbone."""
+        out = self.transformer(
+            src, feat_mask, self.query_embed.weight, pos, capture=capture, head_gates=head_gates,
+            gate_fill=gate_fill,
+        )  # fmt: skip
         logits = self.class_embed(out.hs)  # (L, B, N, K + 1)
         boxes = self.bbox_embed(out.hs).sigmoid()  # (L, B, N, 4)
         attentions = None
@@ -123,8 +137,8 @@ class DETR(nn.Module):
             aux_logits=logits,
             aux_boxes=boxes,
             feature_mask=feat_mask,
-            h=feat.shape[-2],
-            w=feat.shape[-1],
+            h=src.shape[-2],
+            w=src.shape[-1],
             attentions=attentions,
         )
 

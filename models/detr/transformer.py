@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from models.attention import AttentionRecord, MultiHeadAttention, padding_mask
+from models.attention import ZERO, AttentionRecord, MultiHeadAttention, family_gates, layer_gate, padding_mask
 
 
 class EncoderLayer(nn.Module):
@@ -30,10 +30,12 @@ class EncoderLayer(nn.Module):
         self.norm2 = nn.LayerNorm(d_model)
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, src: Tensor, pos: Tensor, mask: Tensor | None, capture: bool):
+    def forward(self, src: Tensor, pos: Tensor, mask: Tensor | None, capture: bool, head_gate=None,
+                gate_fill=ZERO):  # fmt: skip
         """src, pos (B, HW, d); mask bool (B, 1, 1, HW), True = may attend."""
         qk = src + pos
-        attn, record = self.self_attn(qk, qk, src, mask=mask, capture=capture)
+        attn, record = self.self_attn(qk, qk, src, mask=mask, capture=capture, head_gate=head_gate,
+                                      gate_fill=gate_fill)  # fmt: skip
         src = self.norm1(src + self.dropout(attn))
         ff = self.linear2(self.dropout(F.relu(self.linear1(src))))
         return self.norm2(src + self.dropout(ff)), record
@@ -59,14 +61,20 @@ class DecoderLayer(nn.Module):
         query_pos: Tensor,
         memory_mask: Tensor | None,
         capture: bool,
+        self_gate: Tensor | None = None,
+        cross_gate: Tensor | None = None,
+        gate_fill: str = ZERO,
     ):
         """tgt, query_pos (B, N, d); memory, pos (B, HW, d); memory_mask bool (B, 1, 1, HW)."""
         qk = tgt + query_pos
-        attn, self_record = self.self_attn(qk, qk, tgt, capture=capture)
+        attn, self_record = self.self_attn(
+            qk, qk, tgt, capture=capture, head_gate=self_gate, gate_fill=gate_fill
+        )
         tgt = self.norm1(tgt + self.dropout(attn))
         attn, cross_record = self.multihead_attn(
-            tgt + query_pos, memory + pos, memory, mask=memory_mask, capture=capture
-        )
+            tgt + query_pos, memory + pos, memory, mask=memory_mask, capture=capture, head_gate=cross_gate,
+            gate_fill=gate_fill,
+        )  # fmt: skip
         tgt = self.norm2(tgt + self.dropout(attn))
         ff = self.linear2(self.dropout(F.relu(self.linear1(tgt))))
         return self.norm3(tgt + self.dropout(ff)), self_record, cross_record
@@ -118,9 +126,15 @@ class Transformer(nn.Module):
                 nn.init.xavier_uniform_(p)
 
     def forward(
-        self, src: Tensor, mask: Tensor, query_embed: Tensor, pos_embed: Tensor, capture: bool = False
-    ) -> TransformerOutput:
-        """src, pos_embed (B, d, h, w); mask (B, h, w) True at padding; query_embed (N, d)."""
+        self, src: Tensor, mask: Tensor, query_embed: Tensor, pos_embed: Tensor, capture: bool = False,
+        head_gates: dict | None = None, gate_fill: str = ZERO,
+    ) -> TransformerOutput:  # fmt: skip
+        """src, pos_embed (B, d, h, w); mask (B, h, w) True at padding; query_embed (N, d).
+
+        head_gates: {"encoder", "decoder_self", "cross"} -> (L, H) or (L, B, H) gates of that family's
+        heads (`models.attention.gate_heads`; a family left out is not gated); None for the plain model."""
+        enc_gates = family_gates(head_gates, "encoder")
+        self_gates, cross_gates = family_gates(head_gates, "decoder_self"), family_gates(head_gates, "cross")
         b = src.shape[0]
         src = src.flatten(2).transpose(1, 2)  # (B, HW, d), row-major over (h, w)
         pos = pos_embed.flatten(2).transpose(1, 2)  # (B, HW, d)
@@ -130,13 +144,16 @@ class Transformer(nn.Module):
         query_pos = query_embed.unsqueeze(0).expand(b, -1, -1)  # (B, N, d)
         enc_records, self_records, cross_records = [], [], []
         memory = src
-        for layer in self.encoder.layers:
-            memory, rec = layer(memory, pos, key_mask, capture)
+        for i, layer in enumerate(self.encoder.layers):
+            memory, rec = layer(memory, pos, key_mask, capture, layer_gate(enc_gates, i), gate_fill)
             enc_records.append(rec)
         tgt = torch.zeros_like(query_pos)
         hs = []
-        for layer in self.decoder.layers:
-            tgt, self_rec, cross_rec = layer(tgt, memory, pos, query_pos, key_mask, capture)
+        for i, layer in enumerate(self.decoder.layers):
+            gates = layer_gate(self_gates, i), layer_gate(cross_gates, i)
+            tgt, self_rec, cross_rec = layer(
+                tgt, memory, pos, query_pos, key_mask, capture, *gates, gate_fill
+            )
             self_records.append(self_rec)
             cross_records.append(cross_rec)
             hs.append(self.decoder.norm(tgt))
