@@ -3,22 +3,24 @@
     from models.registry import load_model, names
     load_model("all-MiniLM-L6-v2")                   # TextModel (models.bert)
     load_model("gpt-stdlib", kind="causal")          # TextGPT (models.gpt_io)
+    load_model("~/SmolLM2-135M", kind="causal")      # TextLlama (models.llama_io)
     load_model("seq2seq-dates")                      # (Seq2Seq, Seq2SeqConfig, config.json) (models.seq2seq)
     load_model("~/detr-r50-e632da11.pth", "cuda")    # Detector (models.detr.api)
     names("detr")                                    # the embedded DETR names
 
 A path is a local directory or file whose kind is told from what is there: config.json's `model_type`
-("bert" -> encoder; "gpt2" or ours -> causal; "detr" -> detr), our seq2seq and DETR configs (written by
-`scripts/train_seq2seq.py` and `scripts/train_detr.py`), or a .pth / .pt / .safetensors file -> a DETR
-checkpoint. Anything that cannot be loaded raises `ModelLoadError` (the loaders' own error types are
-subclasses of it); with `kind` given, a model of another kind is refused before it is loaded.
+("bert" -> encoder; "gpt2", "llama", "mistral", "qwen2" or ours -> causal; "detr" -> detr), our seq2seq
+and DETR configs (written by `scripts/train_seq2seq.py` and `scripts/train_detr.py`), or a .pth / .pt /
+.safetensors file -> a DETR checkpoint. Anything that cannot be loaded raises `ModelLoadError` (the
+loaders' own error types are subclasses of it); with `kind` given, a model of another kind is refused
+before it is loaded.
 """
 
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from models import bert, gpt_io, seq2seq
+from models import bert, gpt_io, llama_io, seq2seq
 from models.detr import api as detr_api
 from models.detr import inspect as detr_inspect
 from models.detr.detr import DetrConfig
@@ -31,7 +33,7 @@ SEQ2SEQ_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "seq2seq-dat
 # kind -> what it is called in messages
 KINDS = {
     "encoder": "a BERT-family encoder",
-    "causal": "a causal decoder (GPT)",
+    "causal": "a causal decoder (GPT or Llama-family)",
     "seq2seq": "an encoder-decoder (seq2seq)",
     "detr": "a DETR detector",
 }
@@ -41,7 +43,8 @@ EXPECTED = (
     f"({', '.join(DETR_FILE_SUFFIXES)})"
 )
 CONFIGS = (
-    f"expected config.json with model_type 'bert' (encoder), 'gpt2' or {gpt_io.OUR_MODEL_TYPE!r} (causal) "
+    "expected config.json with model_type 'bert' (encoder), 'gpt2', "
+    f"{', '.join(map(repr, llama_io.MODEL_TYPES))} or {gpt_io.OUR_MODEL_TYPE!r} (causal) "
     "or 'detr', or our seq2seq or DETR config (written by python -m scripts.train_seq2seq / train_detr)"
 )
 
@@ -96,10 +99,17 @@ EMBEDDED = {
 # kind -> the loader of a local path of that kind
 PATH_LOADERS: dict[str, Callable[[Path, str], object]] = {
     "encoder": lambda path, device: bert.load_bert(path, device=device),
-    "causal": lambda path, device: gpt_io.load_gpt(path, device=device),
+    "causal": lambda path, device: _load_causal(path, device),
     "seq2seq": lambda path, device: seq2seq.load_seq2seq(path, device=device),
     "detr": lambda path, device: detr_api.load_detr(path, device=device),
 }
+
+
+def _load_causal(path: Path, device: str):
+    """A Llama-family directory through models.llama_io, any other causal one through models.gpt_io."""
+    if bert.read_config(path).get("model_type") in llama_io.MODEL_TYPES:
+        return llama_io.load_llama(path, device=device)
+    return gpt_io.load_gpt(path, device=device)
 
 
 def names(kind: str | None = None) -> list[str]:
@@ -182,7 +192,7 @@ def _detect(path: Path) -> str | None:
     model_type = raw.get("model_type")
     if model_type == "bert":
         return "encoder"
-    if model_type in ("gpt2", gpt_io.OUR_MODEL_TYPE):
+    if model_type in ("gpt2", gpt_io.OUR_MODEL_TYPE, *llama_io.MODEL_TYPES):
         return "causal"
     if model_type == "detr":
         return "detr"

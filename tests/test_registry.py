@@ -158,8 +158,8 @@ def test_what_cannot_be_loaded_gets_a_model_load_error_that_says_what_was_expect
         load_model(str(write(tmp_path / "bad_json" / "config.json", "{").parent))
     with pytest.raises(ModelLoadError, match="holds a list, not a JSON object"):
         load_model(str(write(tmp_path / "list" / "config.json", "[1, 2]").parent))
-    with pytest.raises(ModelLoadError, match="model_type 'llama', which is not one this app loads"):
-        load_model(str(write(tmp_path / "llama" / "config.json", '{"model_type": "llama"}').parent))
+    with pytest.raises(ModelLoadError, match="model_type 'mamba', which is not one this app loads"):
+        load_model(str(write(tmp_path / "mamba" / "config.json", '{"model_type": "mamba"}').parent))
     silent = str(write(tmp_path / "silent" / "config.json", "{}").parent)
     with pytest.raises(ModelLoadError, match="does not say which model it holds; expected config.json with"):
         load_model(silent)
