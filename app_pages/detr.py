@@ -22,6 +22,7 @@ from ui.detr.pickers import (
 )
 from ui.detr.positional import positional_section
 from ui.detr.predictions import layer_predictions_section
+from ui.detr.relevance import relevance_section
 
 DEFAULTS = {
     "dp_threshold": 0.7,
@@ -81,6 +82,7 @@ def main() -> None:
         matching_section(result, bg, scene)
     with positional:
         positional_section(result, detector.config.d_model)
+    relevance_section(detector, model_key, image_key, image, result, bg)
 
 
 main()
