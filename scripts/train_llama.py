@@ -1,0 +1,293 @@
+"""Train the embedded long-context decoder: a small Llama (RoPE, GQA) on CPython's standard-library source.
+
+    python -m scripts.train_llama            # writes weights/llama-stdlib/{config.json,model.safetensors,
+                                             #   tokenizer.json}; resumes from weights/llama-stdlib.resume.pt
+
+The text is every .py file of the standard library of the Python running this script (sorted paths, tests
+and idlelib left out); one file in 20 is held out. A byte-level BPE is trained on the training files
+with `tokenizers`. Training runs in phases of growing context (most steps short, where a step is cheap,
+the last at 4,096 tokens, so that every position the pages show was trained); every window starts with
+<s>, and a share of them get a random block of tokens written twice far apart, which only a head that
+finds the first copy can predict: that is what forms induction heads that work at long distance.
+Fixed seed; the step counts are sized for about 50 minutes on one CPU thread. A checkpoint is written
+every few minutes and a rerun of the same command continues from it. The output is a Hugging Face Llama
+directory (models.llama_io), which transformers can load too.
+"""
+
+import argparse
+import hashlib
+import math
+import os
+import platform
+import sys
+import sysconfig
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+
+from models.attention import LAZY
+from models.device import default_device
+from models.head_scores import induction_score, previous_token_score
+from models.llama import PRESETS, Llama, LlamaConfig, build_llama
+from models.llama_io import save_llama
+from models.maps import AttentionMaps, head_statistics
+from models.readout import readout
+from scripts.train_gpt import SKIPPED_DIRS, lr_at, progress
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_OUT = ROOT / "weights" / "llama-stdlib"
+SPECIALS = ["<s>"]  # id 0: the start of every window and of every input (the tokenizer adds it)
+# (context, batch, steps): most steps short, the last phase at the full context
+PHASES = ((256, 16, 1500), (1024, 4, 300), (4096, 1, 120))
+MEASURE_LENGTH = 4096  # the README's numbers are measured at this many tokens
+LONG_GAP = 1000  # the induction probe repeats its random block at least this many tokens later
+
+
+def stdlib_sources(root: Path | None = None) -> list[tuple[str, str]]:
+    """(relative path, text) of every .py file of the standard library, in sorted order."""
+    root = Path(sysconfig.get_paths()["stdlib"]) if root is None else root
+    files = []
+    for path in sorted(root.rglob("*.py")):
+        relative = path.relative_to(root)
+        if SKIPPED_DIRS.intersection(relative.parts):
+            continue
+        try:
+            files.append((relative.as_posix(), path.read_text(encoding="utf-8")))
+        except (UnicodeDecodeError, OSError):
+            continue  # a few files are deliberately not UTF-8
+    return files
+
+
+def train_tokenizer(texts: list[str], vocab_size: int) -> Tokenizer:
+    """A byte-level BPE of `vocab_size` ids (every byte is one, so any text encodes) that adds <s>."""
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=SPECIALS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator(texts, trainer)
+    tokenizer.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 0)])
+    return tokenizer
+
+
+def encode_files(tokenizer: Tokenizer, texts: list[str]) -> torch.Tensor:
+    """1-D int32: the files' ids one after another (separated by a blank line), without <s>."""
+    ids = [enc.ids for enc in tokenizer.encode_batch([t + "\n\n" for t in texts], add_special_tokens=False)]
+    return torch.from_numpy(np.concatenate([np.asarray(i, dtype=np.int32) for i in ids]))
+
+
+def get_batch(data: torch.Tensor, batch: int, t: int, vocab: int, p_copy: float, g: torch.Generator):
+    """(x, y) of shape (batch, t): <s> then a window of the text, y shifted by one.
+
+    With probability p_copy a row gets a random block of 16 to min(64, t/4) ids written at two places,
+    the second anywhere after the first (far apart on long windows): predicting it needs the first.
+    """
+    starts = torch.randint(0, len(data) - t, (batch,), generator=g)
+    rows = torch.zeros(batch, t + 1, dtype=torch.long)  # column 0 stays <s> (id 0)
+    for row, start in zip(rows, starts.tolist()):
+        row[1:] = data[start : start + t]
+        if t < 64 or torch.rand((), generator=g) >= p_copy:
+            continue
+        n = int(torch.randint(16, min(64, t // 4) + 1, (), generator=g))
+        first = int(torch.randint(1, t // 2 - n + 1, (), generator=g))
+        second = int(torch.randint(first + n, t + 1 - n, (), generator=g))
+        block = torch.randint(len(SPECIALS), vocab, (n,), generator=g)
+        row[first : first + n] = block
+        row[second : second + n] = block
+    return rows[:, :-1], rows[:, 1:]
+
+
+def schedule(phases) -> list[tuple[int, int]]:
+    """(context, batch) of every step, phase after phase."""
+    return [(t, b) for t, b, steps in phases for _ in range(steps)]
+
+
+def save_checkpoint(path: Path, model, optimizer, g: torch.Generator, step: int, losses: list[float]) -> None:
+    tmp = path.with_suffix(".tmp")
+    state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "generator": g.get_state()}
+    torch.save(state | {"step": step, "losses": losses, "torch_rng": torch.get_rng_state()}, tmp)
+    tmp.replace(path)  # a run killed while writing keeps the previous checkpoint
+
+
+def train(
+    config: LlamaConfig,
+    data: torch.Tensor,
+    phases,
+    lr: float,
+    device: str,
+    p_copy: float = 0.5,
+    seed: int = 0,
+    checkpoint: Path | None = None,
+    checkpoint_every: float = 300.0,
+    stop_after: int | None = None,
+    show_progress: bool = True,
+) -> tuple[Llama, list[float]]:
+    """Train from scratch, or continue from `checkpoint` when it exists; returns the model (eval mode)
+    and the loss of every step. `stop_after` ends the run after that many steps in total (leaving the
+    checkpoint to resume from), as an interrupted run would."""
+    torch.manual_seed(seed)
+    g = torch.Generator().manual_seed(seed)
+    model = build_llama(config).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.1)
+    steps = schedule(phases)
+    start, losses = 0, []
+    if checkpoint is not None and checkpoint.exists():
+        state = torch.load(checkpoint, map_location=device, weights_only=True)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        g.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        start, losses = state["step"], list(state["losses"])
+        if show_progress:
+            print(f"resuming at step {start} of {len(steps)} from {checkpoint}", file=sys.stderr)
+    end = len(steps) if stop_after is None else min(len(steps), stop_after)
+    started = last_saved = time.time()
+    model.train()
+    for step in range(start, end):
+        t, batch = steps[step]
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(step, len(steps), lr)
+        x, y = get_batch(data, batch, t, config.vocab_size, p_copy, g)
+        logits = model(x.to(device)).logits  # (B, T, V)
+        loss = F.cross_entropy(logits.flatten(0, 1), y.to(device).flatten())
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        losses.append(loss.item())
+        if show_progress and (step % 10 == 0 or step == end - 1):
+            progress(step, len(steps), sum(losses[-10:]) / len(losses[-10:]), started)
+        if checkpoint is not None and (time.time() - last_saved > checkpoint_every or step == end - 1):
+            save_checkpoint(checkpoint, model, optimizer, g, step + 1, losses)
+            last_saved = time.time()
+    if show_progress:
+        print(file=sys.stderr)
+    return model.eval(), losses
+
+
+@torch.no_grad()
+def held_out_loss(model: Llama, data: torch.Tensor, t: int, device: str, max_windows: int = 8) -> float:
+    """Mean next-token loss (nats) over non-overlapping windows of `data`, each after <s>."""
+    n = min(max_windows, (len(data) - 1) // t)
+    total = 0.0
+    for i in range(n):
+        window = data[i * t : (i + 1) * t].long()
+        x = torch.cat([torch.zeros(1, dtype=torch.long), window[:-1]])[None].to(device)
+        logits = model(x).logits[0]
+        total += F.cross_entropy(logits, window.to(device), reduction="sum").item()
+    return total / (n * t)
+
+
+def long_induction_ids(length: int, vocab: int, seed: int) -> tuple[torch.Tensor, int]:
+    """(1, length) <s> then a random block and its copy; the copy starts `period` >= LONG_GAP tokens later."""
+    period = length // 2
+    g = torch.Generator().manual_seed(seed)
+    block = torch.randint(len(SPECIALS), vocab, (period,), generator=g)
+    ids = torch.cat([torch.zeros(1, dtype=torch.long), block, block])[:length]
+    return ids[None], period
+
+
+@torch.no_grad()
+def measure_heads(model: Llama, text_ids: torch.Tensor, vocab: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """Per head (L, H), one map at a time from a LAZY capture: on held-out text of MEASURE_LENGTH tokens,
+    the share of attention on <s> (the sink) and the previous-token score; on a random block repeated
+    >= LONG_GAP tokens later, the induction score (weight on the token after the first copy)."""
+    device = next(model.parameters()).device
+    text = torch.cat([torch.zeros(1, dtype=torch.long), text_ids[: MEASURE_LENGTH - 1].long()])[None]
+    probe, period = long_induction_ids(MEASURE_LENGTH, vocab, seed)
+    assert period >= LONG_GAP
+    on_text = AttentionMaps(
+        readout(decoder_self=model(text.to(device), capture=LAZY).attentions)["decoder_self"]
+    )
+    on_probe = AttentionMaps(
+        readout(decoder_self=model(probe.to(device), capture=LAZY).attentions)["decoder_self"]
+    )
+    shape = (on_text.n_layers, on_text.n_heads)
+    scores = {name: np.zeros(shape) for name in ("sink", "previous_token", "induction")}
+    for layer in range(shape[0]):
+        for head in range(shape[1]):
+            w = torch.from_numpy(on_text.head(layer, head).copy())
+            scores["sink"][layer, head] = float(head_statistics(w)["first_share"])
+            scores["previous_token"][layer, head] = float(previous_token_score(w))
+            w = torch.from_numpy(on_probe.head(layer, head).copy())[1:, 1:]  # the repeated part, after <s>
+            scores["induction"][layer, head] = float(induction_score(w, period))
+    return scores
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--preset", default="llama-stdlib", choices=sorted(PRESETS))
+    parser.add_argument("--scale", type=float, default=1.0, help="multiply every phase's steps (a quick try)")
+    parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default=None, help="default: CUDA, then MPS, then CPU")
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads (the default leaves cores free)")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    os.environ.setdefault("RAYON_NUM_THREADS", str(args.threads))  # the tokenizer trainer's threads
+    device = args.device or default_device()
+    config = PRESETS[args.preset]
+    phases = [(t, b, max(1, round(s * args.scale))) for t, b, s in PHASES]
+    checkpoint = args.out.with_name(args.out.name + ".resume.pt")
+
+    started = time.time()
+    files = stdlib_sources()
+    train_texts = [text for i, (_, text) in enumerate(files) if i % 20]
+    val_texts = [text for i, (_, text) in enumerate(files) if i % 20 == 0]
+    tokenizer = train_tokenizer(train_texts, config.vocab_size)
+    train_data, val_data = encode_files(tokenizer, train_texts), encode_files(tokenizer, val_texts)
+    digest = hashlib.sha256("\x00".join(p + t for p, t in files).encode()).hexdigest()[:16]
+    chars_per_token = sum(map(len, val_texts)) / len(val_data)
+    print(
+        f"{len(files)} files: {len(train_data)} training and {len(val_data)} held-out tokens "
+        f"({chars_per_token:.2f} characters a token)",
+        file=sys.stderr,
+    )
+    model, losses = train(config, train_data, phases, args.lr, device, seed=args.seed, checkpoint=checkpoint)
+    model.cpu()
+    val_loss = held_out_loss(model, val_data, MEASURE_LENGTH, "cpu")
+    scores = measure_heads(model, val_data, config.vocab_size, seed=args.seed)
+    minutes = (time.time() - started) / 60
+    for name, values in scores.items():
+        print(f"{name} per head (rows = layers):\n{values.round(3)}", file=sys.stderr)
+    print(f"held-out loss {val_loss:.3f} nats/token at {MEASURE_LENGTH}; {minutes:.1f} min", file=sys.stderr)
+
+    def best(name: str) -> dict:
+        layer, head = divmod(int(scores[name].argmax()), config.n_head)
+        return {"layer": layer, "head": head, "score": round(float(scores[name].max()), 4)}
+
+    training = {
+        "command": " ".join(["python -m scripts.train_llama", *sys.argv[1:]]),
+        "phases": [{"context": t, "batch": b, "steps": s} for t, b, s in phases],
+        "lr": args.lr,
+        "seed": args.seed,
+        "final_train_loss": round(sum(losses[-20:]) / 20, 4),
+        "val_loss_nats_per_token": round(val_loss, 4),
+        "val_bits_per_char": round(val_loss / math.log(2) / chars_per_token, 4),
+        "measured_at": MEASURE_LENGTH,
+        "mean_sink_share": round(float(scores["sink"].mean()), 4),
+        "best_previous_token_head": best("previous_token"),
+        "best_induction_head": best("induction"),
+        "induction_distance": long_induction_ids(MEASURE_LENGTH, config.vocab_size, args.seed)[1],
+        "minutes": round(minutes, 1),
+        "hardware": f"{device}, {args.threads} thread(s), {platform.processor() or platform.machine()}",
+        "corpus": f"{len(files)} files of the Python {platform.python_version()} stdlib, sha256 {digest}",
+    }
+    save_llama(model, config, args.out, tokenizer, extra={"name": "llama-stdlib", "training": training})
+    checkpoint.unlink(missing_ok=True)
+    print(f"wrote {args.out}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

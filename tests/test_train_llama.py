@@ -1,0 +1,116 @@
+"""Training smoke test for scripts/train_llama: a few steps on a tiny config lower the loss, a resumed run
+ends exactly where an uninterrupted one does, and the batches and the probe hold what they promise."""
+
+from dataclasses import replace
+
+import torch
+
+from models.llama import PRESETS
+from models.llama_io import load_llama, save_llama
+from scripts.train_llama import (
+    encode_files,
+    get_batch,
+    held_out_loss,
+    long_induction_ids,
+    measure_heads,
+    stdlib_sources,
+    train,
+    train_tokenizer,
+)
+
+TEXTS = ["def add(a, b):\n    return a + b\n" * 30, "class Point:\n    x: int = 0\n    y: int = 0\n" * 30]
+CONFIG = replace(PRESETS["llama-nano"], vocab_size=300)
+PHASES = [(32, 4, 30), (64, 2, 10)]
+
+
+def data() -> tuple:
+    tokenizer = train_tokenizer(TEXTS, CONFIG.vocab_size)
+    return tokenizer, encode_files(tokenizer, TEXTS)
+
+
+def test_a_few_steps_lower_the_loss_and_the_result_loads(tmp_path):
+    torch.set_num_threads(1)
+    tokenizer, ids = data()
+    assert tokenizer.get_vocab_size() <= CONFIG.vocab_size and tokenizer.token_to_id("<s>") == 0
+    model, losses = train(CONFIG, ids, PHASES, lr=3e-3, device="cpu", p_copy=0.0, show_progress=False)
+    assert len(losses) == 40
+    assert sum(losses[-5:]) / 5 < 0.6 * sum(losses[:5]) / 5
+    save_llama(model, CONFIG, tmp_path, tokenizer, extra={"training": {"steps": 40}})
+    loaded = load_llama(tmp_path)
+    assert loaded.encode("def add").ids[0] == 0  # the tokenizer starts every input with <s>
+    assert held_out_loss(loaded.model, ids, 64, "cpu") == held_out_loss(model, ids, 64, "cpu")
+
+
+def test_a_resumed_run_ends_where_an_uninterrupted_one_does(tmp_path):
+    torch.set_num_threads(1)
+    _, ids = data()
+    straight, losses = train(CONFIG, ids, PHASES, 3e-3, "cpu", p_copy=0.5, show_progress=False)
+    checkpoint = tmp_path / "resume.pt"
+    train(
+        CONFIG,
+        ids,
+        PHASES,
+        3e-3,
+        "cpu",
+        p_copy=0.5,
+        checkpoint=checkpoint,
+        stop_after=23,
+        show_progress=False,
+    )
+    assert torch.load(checkpoint, weights_only=True)["step"] == 23
+    resumed, resumed_losses = train(
+        CONFIG, ids, PHASES, 3e-3, "cpu", p_copy=0.5, checkpoint=checkpoint, show_progress=False
+    )
+    assert resumed_losses == losses
+    for a, b in zip(straight.state_dict().values(), resumed.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_batches_start_with_bos_shift_by_one_and_copy_a_block_far_apart():
+    text = torch.arange(1, 5001, dtype=torch.int32) % 250 + 5  # no id repeats within 250 tokens
+    x, y = get_batch(text, batch=8, t=200, vocab=300, p_copy=1.0, g=torch.Generator().manual_seed(0))
+    assert x.shape == y.shape == (8, 200)
+    assert (x[:, 0] == 0).all() and torch.equal(x[:, 1:], y[:, :-1])
+    for row in torch.cat([x, y[:, -1:]], dim=1):
+        # a copied block of n >= 16 ids shows up as the same 16-gram at two positions
+        grams = {tuple(row[i : i + 16].tolist()): i for i in range(1, len(row) - 15)}
+        assert len(grams) < len(row) - 15
+
+
+def test_the_long_induction_probe_repeats_its_block_at_least_1000_tokens_later():
+    ids, period = long_induction_ids(4096, 300, seed=0)
+    assert ids.shape == (1, 4096) and ids[0, 0] == 0 and period >= 1000
+    assert torch.equal(ids[0, 1 + period :], ids[0, 1 : 4096 - period])
+
+
+def test_measure_heads_reads_each_map_as_the_captured_forward_computed_it(monkeypatch):
+    import scripts.train_llama as script
+    from models.head_scores import induction_score, previous_token_score
+    from models.llama import build_llama
+
+    monkeypatch.setattr(script, "MEASURE_LENGTH", 128)
+    monkeypatch.setattr(script, "LONG_GAP", 50)
+    torch.manual_seed(0)
+    model = build_llama(CONFIG).eval()
+    text = torch.arange(5, 300)
+    scores = measure_heads(model, text, CONFIG.vocab_size)
+    with torch.no_grad():
+        on_text = model(torch.cat([torch.zeros(1, dtype=torch.long), text[:127]])[None], capture=True)
+        probe, period = long_induction_ids(128, CONFIG.vocab_size, seed=0)
+        on_probe = model(probe, capture=True)
+    for layer in range(CONFIG.n_layer):
+        probs = on_text.attentions[layer].probs[0]  # (H, T, T)
+        torch.testing.assert_close(torch.tensor(scores["sink"][layer]).float(), probs[..., 0].mean(-1))
+        expected = previous_token_score(probs)
+        torch.testing.assert_close(torch.tensor(scores["previous_token"][layer]).float(), expected)
+        expected = induction_score(on_probe.attentions[layer].probs[0, :, 1:, 1:], period)
+        torch.testing.assert_close(torch.tensor(scores["induction"][layer]).float(), expected)
+
+
+def test_sources_are_gathered_in_sorted_order_without_tests(tmp_path):
+    (tmp_path / "b.py").write_text("B = 2\n")
+    (tmp_path / "a.py").write_text("A = 1\n")
+    (tmp_path / "test").mkdir()
+    (tmp_path / "test" / "c.py").write_text("C = 3\n")
+    (tmp_path / "latin.py").write_bytes(b"# \xe9\n")
+    assert stdlib_sources(tmp_path) == [("a.py", "A = 1\n"), ("b.py", "B = 2\n")]
