@@ -1,0 +1,77 @@
+"""Attention flow: scipy's integer max flow on the layered graph equals a second solver (networkx, on the
+same graph built independently with real capacities) and hand-computed values."""
+
+import networkx as nx
+import numpy as np
+import pytest
+import torch
+
+from models.bert import load_bert
+from models.explain.capture import capture_text
+from models.explain.flow import SCALE, attention_flow, capacities, flow_graph
+from models.explain.rollout import layer_graph
+
+
+def networkx_flow(transitions: list[np.ndarray], output: int) -> np.ndarray:
+    """Max flow from node (K, output) to every (0, j), on float capacities, with networkx."""
+    graph = nx.DiGraph()
+    k_top = len(transitions)
+    for k, matrix in enumerate(transitions, start=1):  # step k: node (k, i) -> (k - 1, j)
+        for i, j in zip(*np.nonzero(matrix), strict=True):
+            graph.add_edge((k, i), (k - 1, j), capacity=float(matrix[i, j]))
+    n = transitions[0].shape[0]
+    return np.array(
+        [nx.maximum_flow_value(graph, (k_top, output), (0, j)) if (0, j) in graph else 0.0 for j in range(n)]
+    )
+
+
+def stochastic(rng, n: int, causal: bool = False) -> np.ndarray:
+    m = rng.random((n, n)) ** 3  # uneven rows, like attention
+    if causal:
+        m = np.tril(m)
+    return m / m.sum(1, keepdims=True)
+
+
+def test_two_layers_by_hand():
+    # two disjoint paths into each input: the flow is the sum of their bottlenecks
+    lower = torch.tensor([[0.7, 0.3], [0.2, 0.8]], dtype=torch.float64)
+    upper = torch.tensor([[0.6, 0.4], [0.5, 0.5]], dtype=torch.float64)
+    flows = attention_flow([lower, upper], output=0)
+    np.testing.assert_allclose(flows, [min(0.6, 0.7) + min(0.4, 0.2), min(0.6, 0.3) + min(0.4, 0.8)])
+    np.testing.assert_allclose(attention_flow([lower], output=1), [0.2, 0.8])  # one layer: the row itself
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_random_layered_graphs_match_networkx(causal):
+    rng = np.random.default_rng(0)
+    n, k = 7, 4
+    steps = [stochastic(rng, n, causal) for _ in range(k)]
+    for output in (0, 3, n - 1):
+        ours = attention_flow([torch.from_numpy(m) for m in steps], output)
+        expected = networkx_flow(steps, output)
+        # rounding moves each of the at most k·n² edges by 1/(2·SCALE)
+        np.testing.assert_allclose(ours, expected, atol=k * n * n / (2 * SCALE))
+        assert (ours <= 1 + n / (2 * SCALE)).all()  # at most the output's row, whose n capacities round
+        if causal:
+            assert (ours[output + 1 :] == 0).all()  # later tokens are unreachable
+
+
+def test_the_graph_keeps_only_what_the_output_reaches():
+    causal = [np.tril(np.ones((5, 5))) / np.arange(1, 6)[:, None]] * 3
+    graph, source, sinks = flow_graph(capacities([torch.from_numpy(m) for m in causal]), output=2)
+    assert source == 0 and (sinks[3:] == -1).all() and (sinks[:3] > 0).all()
+    assert graph.shape[0] == 1 + 3 * 3  # the output, then tokens 0..2 at each of the 3 lower levels
+    with pytest.raises(IndexError, match="outside"):
+        flow_graph(capacities([torch.from_numpy(causal[0])]), output=5)
+
+
+def test_minilm_flow_matches_networkx():
+    captured = capture_text(load_bert(), "Attention flow on a short sentence.")
+    graph = layer_graph(captured.families)
+    steps = [t.numpy() for t in graph.transitions]
+    output = 3
+    expected = networkx_flow(steps, output)
+    ours = attention_flow(graph.transitions, output)
+    n = graph.n_nodes
+    np.testing.assert_allclose(ours, expected, atol=len(steps) * n * n / (2 * SCALE))
+    assert expected.max() > 0.5  # a real flow, not a graph that carries nothing
