@@ -31,11 +31,9 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, 
 
 from models.attention import LAZY
 from models.device import default_device
-from models.head_scores import induction_score, previous_token_score
 from models.llama import PRESETS, Llama, LlamaConfig, build_llama
 from models.llama_io import save_llama
-from models.maps import AttentionMaps, head_statistics
-from models.readout import readout
+from models.long_heads import long_head_scores, repeated_block
 from scripts.train_gpt import SKIPPED_DIRS, lr_at, progress
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -186,40 +184,19 @@ def held_out_loss(model: Llama, data: torch.Tensor, t: int, device: str, max_win
     return total / (n * t)
 
 
-def long_induction_ids(length: int, vocab: int, seed: int) -> tuple[torch.Tensor, int]:
-    """(1, length) <s> then a random block and its copy; the copy starts `period` >= LONG_GAP tokens later."""
-    period = length // 2
-    g = torch.Generator().manual_seed(seed)
-    block = torch.randint(len(SPECIALS), vocab, (period,), generator=g)
-    ids = torch.cat([torch.zeros(1, dtype=torch.long), block, block])[:length]
-    return ids[None], period
-
-
-@torch.no_grad()
-def measure_heads(model: Llama, text_ids: torch.Tensor, vocab: int, seed: int = 0) -> dict[str, np.ndarray]:
-    """Per head (L, H), one map at a time from a LAZY capture: on held-out text of MEASURE_LENGTH tokens,
-    the share of attention on <s> (the sink) and the previous-token score; on a random block repeated
-    >= LONG_GAP tokens later, the induction score (weight on the token after the first copy)."""
+def measure_heads(model: Llama, val_data: torch.Tensor, vocab: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """Per head (L, H) at MEASURE_LENGTH tokens (models.long_heads): the sink share and previous-token
+    score on held-out text, the induction score on a random block repeated >= LONG_GAP tokens later."""
+    text = [0, *val_data[: MEASURE_LENGTH - 1].tolist()]
+    probe, period = repeated_block(MEASURE_LENGTH, len(SPECIALS), vocab, bos=0, seed=seed)
+    if period < LONG_GAP:
+        raise ValueError(f"the probe repeats its block {period} tokens later, under {LONG_GAP}")
     device = next(model.parameters()).device
-    text = torch.cat([torch.zeros(1, dtype=torch.long), text_ids[: MEASURE_LENGTH - 1].long()])[None]
-    probe, period = long_induction_ids(MEASURE_LENGTH, vocab, seed)
-    assert period >= LONG_GAP
-    on_text = AttentionMaps(
-        readout(decoder_self=model(text.to(device), capture=LAZY).attentions)["decoder_self"]
-    )
-    on_probe = AttentionMaps(
-        readout(decoder_self=model(probe.to(device), capture=LAZY).attentions)["decoder_self"]
-    )
-    shape = (on_text.n_layers, on_text.n_heads)
-    scores = {name: np.zeros(shape) for name in ("sink", "previous_token", "induction")}
-    for layer in range(shape[0]):
-        for head in range(shape[1]):
-            w = torch.from_numpy(on_text.head(layer, head).copy())
-            scores["sink"][layer, head] = float(head_statistics(w)["first_share"])
-            scores["previous_token"][layer, head] = float(previous_token_score(w))
-            w = torch.from_numpy(on_probe.head(layer, head).copy())[1:, 1:]  # the repeated part, after <s>
-            scores["induction"][layer, head] = float(induction_score(w, period))
-    return scores
+
+    def run(ids: list[int]):
+        return model(torch.tensor([ids], device=device), capture=LAZY, unrotated=False).attentions
+
+    return long_head_scores(run, text, probe.tolist(), period)
 
 
 def main() -> None:
@@ -279,7 +256,7 @@ def main() -> None:
         "mean_sink_share": round(float(scores["sink"].mean()), 4),
         "best_previous_token_head": best("previous_token"),
         "best_induction_head": best("induction"),
-        "induction_distance": long_induction_ids(MEASURE_LENGTH, config.vocab_size, args.seed)[1],
+        "induction_distance": MEASURE_LENGTH // 2,
         "minutes": round(minutes, 1),
         "hardware": f"{device}, {args.threads} thread(s), {platform.processor() or platform.machine()}",
         "corpus": f"{len(files)} files of the Python {platform.python_version()} stdlib, sha256 {digest}",

@@ -1,0 +1,58 @@
+"""What each head of a causal model does at long length, read one map at a time from a LAZY capture.
+
+- sink: the share of attention on the first token (<s>), averaged over queries: the "attention sink";
+- previous-token score: mean weight on key i - 1 (`models.head_scores.previous_token_score`);
+- induction at long distance: on <s> followed by a random block and its copy `period` tokens later, mean
+  weight of each query of the copy on the token after its first occurrence
+  (`models.head_scores.induction_score`).
+
+Each map is computed from q and k when read (`models.maps.AttentionMaps`), so that 4,096 tokens never
+hold layers x heads x T x T weights.
+"""
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from models.attention import AttentionRecord
+from models.head_scores import induction_score, previous_token_score
+from models.maps import AttentionMaps, head_statistics
+from models.readout import readout
+
+SCORES = {
+    "sink": "share of attention on the first token (<s>), mean over queries",
+    "previous_token": "mean weight on the previous token",
+    "induction": "mean weight on the token after the first copy, on a random block repeated far later",
+}
+
+
+def repeated_block(length: int, low: int, high: int, bos: int, seed: int = 0) -> tuple[Tensor, int]:
+    """((length,) long, period): `bos`, then random ids in [low, high) forming a block and its copy; the
+    copy starts `period` = length // 2 tokens after the block."""
+    period = length // 2
+    if period < 2:
+        raise ValueError(f"a repeated block needs length >= 4, got {length}")
+    block = torch.randint(low, high, (period,), generator=torch.Generator().manual_seed(seed))
+    return torch.cat([torch.tensor([bos]), block, block])[:length], period
+
+
+@torch.no_grad()
+def long_head_scores(
+    run: Callable[[list[int]], list[AttentionRecord]], text_ids: list[int], probe_ids: list[int], period: int
+) -> dict[str, np.ndarray]:
+    """{score: (L, H)} of SCORES. run(ids) -> one LAZY record per layer; text_ids start with <s> (the
+    sink and previous-token scores are read on them), probe_ids are `repeated_block`'s."""
+    on_text = AttentionMaps(readout(decoder_self=run(text_ids))["decoder_self"])
+    on_probe = AttentionMaps(readout(decoder_self=run(probe_ids))["decoder_self"])
+    shape = (on_text.n_layers, on_text.n_heads)
+    scores = {name: np.zeros(shape) for name in SCORES}
+    for layer in range(shape[0]):
+        for head in range(shape[1]):
+            w = torch.from_numpy(on_text.head(layer, head).copy())  # maps are read-only
+            scores["sink"][layer, head] = float(head_statistics(w)["first_share"])
+            scores["previous_token"][layer, head] = float(previous_token_score(w))
+            w = torch.from_numpy(on_probe.head(layer, head).copy())[1:, 1:]  # the repeated part, after <s>
+            scores["induction"][layer, head] = float(induction_score(w, period))
+    return scores
