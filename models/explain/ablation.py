@@ -36,7 +36,7 @@ from models.seq2seq import Seq2Seq, greedy_generate
 __all__ = ["MEAN", "ZERO", "Head", "Probe", "Importance", "Ablation", "importance", "ablate", "gradients"]
 
 Head = tuple[str, int, int]  # (family, layer, head): a family of models.readout, e.g. ("encoder", 2, 5)
-CHUNK = 24  # ablated inputs per batch
+CHUNK = 12  # ablated inputs per batch (12, 24 and 72 take the same time for MiniLM at 128 tokens)
 
 
 def every_head(families: dict[str, tuple[int, int]]) -> list[Head]:
