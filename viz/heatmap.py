@@ -10,6 +10,7 @@
 """
 
 import base64
+import functools
 import io
 import warnings
 
@@ -203,11 +204,18 @@ def quantise(matrix: np.ndarray, zmin: float, zmax: float) -> np.ndarray:
     return np.where(np.isnan(matrix), LEVELS, idx).astype(np.uint8)
 
 
+@functools.lru_cache(maxsize=16)
+def _palette(colorscale: str) -> list[int]:
+    """The PNG palette of a named scale: LEVELS colours, then the mask grey (computed once per scale)."""
+    palette = np.vstack([colour_lut(colorscale, LEVELS), np.array(hex_to_rgb(MASK_GREY), np.uint8)])
+    return palette.ravel().tolist()
+
+
 def png_data_uri(indices: np.ndarray, colorscale="Viridis") -> str:
     """(h, w) palette indices -> a data: URI of a palette PNG (one byte per pixel before compression)."""
-    palette = np.vstack([colour_lut(colorscale, LEVELS), np.array(hex_to_rgb(MASK_GREY), np.uint8)])
     image = Image.fromarray(indices, mode="P")
-    image.putpalette(palette.ravel().tolist())
+    named = isinstance(colorscale, str)  # a list of colours is not hashable: not cached
+    image.putpalette(_palette(colorscale) if named else _palette.__wrapped__(colorscale))
     buffer = io.BytesIO()
     image.save(buffer, format="PNG", compress_level=1)
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
