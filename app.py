@@ -16,6 +16,7 @@ PAGES = [
     st.Page("app_pages/step_by_step.py", title="Step by step", icon=":material/calculate:"),
     st.Page("app_pages/causal_decoder.py", title="Causal decoder", icon=":material/arrow_forward:"),
     st.Page("app_pages/encoder_decoder.py", title="Encoder–decoder", icon=":material/sync_alt:"),
+    st.Page("app_pages/rollout_flow.py", title="Rollout, flow and value norms", icon=":material/hub:"),
     st.Page("app_pages/relevance_ablation.py", title="Relevance and head importance", icon=":material/bolt:"),
     st.Page("app_pages/positional.py", title="Positional encodings", icon=":material/pin_drop:"),
     st.Page("app_pages/receptive_fields.py", title="Receptive fields", icon=":material/center_focus_strong:"),

@@ -21,6 +21,7 @@ from models.head_scores import (
 )
 from models.maps import AttentionMaps
 from models.readout import readout
+from ui.links import explain_link
 from ui.models import get_model
 from ui.results import computed, digest
 from ui.widgets import clamped_int, device, head_name, layer_head_picker
@@ -305,6 +306,7 @@ def main() -> None:
     chosen_head_view(gpt, text, repeat, best)
     if text.strip():
         encoder_vs_decoder_section(gpt, text, best)
+    explain_link()
 
 
 main()

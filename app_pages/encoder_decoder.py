@@ -26,6 +26,7 @@ from models.errors import ModelLoadError
 from models.maps import AttentionMaps
 from models.readout import readout
 from models.seq2seq import Seq2Seq, Seq2SeqConfig, decode_step_by_step
+from ui.links import explain_link
 from ui.models import get_model
 from ui.results import computed, digest
 from ui.widgets import device, head_name, layer_head_picker
@@ -288,6 +289,7 @@ def main() -> None:
     step_view(result)
     st.subheader("Every attention of the whole decoding")
     full_view(result, text)
+    explain_link()
 
 
 main()

@@ -1,0 +1,362 @@
+"""Rollout, flow and value norms: three readings of a text model's attention beyond the raw map.
+
+The model runs once per (model, text) with `capture=LAZY` (`models.explain.capture`), kept by
+`ui.results.computed`; the rollout of every output token (per head reduction), one token's attention flow
+and one layer's value-weighted norms are computed when first shown and kept the same way. Output token,
+reduction, attention, layer and head controls live in fragments and never rerun the model.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+import streamlit as st
+import torch
+
+from models.errors import ModelLoadError
+from models.explain.capture import Captured, InputError, capture_text
+from models.explain.flow import attention_flow
+from models.explain.rollout import LayerGraph, layer_graph, reduce_heads
+from models.explain.value_norms import ValueNorms
+from models.registry import KINDS, kind_of
+from ui.models import get_model
+from ui.results import computed, digest
+from ui.widgets import device, head_name, layer_head_picker, matrix_view
+from viz.explain import token_strip
+from viz.heatmap import CELL_BUDGET
+from viz.stepwise import char_labels
+
+MODELS = {  # what the picker offers -> (embedded name, kind)
+    "all-MiniLM-L6-v2 (encoder)": ("all-MiniLM-L6-v2", "encoder"),
+    "gpt-stdlib (causal decoder)": ("gpt-stdlib", "causal"),
+    "seq2seq-dates (encoder–decoder)": ("seq2seq-dates", "seq2seq"),
+}
+LOCAL = "A local directory"
+EXAMPLES = {
+    "encoder": "The animal didn't cross the street because it was too tired.",
+    "causal": "Return the number of items in the list. Return the",
+    "seq2seq": "Twenty-sixth of November 2026",
+}
+FAMILY_NAMES = {
+    "encoder": "encoder self-attention",
+    "decoder_self": "decoder masked self-attention",
+    "cross": "cross-attention",
+}
+
+ROLLOUT = """
+**Attention rollout** — Abnar & Zuidema (2020), *Quantifying Attention Flow in Transformers*, ACL.
+A layer's attention says how each token's new representation mixes the previous layer's tokens, but the
+residual connection (S9) also carries every token straight through. Rollout counts that by taking
+½(A + I) for each layer (A the mean over heads, or the max), and multiplies the layers from the first to
+the last. Following every path at once, a row says how much of that output token can be traced back to
+each input token; rows sum to 1, and a causal decoder's rows stay causal.
+"""
+FLOW = """
+**Attention flow** — the same paper. Read the layers as a network of pipes, each ½(A + I) weight the
+capacity of a pipe from a token to a token of the layer below, and ask how much can flow from the output
+token down to one input token at once: a maximum flow. Rollout multiplies weights along paths and adds
+the paths; flow is bounded by the narrowest cut between the two tokens, so it shows which inputs *can*
+reach the output rather than how much of it they make up (a row of flows does not sum to 1). Exact
+maximum flow (scipy, Dinic), one per input token, with capacities scaled by 2²⁴ and rounded to integers.
+"""
+CROSS_GRAPH = """
+For the encoder–decoder the graph joins the source characters and the decoder's own inputs (marked →):
+each decoder self-attention mixes the decoder's tokens, and each cross-attention keeps ½ of a decoder
+token (the residual) and takes ½ from the encoder's output, which itself rolls out through the encoder —
+the attention-only reading of Chefer et al. (2021), *Generic Attention-model Explainability for
+Interpreting Bi-Modal and Encoder-Decoder Transformers*, ICCV.
+"""
+VALUE_NORMS = """
+**Value-weighted norms** — Kobayashi, Kuribayashi, Yokoi & Inui (2020), *Attention is Not Only a Weight:
+Analyzing Transformers with Vector Norms*, EMNLP. What token j adds to token i through a head is
+α_ij f(x_j), where f(x_j) is j's value vector passed through that head's part of the output projection.
+A large weight on a token whose f(x_j) is tiny moves almost nothing — much of BERT's attention on [CLS]
+and [SEP] is of that kind — so read the length ‖α_ij f(x_j)‖ instead of α_ij, per head (S11), and
+‖Σ_h α_ij f_h(x_j)‖ for the whole layer. These terms, summed over keys and heads with the output bias,
+are exactly the attention sublayer's output: the check under the maps measures it on this input.
+"""
+
+
+def model_picker() -> tuple[object, str, str] | None:
+    """(the loaded model, its kind, its name or path), or None after saying why not."""
+    with st.sidebar:
+        choice = st.radio("Model", [*MODELS, LOCAL], key="rf_model")
+        if choice != LOCAL:
+            name, kind = MODELS[choice]
+        else:
+            name = st.text_input("Directory of a BERT, GPT-2 or seq2seq model", key="rf_path").strip()
+            if not name:
+                st.info("Give the path of a local model directory.")
+                return None
+    try:
+        if choice == LOCAL:
+            kind = kind_of(name)
+            if kind == "detr":
+                st.error(f"{name} is {KINDS['detr']}; this page reads text models. See the DETR page.")
+                return None
+        return get_model(name, device(), kind=kind), kind, name
+    except ModelLoadError as err:
+        st.error(f"Cannot load the model: {err}")
+        return None
+
+
+def text_input(kind: str) -> str:
+    key = f"rf_text_{kind}"
+    st.session_state.setdefault(key, EXAMPLES[kind])
+    if kind == "seq2seq":
+        return st.text_input("A date written in English", key=key, persist_state="session", max_chars=200)
+    return st.text_area("Text", key=key, persist_state="session", height=90)
+
+
+def network(model) -> torch.nn.Module:
+    return model[0] if isinstance(model, tuple) else model.model
+
+
+def captured_of(model, kind: str, name: str, text: str) -> tuple[str, Captured]:
+    """(the input's key, its capture), run once per (model, text) per process."""
+    net = network(model)
+    key = digest("explain", kind, name, str(next(net.parameters()).device), id(net), text)
+    return key, computed(key, lambda: capture_text(model, text), spinner="Running the model…")
+
+
+def shown(captured: Captured, tokens: list[str]) -> list[str]:
+    return tokens if captured.kind == "encoder" else char_labels(tokens)
+
+
+def axis_labels(captured: Captured, family: str) -> tuple[list[str], list[str]]:
+    """(query labels, key labels) of a family; decoder queries read "read→written"."""
+    queries, keys = (shown(captured, t) for t in captured.tokens[family])
+    if captured.written is not None and family != "encoder":
+        queries = [f"{r}→{w}" for r, w in zip(queries, char_labels(captured.written), strict=True)]
+    return queries, keys
+
+
+def graph_labels(captured: Captured) -> tuple[list[str], list[str]]:
+    """(output token labels, the graph's input token labels)."""
+    if captured.kind != "seq2seq":
+        (family,) = captured.families
+        return axis_labels(captured, family)
+    rows, source = axis_labels(captured, "cross")
+    read = char_labels(captured.tokens["decoder_self"][1])
+    return rows, source + [f"→{t}" for t in read]
+
+
+@dataclass
+class Rolled:
+    """Rollout of every output token for one head reduction, and the last layer's raw map beside it."""
+
+    graph: LayerGraph
+    rows: np.ndarray  # (outputs, N) each output token's rolled-out row
+    raw: np.ndarray  # (outputs, Tk) the last layer's attention, reduced the same way (seq2seq: cross)
+    raw_name: str
+
+    @property
+    def nbytes(self) -> int:
+        steps = sum(t.element_size() * t.nelement() for t in self.graph.transitions)
+        return steps + self.rows.nbytes + self.raw.nbytes
+
+
+def rolled_of(key: str, captured: Captured, head: str) -> Rolled:
+    def run() -> Rolled:
+        graph = layer_graph(captured.families, head)
+        name = raw_family(captured)
+        family = captured.families[name]
+        with torch.no_grad():
+            raw = reduce_heads(family.weights(family.n_layers - 1, slice(None)), head)
+        raw_name = f"{FAMILY_NAMES[name]}, last layer ({family.n_layers - 1})"
+        return Rolled(graph, graph.rollout().float().numpy(), raw.float().cpu().numpy(), raw_name)
+
+    return computed(digest(key, "rollout", head), run, spinner="Rolling out every layer…")
+
+
+def flow_of(key: str, rolled: Rolled, head: str, output: int) -> np.ndarray:
+    graph = rolled.graph
+    return computed(
+        digest(key, "flow", head, output),
+        lambda: attention_flow(graph.transitions, graph.outputs.start + output),
+        spinner=f"Maximum flow from this token to each of the {graph.n_nodes} input tokens…",
+    )
+
+
+def side_by_side(n_cells: int):
+    """Two columns for two maps, or two rows when a map is a raster with its own zoom columns."""
+    return st.columns(2) if n_cells <= CELL_BUDGET else (st.container(), st.container())
+
+
+def reach_mask(captured: Captured, shape: tuple[int, int]) -> np.ndarray | None:
+    """(outputs, N) True where an output token can reach an input token: a decoder's own inputs up to
+    itself, and every source token; None for an encoder (every token reaches every token)."""
+    if captured.kind == "encoder":
+        return None
+    rows, n = shape
+    own = np.arange(rows)[None, :] <= np.arange(rows)[:, None]  # (rows, rows) lower triangle
+    return np.hstack([np.ones((rows, n - rows), dtype=bool), own])
+
+
+def masked(matrix: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+    """NaN where `mask` is False: the heatmap core draws NaN grey, as cells or in a raster."""
+    return matrix if mask is None else np.where(mask, matrix, np.nan).astype(np.float32)
+
+
+def raw_family(captured: Captured) -> str:
+    """The family whose last layer is shown beside the rollout: the cross-attention of an
+    encoder-decoder, else the model's only one."""
+    return "cross" if captured.kind == "seq2seq" else next(iter(captured.families))
+
+
+@st.fragment
+def rollout_view(key: str, captured: Captured) -> None:
+    rows, cols = graph_labels(captured)
+    left, right = st.columns(2)
+    head = left.selectbox("Heads", ["mean", "max"], key="rf_reduce", format_func=lambda h: f"{h} over heads")
+    out_key = f"rf_output_{captured.kind}"
+    default = 0 if captured.kind == "encoder" else len(rows) - 1
+    if st.session_state.get(out_key) not in range(len(rows)):
+        st.session_state[out_key] = default
+    output = right.selectbox(
+        "Output token", range(len(rows)), key=out_key, format_func=lambda i: f"{i} {rows[i]}"
+    )
+    rolled = rolled_of(key, captured, head)
+    mask = reach_mask(captured, rolled.rows.shape)
+    raw_rows, raw_cols = axis_labels(captured, raw_family(captured))
+    raw_mask = mask if captured.kind == "causal" else None
+    first, second = side_by_side(rolled.rows.size)
+    with first:
+        matrix_view(
+            masked(rolled.raw, raw_mask), raw_rows, raw_cols, "rf_raw",
+            f"Raw attention: {rolled.raw_name}, {head} over heads", zmin=0.0,
+        )  # fmt: skip
+    with second:
+        matrix_view(
+            masked(rolled.rows, mask), rows, cols, "rf_rollout",
+            f"Rollout through every layer, {head} over heads", row_title="output token",
+            col_title="input token", zmin=0.0,
+        )  # fmt: skip
+    token_mask = None if mask is None else mask[output]
+    st.markdown(f"**Output token {output} `{rows[output]}`**")
+    if captured.kind != "seq2seq":
+        st.plotly_chart(
+            token_strip(rolled.raw[output], cols, "raw", "Raw attention of the last layer", token_mask),
+            key="rf_strip_raw",
+        )
+    st.plotly_chart(
+        token_strip(rolled.rows[output], cols, "rollout", "Rollout", token_mask), key="rf_strip_rollout"
+    )
+    flows = flow_of(key, rolled, head, output)
+    st.plotly_chart(
+        token_strip(flows, cols, "flow", "Attention flow (maximum flow to each input token)", token_mask),
+        key="rf_strip_flow",
+    )
+
+
+@dataclass
+class LayerNorms:
+    """One layer's ‖Σ_h α f‖ and how closely its terms rebuild the sublayer's output."""
+
+    summed: np.ndarray  # (Tq, Tk)
+    mean_alpha: np.ndarray  # (Tq, Tk)
+    error: float  # max |Σ_j Σ_h α_ij f_h(x_j) + b_O − output|, over queries and channels
+
+    @property
+    def nbytes(self) -> int:
+        return self.summed.nbytes + self.mean_alpha.nbytes
+
+
+def layer_norms_of(key: str, captured: Captured, name: str, layer: int) -> LayerNorms:
+    def run() -> LayerNorms:
+        family, module = captured.families[name], captured.modules[name][layer]
+        norms = ValueNorms(family, captured.modules[name])
+        heads = captured.heads_out[name][layer]  # (H, Tq, dh): the kernel's A·V
+        with torch.no_grad():
+            output = module.out_proj(heads.transpose(0, 1).reshape(heads.shape[1], -1)).double()
+            error = float((norms.reconstruct(layer) - output).abs().max())
+            mean_alpha = family.weights(layer, slice(None)).mean(0).float().cpu().numpy()
+        return LayerNorms(norms.summed(layer), mean_alpha, error)
+
+    return computed(digest(key, "value_norms", name, layer), run, spinner="Summing the heads' vectors…")
+
+
+@st.fragment
+def value_view(key: str, captured: Captured) -> None:
+    names = list(captured.families)
+    name = names[0]
+    if len(names) > 1:
+        name = st.radio("Attention", names, format_func=FAMILY_NAMES.get, horizontal=True, key="rf_vn_family")
+    family = captured.families[name]
+    layer, head = layer_head_picker(family.n_layers, family.n_heads, key=f"rf_vn_{name}", reductions=False)
+    norms = ValueNorms(family, captured.modules[name])
+    rows, cols = axis_labels(captured, name)
+    mask = family.head_mask(layer, head)
+    mask = None if mask is None else mask.cpu().numpy()
+    with torch.no_grad():
+        alpha = family.weights(layer, head).float().cpu().numpy()
+    where = f"{FAMILY_NAMES[name]}, layer {layer}"
+    first, second = side_by_side(alpha.size)
+    with first:
+        matrix_view(masked(alpha, mask), rows, cols, "rf_alpha", f"α: {where}, {head_name(head)}", zmin=0.0)
+    with second:
+        matrix_view(
+            masked(norms.weighted(layer, head), mask), rows, cols, "rf_weighted",
+            f"‖α f(x)‖: {where}, {head_name(head)}", zmin=0.0, value_name="norm",
+        )  # fmt: skip
+    st.plotly_chart(
+        token_strip(norms.norms(layer)[head], cols, "‖f(x_j)‖", f"‖f(x_j)‖ of each key, {head_name(head)}"),
+        key="rf_value_lengths",
+    )
+    summed = layer_norms_of(key, captured, name, layer)
+    first, second = side_by_side(alpha.size)
+    with first:
+        title = f"α: {where}, mean over heads"
+        matrix_view(masked(summed.mean_alpha, mask), rows, cols, "rf_alpha_mean", title, zmin=0.0)
+    with second:
+        matrix_view(
+            masked(summed.summed, mask), rows, cols, "rf_summed",
+            f"‖Σ_h α_h f_h(x)‖: {where}, every head together", zmin=0.0, value_name="norm",
+        )  # fmt: skip
+    st.caption(
+        f"Check: Σ_j Σ_h α_ij f_h(x_j) + b_O rebuilds this sublayer's output (from the fused kernel) within "
+        f"{summed.error:.1e}, the largest difference over every query and channel."
+    )
+
+
+def kind_label(kind: str) -> str:
+    return KINDS[kind][0].upper() + KINDS[kind][1:]
+
+
+def main() -> None:
+    st.title("Rollout, flow and value norms")
+    st.caption(
+        "A raw attention map is not an explanation: it ignores the residual stream (S9), the layers "
+        "below, and how much each attended token actually carries. Three published readings of the same "
+        "forward, side by side with the raw map."
+    )
+    picked = model_picker()
+    if picked is None:
+        return
+    model, kind, name = picked
+    text = text_input(kind)
+    if not text.strip():
+        st.info("Type some text to see its rollout, flow and value norms.")
+        return
+    try:
+        key, captured = captured_of(model, kind, name, text)
+    except InputError as err:
+        st.error(str(err))
+        return
+    for notice in captured.notices:
+        st.warning(notice)
+    family = next(iter(captured.families.values()))
+    summary = f"{kind_label(kind)} · {name} · {family.n_layers} layers × {family.n_heads} heads"
+    if captured.answer is not None:
+        summary += f" · decoded **`{captured.answer}`**"
+    st.markdown(summary)
+    st.header("Rollout and flow")
+    with st.expander("What rollout and flow compute", expanded=True):
+        st.markdown(ROLLOUT + FLOW + (CROSS_GRAPH if kind == "seq2seq" else ""))
+    rollout_view(key, captured)
+    st.header("Value-weighted norms")
+    with st.expander("What the value norms compute", expanded=True):
+        st.markdown(VALUE_NORMS)
+    value_view(key, captured)
+
+
+main()
