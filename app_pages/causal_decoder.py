@@ -22,6 +22,7 @@ from models.head_scores import (
 from models.maps import AttentionMaps
 from models.readout import readout
 from ui.links import explain_link
+from ui.llama_causal import llama_page, model_choice
 from ui.models import get_model
 from ui.results import computed, digest
 from ui.widgets import clamped_int, device, head_name, layer_head_picker
@@ -294,6 +295,10 @@ def encoder_vs_decoder_section(gpt: TextGPT, text: str, best: tuple[int, int]) -
 
 def main() -> None:
     intro()
+    choice = model_choice()
+    if choice != "gpt-stdlib":
+        llama_page(choice)
+        return
     try:
         gpt = get_model("gpt-stdlib", device(), kind="causal")
     except ModelLoadError as err:

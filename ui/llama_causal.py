@@ -1,0 +1,184 @@
+"""The causal decoder page's sections for a Llama-family model (Llama, Mistral, Qwen2, our llama-stdlib).
+
+The model is chosen on the page (an embedded name or a local directory, `model_choice`). Its grouped-query
+layout and RoPE are summarised; the user's text (up to 8,192 tokens where the model allows) runs once
+(LAZY, kept by `ui.results`); every head is measured once per input (attention sink, previous-token,
+long-distance induction: `models.long_heads`), and a head's map is computed when shown, with the causal or
+sliding-window mask in grey and the K/V head it shares named. Layer and head pickers rerun only their
+fragment.
+"""
+
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import streamlit as st
+import torch
+
+from models.attention import LAZY
+from models.errors import ModelLoadError
+from models.llama_io import TextLlama
+from models.long_heads import SCORES, long_head_scores, repeated_block
+from models.maps import AttentionMaps
+from models.readout import readout
+from models.registry import names
+from ui.models import get_model
+from ui.results import computed, digest
+from ui.widgets import device, head_name, layer_head_picker, matrix_view
+from viz.attention import head_statistic_heatmap
+
+LOCAL = "a local directory…"
+MAX_LENGTH = 8192  # longest input the page offers, where the model's context allows
+DEFAULT_TEXT = Path(textwrap.__file__).read_text(encoding="utf-8")  # real Python, a few thousand tokens
+
+
+def model_choice(default: str = "gpt-stdlib") -> str:
+    """An embedded causal model's name, or the local directory the user typed ("" until they do)."""
+    options = [*names("causal"), LOCAL]
+    left, right = st.columns([1, 2])
+    choice = left.selectbox("Model", options, index=options.index(default), key="cd_model")
+    if choice != LOCAL:
+        return choice
+    return right.text_input(
+        "Directory of a Llama, Mistral or Qwen2 checkpoint (config.json, safetensors, tokenizer.json)",
+        key="cd_model_path",
+    ).strip()
+
+
+def model_key(model: TextLlama) -> tuple:
+    return model.name, str(model.device), str(model.dtype), id(model.model)
+
+
+def context(model: TextLlama) -> int:
+    return min(model.config.max_positions, MAX_LENGTH)
+
+
+def summary(model: TextLlama) -> None:
+    cfg = model.config
+    rope = f"RoPE θ = {cfg.rope_theta:g}"
+    if cfg.rope_scaling:
+        rope += f", {cfg.rope_scaling['rope_type']} scaling ×{cfg.rope_scaling['factor']:g}"
+    if cfg.partial_rotary_factor != 1.0:
+        rope += f", {cfg.partial_rotary_factor:g} of each head's channels rotated"
+    window = "causal mask only"
+    if cfg.sliding_window is not None:
+        layers = "every layer" if cfg.window_layers is None else f"layers {cfg.window_layers}"
+        window = f"sliding window of {cfg.sliding_window} tokens on {layers}"
+    st.markdown(
+        f"**{model.name}** ({model.model_type}): {cfg.n_layer} layers × {cfg.n_head} query heads sharing "
+        f"{cfg.n_kv_head} K/V heads, d = {cfg.d_model}, d_head = {cfg.d_head}; {rope}; {window}; context "
+        f"{cfg.max_positions} tokens; weights in {str(model.dtype).removeprefix('torch.')}."
+    )
+    groups = "; ".join(f"K/V head {g}: query heads {heads}" for g, heads in enumerate(model.kv_groups))
+    st.caption(f"Grouped-query attention: {groups}. Heads of a group share k and v; only their q differ.")
+
+
+def run(model: TextLlama, ids: list[int]) -> AttentionMaps:
+    """Every head on `ids` from one LAZY forward, kept once per process; maps are computed when read."""
+
+    def compute() -> AttentionMaps:
+        records = model.run(ids, capture=LAZY, unrotated=False).attentions
+        return AttentionMaps(readout(decoder_self=records)["decoder_self"])
+
+    return computed(digest("llama_maps", *model_key(model), ids), compute, spinner="Running the model…")
+
+
+def head_scores(model: TextLlama, ids: list[int]) -> dict[str, np.ndarray]:
+    """{score: (L, H)}: sink and previous-token on `ids`, induction on a random block of the same length
+    repeated; measured once per model and input."""
+
+    def measure() -> dict[str, np.ndarray]:
+        probe, period = repeated_block(len(ids), 1, model.config.vocab_size, bos=ids[0], seed=0)
+        return long_head_scores(run(model, ids), run(model, probe.tolist()), period)
+
+    key = digest("llama_head_scores", *model_key(model), ids)
+    return computed(key, measure, spinner=f"Measuring every head at {len(ids)} tokens…")
+
+
+def heads_section(model: TextLlama, ids: list[int]) -> tuple[int, int]:
+    """Per-head scores at the text's length; returns the best long-distance induction head."""
+    st.header("2 · What each head does at this length")
+    with st.expander("How the scores are measured"):
+        st.markdown(
+            "\n".join(f"- **{name.replace('_', '-')}**: {text}." for name, text in SCORES.items())
+            + f"\n\nThe sink and previous-token scores are read on your {len(ids)} tokens; the induction "
+            f"score on the same start token, a random block of {len(ids) // 2} tokens and its copy, so each "
+            f"query of the copy is {len(ids) // 2} tokens from its first occurrence. Each map is computed "
+            "from q and k when read, one head at a time (S11)."
+        )
+    scores = head_scores(model, ids)
+    for column, (name, values) in zip(st.columns(len(scores)), scores.items()):
+        column.plotly_chart(head_statistic_heatmap(values, name.replace("_", "-")), key=f"cdl_{name}")
+    best = np.unravel_index(scores["induction"].argmax(), scores["induction"].shape)
+    return int(best[0]), int(best[1])
+
+
+@st.fragment
+def head_view(model: TextLlama, ids: list[int], tokens: list[str], best: tuple[int, int]) -> None:
+    """One head's map on the text, masked cells grey; a layer or head change reruns this fragment only."""
+    st.header("3 · One head on your text")
+    maps = run(model, ids)
+    layer, head = layer_head_picker(maps.n_layers, maps.n_heads, key="cdl", default=best)
+    probs = maps.head(layer, head)
+    mask = None
+    if isinstance(head, (int, np.integer)):
+        with torch.no_grad():
+            allowed = maps.family.head_mask(layer, head)
+        mask = None if allowed is None else allowed.cpu().numpy()
+        g = model.model.kv_head(head)
+        st.caption(f"Head {head} reads K/V head {g}, which it shares with query heads {model.kv_groups[g]}.")
+    matrix_view(probs, tokens, tokens, key="cdl_text", title=f"layer {layer}, {head_name(head)}", mask=mask)
+    st.caption(
+        "Grey cells are masked (the future, and keys older than the sliding window where the layer has "
+        "one): their weight is exactly 0."
+    )
+
+
+def text_choice(model: TextLlama) -> tuple[list[int], list[str]] | None:
+    """The user's text as at most `context(model)` token ids and their labels; None when there is none."""
+    st.header("1 · Your text")
+    if model.tokenizer is None:
+        st.info("This directory has no tokenizer.json, so it cannot encode text.")
+        return None
+    st.session_state.setdefault("cdl_text_input", DEFAULT_TEXT)
+    text = st.text_area(
+        f"Text (up to {context(model)} tokens are kept: the end of a longer one)", key="cdl_text_input",
+        height=160, persist_state="session",
+    )  # fmt: skip
+    enc = model.encode(text, max_len=context(model))
+    if len(enc.ids) < 4:
+        st.info("Type a longer text (at least a few tokens) to see the heads on it.")
+        return None
+    if enc.n_dropped:
+        st.warning(
+            f"The text is {enc.n_dropped + len(enc.ids)} tokens; the first {enc.n_dropped} were dropped and "
+            f"the last {len(enc.ids)} kept."
+        )
+    st.caption(f"{len(enc.ids)} tokens.")
+    return enc.ids, enc.tokens
+
+
+def llama_sections(model: TextLlama) -> None:
+    summary(model)
+    chosen = text_choice(model)
+    if chosen is None:
+        return
+    ids, tokens = chosen
+    best = heads_section(model, ids)
+    head_view(model, ids, tokens, best)
+
+
+def llama_page(name_or_path: str) -> None:
+    """The page for a model other than gpt-stdlib: loaded through the registry, shown if Llama-family."""
+    if not name_or_path:
+        st.info("Type the directory of a local Llama, Mistral or Qwen2 checkpoint.")
+        return
+    try:
+        model = get_model(name_or_path, device(), kind="causal")
+    except ModelLoadError as err:
+        st.error(f"Cannot load {name_or_path}: {err}")
+        return
+    if not isinstance(model, TextLlama):
+        st.error(f"{name_or_path} is not a Llama-family model; this page shows those and gpt-stdlib.")
+        return
+    llama_sections(model)
