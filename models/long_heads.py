@@ -10,16 +10,12 @@ Each map is computed from q and k when read (`models.maps.AttentionMaps`), so th
 hold layers x heads x T x T weights.
 """
 
-from collections.abc import Callable
-
 import numpy as np
 import torch
 from torch import Tensor
 
-from models.attention import AttentionRecord
 from models.head_scores import induction_score, previous_token_score
 from models.maps import AttentionMaps, head_statistics
-from models.readout import readout
 
 SCORES = {
     "sink": "share of attention on the first token (<s>), mean over queries",
@@ -39,13 +35,9 @@ def repeated_block(length: int, low: int, high: int, bos: int, seed: int = 0) ->
 
 
 @torch.no_grad()
-def long_head_scores(
-    run: Callable[[list[int]], list[AttentionRecord]], text_ids: list[int], probe_ids: list[int], period: int
-) -> dict[str, np.ndarray]:
-    """{score: (L, H)} of SCORES. run(ids) -> one LAZY record per layer; text_ids start with <s> (the
-    sink and previous-token scores are read on them), probe_ids are `repeated_block`'s."""
-    on_text = AttentionMaps(readout(decoder_self=run(text_ids))["decoder_self"])
-    on_probe = AttentionMaps(readout(decoder_self=run(probe_ids))["decoder_self"])
+def long_head_scores(on_text: AttentionMaps, on_probe: AttentionMaps, period: int) -> dict[str, np.ndarray]:
+    """{score: (L, H)} of SCORES: the sink and previous-token scores read on `on_text` (an input that
+    starts with <s>), the induction score on `on_probe` (the maps of `repeated_block`'s ids)."""
     shape = (on_text.n_layers, on_text.n_heads)
     scores = {name: np.zeros(shape) for name in SCORES}
     for layer in range(shape[0]):

@@ -34,6 +34,8 @@ from models.device import default_device
 from models.llama import PRESETS, Llama, LlamaConfig, build_llama
 from models.llama_io import save_llama
 from models.long_heads import long_head_scores, repeated_block
+from models.maps import AttentionMaps
+from models.readout import readout
 from scripts.train_gpt import SKIPPED_DIRS, lr_at, progress
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -193,10 +195,11 @@ def measure_heads(model: Llama, val_data: torch.Tensor, vocab: int, seed: int = 
         raise ValueError(f"the probe repeats its block {period} tokens later, under {LONG_GAP}")
     device = next(model.parameters()).device
 
-    def run(ids: list[int]):
-        return model(torch.tensor([ids], device=device), capture=LAZY, unrotated=False).attentions
+    def maps(ids: list[int]) -> AttentionMaps:
+        records = model(torch.tensor([ids], device=device), capture=LAZY, unrotated=False).attentions
+        return AttentionMaps(readout(decoder_self=records)["decoder_self"])
 
-    return long_head_scores(run, text, probe.tolist(), period)
+    return long_head_scores(maps(text), maps(probe.tolist()), period)
 
 
 def main() -> None:

@@ -9,6 +9,8 @@ from models.attention import LAZY
 from models.head_scores import induction_score, previous_token_score
 from models.llama import PRESETS, build_llama
 from models.long_heads import long_head_scores, repeated_block
+from models.maps import AttentionMaps
+from models.readout import readout
 
 
 def test_repeated_block_starts_with_bos_and_repeats_after_the_period():
@@ -27,10 +29,12 @@ def test_scores_equal_those_of_the_captured_probabilities():
     text = [0, *range(5, 132)]
     probe, period = repeated_block(128, 1, 300, bos=0, seed=1)
 
-    def run(ids):
-        return model(torch.tensor([ids]), capture=LAZY).attentions
+    def maps(ids):
+        return AttentionMaps(
+            readout(decoder_self=model(torch.tensor([ids]), capture=LAZY).attentions)["decoder_self"]
+        )
 
-    scores = long_head_scores(run, text, probe.tolist(), period)
+    scores = long_head_scores(maps(text), maps(probe.tolist()), period)
     with torch.no_grad():
         on_text = model(torch.tensor([text]), capture=True).attentions
         on_probe = model(probe[None], capture=True).attentions
