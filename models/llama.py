@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from models import rope
-from models.attention import AttentionRecord, attend, causal_mask
+from models.attention import ZERO, AttentionRecord, attend, causal_mask, gate_heads, layer_gate
 
 
 @dataclass
@@ -154,15 +154,26 @@ class GroupedQueryAttention(nn.Module):
         return x[:, :, None].expand(b, g, group, t, d).reshape(b, g * group, t, d)
 
     def forward(
-        self, x: Tensor, cos: Tensor, sin: Tensor, mask: Tensor, capture: bool | str = False, unrotated=True
+        self,
+        x: Tensor,
+        cos: Tensor,
+        sin: Tensor,
+        mask: Tensor,
+        capture: bool | str = False,
+        unrotated=True,
+        head_gate: Tensor | None = None,
+        gate_fill: str = ZERO,
     ) -> tuple[Tensor, AttentionRecord | None, Unrotated | None]:
-        """x (B, T, d); cos, sin (T, r); mask (T, T) bool. Returns ((B, T, d), record, q and k before RoPE
-        when captured with `unrotated`)."""
+        """x (B, T, d); cos, sin (T, r); mask (T, T) bool; head_gate (H,) or (B, H) (`gate_heads`; the
+        record keeps the heads before it). Returns ((B, T, d), record, q and k before RoPE when captured
+        with `unrotated`)."""
         q = self.split(self.q_proj(x), self.n_head)  # (B, H, T, dh)
         k = self.split(self.k_proj(x), self.n_kv_head)  # (B, Hkv, T, dh)
         v = self.split(self.v_proj(x), self.n_kv_head)
         q_rot, k_rot = rope.rotate(q, cos, sin), rope.rotate(k, cos, sin)
         heads, record = attend(q_rot, self.repeat(k_rot), self.repeat(v), mask=mask, capture=capture)
+        if head_gate is not None:
+            heads = gate_heads(heads, head_gate, gate_fill)
         b, _, t, _ = heads.shape
         merged = heads.transpose(1, 2).reshape(b, t, self.n_head * self.d_head)  # (B, T, H * dh)
         return self.o_proj(merged), record, Unrotated(q, k) if capture and unrotated else None
@@ -177,8 +188,12 @@ class Block(nn.Module):
         self.post_attention_layernorm = RMSNorm(d_model, eps)
         self.mlp = SwiGLU(d_model, d_mlp, mlp_bias)
 
-    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, mask: Tensor, capture=False, unrotated=True):
-        attn_out, record, before = self.self_attn(self.input_layernorm(x), cos, sin, mask, capture, unrotated)
+    def forward(
+        self, x: Tensor, cos: Tensor, sin: Tensor, mask: Tensor, capture=False, unrotated=True, **gate
+    ):
+        attn_out, record, before = self.self_attn(
+            self.input_layernorm(x), cos, sin, mask, capture, unrotated, **gate
+        )
         x = x + attn_out
         return x + self.mlp(self.post_attention_layernorm(x)), record, before
 
@@ -243,16 +258,25 @@ class Llama(nn.Module):
         """The K/V head that query head `head` shares with the other heads of its group."""
         return kv_head(head, self.n_head, self.n_kv_head)
 
-    def forward(self, input_ids: Tensor, capture: bool | str = False, unrotated: bool = True) -> LlamaOutput:
+    def forward(
+        self,
+        input_ids: Tensor,
+        capture: bool | str = False,
+        unrotated: bool = True,
+        head_gates: Tensor | None = None,
+        gate_fill: str = ZERO,
+    ) -> LlamaOutput:
         """input_ids (B, T) long. capture: False, True or LAZY (models.attention); with it, `unrotated`
-        also keeps each layer's q and k before RoPE."""
+        also keeps each layer's q and k before RoPE. head_gates (L, H) or (L, B, H), one gate per layer and
+        query head (`models.attention.gate_heads`), None for the plain model."""
         _, t = input_ids.shape
         x = self.embed_tokens(input_ids)  # (B, T, d)
         positions = torch.arange(t, device=input_ids.device)
         cos, sin = rope.cos_sin(self.inv_freq, positions, x.dtype)  # (T, r) each
         hidden_states, records, before = [x], [], []
-        for block, mask in zip(self.layers, self.masks(t, input_ids.device)):
-            x, record, kept = block(x, cos, sin, mask, capture, unrotated)
+        for i, (block, mask) in enumerate(zip(self.layers, self.masks(t, input_ids.device))):
+            gate = {"head_gate": layer_gate(head_gates, i), "gate_fill": gate_fill}
+            x, record, kept = block(x, cos, sin, mask, capture, unrotated, **gate)
             hidden_states.append(x)
             records.append(record)
             before.append(kept)

@@ -401,3 +401,28 @@ def test_on_cuda_bf16_stays_bf16_and_fp32_capture_is_exact(saved, tmp_path):
     half_out = half.run(ids, capture=LAZY)
     assert half_out.logits.dtype == torch.bfloat16
     torch.testing.assert_close(half_out.logits.float().cpu(), expected.logits, atol=0.15, rtol=0.05)
+
+
+def test_head_gates_of_one_leave_the_model_unchanged_and_a_zero_gate_removes_a_head():
+    torch.manual_seed(0)
+    config = PRESETS["llama-nano"]
+    model = build_llama(config).eval()
+    ids = torch.randint(0, 256, (2, 17))
+    plain = model(ids, capture=True)
+    gates = torch.ones(config.n_layer, config.n_head, requires_grad=True)
+    gated = model(ids, capture=True, head_gates=gates)
+    assert torch.equal(gated.logits, plain.logits)
+    gated.logits.sum().backward()
+    assert gates.grad.abs().min() > 0  # every head's gate gets a gradient
+    off = torch.ones(config.n_layer, config.n_head)
+    off[1, 2] = 0.0
+    knocked = model(ids, capture=True, head_gates=off)
+    torch.testing.assert_close(knocked.hidden_states[1], plain.hidden_states[1], atol=0, rtol=0)  # layer 0
+    # layer 1 without head 2: its output projection sees zeros in that head's channels
+    block = model.layers[1]
+    heads = knocked.attentions[1].out.clone()  # (B, H, T, dh) as computed, before the gate
+    heads[:, 2] = 0
+    merged = heads.transpose(1, 2).reshape(2, 17, -1)
+    expected = plain.hidden_states[1] + block.self_attn.o_proj(merged)
+    expected = expected + block.mlp(block.post_attention_layernorm(expected))
+    torch.testing.assert_close(knocked.hidden_states[2], expected, atol=1e-6, rtol=0)
