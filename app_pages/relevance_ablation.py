@@ -101,7 +101,12 @@ def relevance_section(name: str, model, s: Subject) -> None:
         maps.n_layers, maps.n_heads, key="ra_raw", default=(maps.n_layers - 1, "mean")
     )
     raw = raw_row(s, layer, head, output)
-    relevance = rel.source if s.kind == SEQ2SEQ else rel.relevance
+    without_own = st.toggle(
+        "Leave out each token's own path", value=True, key="ra_no_own",
+        help="Relevance starts from the identity: every token is fully relevant to its own output through "
+        "the residual stream. Leave it out to see what attention added.",
+    )  # fmt: skip
+    relevance = rel.source if s.kind == SEQ2SEQ else rel.relevance - rel.own * without_own
     rows = np.stack([relevance, raw]) / np.maximum(np.stack([relevance, raw]).max(1, keepdims=True), 1e-12)
     kind = "cross-attention" if s.kind == SEQ2SEQ else "attention"
     row_names = ["relevance", f"raw {kind}, layer {layer}, {head_name(head)}"]
@@ -124,7 +129,7 @@ def relevance_section(name: str, model, s: Subject) -> None:
     if s.kind == SEQ2SEQ:
         st.plotly_chart(
             heatmap(
-                rel.target[None], ["relevance"], index_labels(s.decoder_inputs),
+                (rel.target - rel.own * without_own)[None], ["relevance"], index_labels(s.decoder_inputs),
                 title="…and of what it has read", col_title="decoder input", zmin=0.0,
                 value_name="relevance", decimals=2, height=200,
             ),

@@ -119,6 +119,9 @@ def test_encoder_relevance_explains_the_mean_pooled_embedding():
         embedding = model(torch.tensor([IDS])).last_hidden_state.mean(1)[0]
     assert rel.value == pytest.approx(float(embedding.norm()), rel=1e-5)  # e · e/‖e‖
     np.testing.assert_allclose(rel.relevance, rel.matrix.mean(0), rtol=1e-6)
+    added = (rel.matrix - np.eye(len(IDS))).mean(0)  # what attention added to the identity
+    np.testing.assert_allclose(rel.relevance - rel.own, added, atol=1e-6)
+    assert (added >= 0).all() and added.sum() > 0
     one = encoder_relevance(model, IDS, dimension=5)
     assert one.value == pytest.approx(float(embedding[5]), rel=1e-5, abs=1e-6)
 

@@ -11,6 +11,7 @@ from viz.heatmap import heatmap
 
 FAMILY_NAMES = {"encoder": "encoder", "decoder_self": "decoder self-attention", "cross": "cross-attention"}
 FILLS = {ZERO: "zeroed", MEAN: "replaced by its mean over the input"}
+ABLATED = {ZERO: "zeroed", MEAN: "mean-ablated"}
 
 RELEVANCE_EXPLANATION = """
 **Gradient relevance** (Chefer, Gur & Wolf 2021, *Generic Attention-model Explainability for Interpreting
@@ -76,14 +77,15 @@ def importance_view(result: Importance, family: str, key: str) -> None:
     effect, delta, grad = result.measured[family], result.delta[family], result.gradient[family]
     left, right = st.columns(2)
     left.plotly_chart(
-        head_heatmap(effect, f"Measured: {result.effect_name}, head {FILLS[result.fill]}", "effect",
+        head_heatmap(effect, f"Measured, each head {ABLATED[result.fill]} alone", "effect",
                      diverging=bool((effect < 0).any())),
         key=f"{key}_measured",
     )  # fmt: skip
+    left.caption(f"The {result.effect_name} when the head is {FILLS[result.fill]}.")
     right.plotly_chart(
-        head_heatmap(np.abs(grad), f"Gradient estimate: |∂L/∂g|, L = {result.objective_name}", "|∂L/∂g|"),
-        key=f"{key}_gradient",
+        head_heatmap(np.abs(grad), "Gradient estimate |∂L/∂g|", "|∂L/∂g|"), key=f"{key}_gradient"
     )
+    right.caption(f"L = the {result.objective_name}; one backward pass, heads zeroed (Michel et al.).")
     n_layers, n_heads = effect.shape
     table = pd.DataFrame(
         {
@@ -95,4 +97,8 @@ def importance_view(result: Importance, family: str, key: str) -> None:
             "|∂L/∂g|": np.abs(grad).ravel(),
         }
     ).sort_values("measured effect", ascending=False, key=np.abs)
-    st.dataframe(table.round(5), hide_index=True, height=260, key=f"{key}_table")
+    number = st.column_config.NumberColumn(format="%.4g")
+    st.dataframe(
+        table, hide_index=True, height=260, key=f"{key}_table",
+        column_config={name: number for name in table.columns[2:]},
+    )  # fmt: skip

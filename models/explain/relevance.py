@@ -110,10 +110,11 @@ class TokenRelevance:
     raw: np.ndarray  # (T,) the last layer's attention for the same output, mean over heads
     matrix: np.ndarray  # (T, T) R: row i the relevance of each token for token i's output
     value: float  # the explained output y
+    own: np.ndarray  # (T,) the identity's part of `relevance`: each token's own path, not attention's
 
     @property
     def nbytes(self) -> int:
-        return self.relevance.nbytes + self.raw.nbytes + self.matrix.nbytes
+        return self.relevance.nbytes + self.raw.nbytes + self.matrix.nbytes + self.own.nbytes
 
 
 def _numpy(t: Tensor) -> np.ndarray:
@@ -141,7 +142,8 @@ def encoder_relevance(model: BertModel, ids: list[int], dimension: int | None = 
         (layers,) = weighted_maps(y, [out.attentions])
     matrix = self_relevance(layers)
     raw = out.attentions[-1].probs[0].detach().mean(0).mean(0)  # (T,) what the mean of the rows read
-    return TokenRelevance(_numpy(matrix.mean(0)), _numpy(raw), _numpy(matrix), float(y.detach()))
+    own = np.full(len(ids), 1 / len(ids), dtype=np.float32)  # the mean of the identity's rows
+    return TokenRelevance(_numpy(matrix.mean(0)), _numpy(raw), _numpy(matrix), float(y.detach()), own)
 
 
 def causal_relevance(model: GPT, ids: list[int], position: int, token: int) -> TokenRelevance:
@@ -156,7 +158,8 @@ def causal_relevance(model: GPT, ids: list[int], position: int, token: int) -> T
         (layers,) = weighted_maps(y, [out.attentions])
     matrix = self_relevance(layers)
     raw = out.attentions[-1].probs[0, :, position].detach().mean(0)  # (T,)
-    return TokenRelevance(_numpy(matrix[position]), _numpy(raw), _numpy(matrix), float(y.detach()))
+    own = np.eye(len(ids), dtype=np.float32)[position]
+    return TokenRelevance(_numpy(matrix[position]), _numpy(raw), _numpy(matrix), float(y.detach()), own)
 
 
 @dataclass
@@ -167,10 +170,11 @@ class Seq2SeqRelevance:
     target: np.ndarray  # (Tt,) row `step` of R_ss: BOS and the tokens already written
     raw: np.ndarray  # (Ts,) the last decoder layer's cross-attention of the step, mean over heads
     value: float  # the explained logit
+    own: np.ndarray  # (Tt,) the identity's part of `target`: the step's own input (R_sq has no identity)
 
     @property
     def nbytes(self) -> int:
-        return self.source.nbytes + self.target.nbytes + self.raw.nbytes
+        return self.source.nbytes + self.target.nbytes + self.raw.nbytes + self.own.nbytes
 
 
 def seq2seq_relevance(
@@ -187,8 +191,9 @@ def seq2seq_relevance(
         enc, dec, cross = weighted_maps(y, [out.encoder_self, out.decoder_self, out.cross])
     relevance = bimodal_relevance(enc, dec, cross)
     raw = out.cross[-1].probs[0, :, step].detach().mean(0)  # (Ts,)
+    own = np.eye(len(tgt_in), dtype=np.float32)[step]
     return Seq2SeqRelevance(
-        _numpy(relevance.cross[step]), _numpy(relevance.decoder[step]), _numpy(raw), float(y.detach())
+        _numpy(relevance.cross[step]), _numpy(relevance.decoder[step]), _numpy(raw), float(y.detach()), own
     )
 
 
