@@ -36,6 +36,8 @@ EXAMPLES = {
     "causal": "Return the number of items in the list. Return the",
     "seq2seq": "Twenty-sixth of November 2026",
 }
+AUTO_FLOW_EDGES = 2**18  # flow runs on its own up to this many edges (MiniLM: about 200 tokens)
+SECONDS_PER_FLOW = 0.015  # one maximum flow through AUTO_FLOW_EDGES edges, measured on one CPU core
 FAMILY_NAMES = {
     "encoder": "encoder self-attention",
     "decoder_self": "decoder masked self-attention",
@@ -55,8 +57,11 @@ FLOW = """
 capacity of a pipe from a token to a token of the layer below, and ask how much can flow from the output
 token down to one input token at once: a maximum flow. Rollout multiplies weights along paths and adds
 the paths; flow is bounded by the narrowest cut between the two tokens, so it shows which inputs *can*
-reach the output rather than how much of it they make up (a row of flows does not sum to 1). Exact
-maximum flow (scipy, Dinic), one per input token, with capacities scaled by 2²⁴ and rounded to integers.
+reach the output rather than how much of it they make up (a row of flows does not sum to 1; Abnar &
+Zuidema rescale rows to 1 for their plots). On long inputs the narrowest cut is often the input token's
+own edges into the first layer, and flow then says more about that layer than about the output token.
+Exact maximum flow (scipy, Dinic), one per input token, with capacities scaled by 2²⁴ and rounded to
+integers: past about 200 tokens it takes seconds to a minute per output token, so it runs when asked.
 """
 CROSS_GRAPH = """
 For the encoder–decoder the graph joins the source characters and the decoder's own inputs (marked →):
@@ -162,18 +167,42 @@ def rolled_of(key: str, captured: Captured, head: str) -> Rolled:
         family = captured.families[name]
         with torch.no_grad():
             raw = reduce_heads(family.weights(family.n_layers - 1, slice(None)), head)
-        raw_name = f"{FAMILY_NAMES[name]}, last layer ({family.n_layers - 1})"
+        raw_name = f"last layer ({family.n_layers - 1})"
+        raw_name = f"{FAMILY_NAMES[name]}, {raw_name}" if len(captured.families) > 1 else raw_name
         return Rolled(graph, graph.rollout().float().numpy(), raw.float().cpu().numpy(), raw_name)
 
     return computed(digest(key, "rollout", head), run, spinner="Rolling out every layer…")
 
 
 def flow_of(key: str, rolled: Rolled, head: str, output: int) -> np.ndarray:
+    """One output token's flow to every input token, with a progress bar while the N maximum flows run."""
     graph = rolled.graph
-    return computed(
-        digest(key, "flow", head, output),
-        lambda: attention_flow(graph.transitions, graph.outputs.start + output),
-        spinner=f"Maximum flow from this token to each of the {graph.n_nodes} input tokens…",
+
+    def run() -> np.ndarray:
+        bar = st.progress(0.0, text="Maximum flow to each input token…")
+        step = max(1, graph.n_nodes // 50)
+
+        def progress(done: int, total: int) -> None:
+            if done % step == 0 or done == total:
+                bar.progress(done / total, text=f"Maximum flow to input token {done} of {total}…")
+
+        flows = attention_flow(graph.transitions, graph.outputs.start + output, progress=progress)
+        bar.empty()
+        return flows
+
+    return computed(digest(key, "flow", head, output), run)
+
+
+def flow_wanted(graph: LayerGraph) -> bool:
+    """Flow runs on its own for small graphs; above AUTO_FLOW_EDGES the user asks for it."""
+    edges = len(graph.transitions) * graph.n_nodes**2
+    if edges <= AUTO_FLOW_EDGES:
+        return True
+    seconds = edges / AUTO_FLOW_EDGES * graph.n_nodes * SECONDS_PER_FLOW
+    return st.toggle(
+        f"Compute attention flow ({graph.n_nodes} maximum flows through up to {edges:,} edges, "
+        f"roughly {seconds:.0f} s for each output token)",
+        key="rf_flow_on",
     )
 
 
@@ -241,6 +270,8 @@ def rollout_view(key: str, captured: Captured) -> None:
     st.plotly_chart(
         token_strip(rolled.rows[output], cols, "rollout", "Rollout", token_mask), key="rf_strip_rollout"
     )
+    if not flow_wanted(rolled.graph):
+        return
     flows = flow_of(key, rolled, head, output)
     st.plotly_chart(
         token_strip(flows, cols, "flow", "Attention flow (maximum flow to each input token)", token_mask),
@@ -289,7 +320,7 @@ def value_view(key: str, captured: Captured) -> None:
     mask = None if mask is None else mask.cpu().numpy()
     with torch.no_grad():
         alpha = family.weights(layer, head).float().cpu().numpy()
-    where = f"{FAMILY_NAMES[name]}, layer {layer}"
+    where = f"{FAMILY_NAMES[name]}, layer {layer}" if len(names) > 1 else f"layer {layer}"
     first, second = side_by_side(alpha.size)
     with first:
         matrix_view(masked(alpha, mask), rows, cols, "rf_alpha", f"α: {where}, {head_name(head)}", zmin=0.0)
@@ -310,7 +341,7 @@ def value_view(key: str, captured: Captured) -> None:
     with second:
         matrix_view(
             masked(summed.summed, mask), rows, cols, "rf_summed",
-            f"‖Σ_h α_h f_h(x)‖: {where}, every head together", zmin=0.0, value_name="norm",
+            f"‖Σ_h α_h f_h(x)‖: {where}, all heads", zmin=0.0, value_name="norm",
         )  # fmt: skip
     st.caption(
         f"Check: Σ_j Σ_h α_ij f_h(x_j) + b_O rebuilds this sublayer's output (from the fused kernel) within "

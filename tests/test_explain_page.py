@@ -109,3 +109,16 @@ def test_a_local_directory_is_read_by_its_kind():
     assert z(at, "rf_rollout_map").shape[0] == len("Return the number of items in the list. Return the")
     at = run_page("A local directory", rf_path=str(ROOT / "no-such-model"))
     assert "Cannot load the model" in at.error[0].value
+
+
+def test_flow_of_a_long_input_waits_to_be_asked_for(monkeypatch):
+    calls = count_calls(monkeypatch, (models.bert.BertModel, "forward"))
+    text = " ".join(["word"] * 213)  # 215 wordpieces with [CLS] and [SEP]: 6 × 215² edges, past 2^18
+    at = run_page("all-MiniLM-L6-v2 (encoder)", rf_text_encoder=text)
+    assert not at.exception and not at.error
+    assert z(at, "rf_rollout_map").shape == (215, 215)
+    assert not [c for c in at.get("plotly_chart") if "rf_strip_flow" in c.proto.id]
+    at.toggle(key="rf_flow_on").set_value(True).run()
+    flows = z(at, "rf_strip_flow")[0]
+    assert flows.shape == (215,) and 0.1 < flows.max() <= 1 + 1e-6
+    assert len(calls) == 1

@@ -1,0 +1,57 @@
+"""Rollout and attention flow on MiniLM at 128 and 512 wordpieces, CPU, against one forward in the same
+process.
+
+    python -m benchmarks.bench_explain
+
+Prints the forward (fast path with q, k, v kept: what the page runs), rollout of every output token
+(the head means from q and k, ½(A + I), the product of the six layers; target ≤ 1 s) and attention flow
+from one output token to all 512 input tokens (512 maximum flows; target ≤ 5 s), each also as a ratio
+to the forward.
+"""
+
+import torch
+
+from benchmarks.timing import machine, median_times
+from models.attention import LAZY
+from models.bert import load_bert
+from models.explain.flow import attention_flow, capacities, flow_graph
+from models.explain.rollout import layer_graph
+from models.readout import readout
+
+PARAGRAPH = (
+    "Attention rollout and attention flow follow what a token can draw from the tokens below it, "
+    "through every layer and the residual connection, while a raw attention map shows one layer only. "
+)
+
+
+def main(lengths=(128, 512)) -> None:
+    model = load_bert()
+    print(f"machine: {machine()}")
+    for n_tokens in lengths:
+        ids = model.encode(PARAGRAPH * 40).ids[:n_tokens]
+        assert len(ids) == n_tokens, f"the text gives {len(ids)} wordpieces, fewer than {n_tokens}"
+        families = readout(encoder=model.run(ids, capture=LAZY).attentions)
+        output = n_tokens // 2
+        graph = layer_graph(families)
+        t = median_times(
+            {
+                "forward": lambda ids=ids: model.run(ids, capture=LAZY),
+                "rollout": lambda families=families: layer_graph(families).rollout(),
+            },
+            repeats=7,
+        )
+        # one flow is n_tokens maximum flows, long enough to time once
+        t |= median_times({"flow": lambda g=graph, o=output: attention_flow(g.transitions, o)}, 1, 0)
+        edges = flow_graph(capacities(graph.transitions), output)[0].nnz
+        print(f"{n_tokens} tokens, {len(graph.transitions)} layers, flow graph of one output: {edges:,} edges")
+        print(f"  forward (LAZY)                 {t['forward'] * 1e3:8.1f} ms")
+        for name, what, target in (
+            ("rollout", "rollout, every output token", "1 s"),
+            ("flow", "flow, one output token", "5 s"),
+        ):
+            ratio = t[name] / t["forward"]
+            print(f"  {what:30s} {t[name] * 1e3:8.1f} ms = {ratio:6.2f}x the forward (target <= {target})")
+
+if __name__ == "__main__":
+    torch.set_grad_enabled(False)
+    main()
