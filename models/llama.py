@@ -10,7 +10,7 @@ as transformers masks it. Module names follow the Hugging Face checkpoints (`mod
 them by stripping the leading "model.").
 """
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
@@ -40,9 +40,6 @@ class LlamaConfig:
     tie_weights: bool = False  # the output head reuses the token embedding matrix
     sliding_window: int | None = None  # keys older than this many positions are masked; None = causal only
     window_layers: list[int] | None = None  # layers with the sliding window; None = all (Mistral)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 PRESETS: dict[str, LlamaConfig] = {
@@ -100,7 +97,7 @@ class LlamaOutput:
     hidden_states: list[Tensor]  # L + 1 tensors (B, T, d): embeddings, then each block's output
     attentions: list[AttentionRecord] | None  # one per layer when captured; q and k after RoPE, k and v
     #   repeated per query head (B, H, T, dh)
-    unrotated: list[Unrotated] | None = field(default=None)  # one per layer when captured: q, k before RoPE
+    unrotated: list[Unrotated] | None = None  # one per layer when captured: q, k before RoPE
 
 
 class RMSNorm(nn.Module):
