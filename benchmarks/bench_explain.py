@@ -1,13 +1,15 @@
 """Rollout and attention flow on MiniLM at 128 and 512 wordpieces, CPU, against one forward in the same
 process.
 
-    python -m benchmarks.bench_explain
+    python -m benchmarks.bench_explain [--threads 1] [--lengths 128 512]
 
 Prints the forward (fast path with q, k, v kept: what the page runs), rollout of every output token
 (the head means from q and k, ½(A + I), the product of the six layers; target ≤ 1 s) and attention flow
 from one output token to all 512 input tokens (512 maximum flows; target ≤ 5 s), each also as a ratio
 to the forward.
 """
+
+import argparse
 
 import torch
 
@@ -43,7 +45,8 @@ def main(lengths=(128, 512)) -> None:
         # one flow is n_tokens maximum flows, long enough to time once
         t |= median_times({"flow": lambda g=graph, o=output: attention_flow(g.transitions, o)}, 1, 0)
         edges = flow_graph(capacities(graph.transitions), output)[0].nnz
-        print(f"{n_tokens} tokens, {len(graph.transitions)} layers, flow graph of one output: {edges:,} edges")
+        layers = len(graph.transitions)
+        print(f"{n_tokens} tokens, {layers} layers, the flow graph of one output token: {edges:,} edges")
         print(f"  forward (LAZY)                 {t['forward'] * 1e3:8.1f} ms")
         for name, what, target in (
             ("rollout", "rollout, every output token", "1 s"),
@@ -52,6 +55,14 @@ def main(lengths=(128, 512)) -> None:
             ratio = t[name] / t["forward"]
             print(f"  {what:30s} {t[name] * 1e3:8.1f} ms = {ratio:6.2f}x the forward (target <= {target})")
 
+
 if __name__ == "__main__":
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (scipy's max flow uses one)")
+    parser.add_argument("--lengths", type=int, nargs="+", default=[128, 512])
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     torch.set_grad_enabled(False)
-    main()
+    main(args.lengths)
