@@ -61,7 +61,8 @@ reach the output rather than how much of it they make up (a row of flows does no
 Zuidema rescale rows to 1 for their plots). On long inputs the narrowest cut is often the input token's
 own edges into the first layer, and flow then says more about that layer than about the output token.
 Exact maximum flow (scipy, Dinic), one per input token, with capacities scaled by 2²⁴ and rounded to
-integers: past about 200 tokens it takes seconds to a minute per output token, so it runs when asked.
+integers: past about 200 tokens it takes seconds to more than a minute per output token, so it runs
+when asked.
 """
 CROSS_GRAPH = """
 For the encoder–decoder the graph joins the source characters and the decoder's own inputs (marked →):

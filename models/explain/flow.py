@@ -13,10 +13,10 @@ that is 3e-8 per edge). Only the nodes the output token can reach are built (a c
 reaches tokens 0..o only).
 
 The cost is one maximum flow per input token through up to K·N² edges: for MiniLM at 512 wordpieces,
-1.3 M edges and about 80 ms per input token on one core, some 40 s per output token
-(`benchmarks/bench_explain.py`). On that benchmark's input (output token 256), the flow to 27 of 28
-sampled input tokens j equalled min(1, Σ_i Â_1[i, j]): the minimum cut was j's own edges into the first
-layer or the output's edges out of the last.
+1.3 M edges and 80 to 150 ms per input token on one core of our shared 2-core VM: 40 to 90 s per output
+token (`benchmarks/bench_explain.py`; the target was 5 s). On that benchmark's input (output token
+256), the flow to 27 of 28 sampled input tokens j equalled min(1, Σ_i Â_1[i, j]): the minimum cut was j's
+own edges into the first layer or the output's edges out of the last.
 """
 
 from collections.abc import Callable, Sequence
