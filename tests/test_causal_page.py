@@ -12,7 +12,7 @@ from streamlit.testing.v1 import AppTest
 import models.bert
 import models.gpt
 from tests.conftest import count_calls
-from viz.heatmap import MASK_GREY
+from viz.heatmap import MASK_GREY, masked_colour
 
 PAGE = str(Path(__file__).parents[1] / "app_pages" / "causal_decoder.py")
 
@@ -56,7 +56,7 @@ def test_repeated_text_and_the_causal_mask(default_page):
     upper = np.triu(np.ones((t, t), dtype=bool), 1)
     assert (z(at, "mask_after")[upper] == 0).all()  # exactly zero after the softmax
     assert np.isnan(before[upper]).all() and np.isfinite(before[~upper]).all()  # −∞ drawn as masked
-    assert figure(at, "mask_before")["layout"]["plot_bgcolor"] == MASK_GREY
+    assert masked_colour(figure(at, "mask_before")["layout"]) == MASK_GREY
     np.testing.assert_allclose(probs.sum(1), 1, atol=1e-5)
     circles = figure(at, "own_text")["data"][-1]  # induction targets, named by the axes' labels
     assert circles["y"][0] == "19 Q" and circles["x"][0] == "1 u"  # the second "Q" looks at the first "u"

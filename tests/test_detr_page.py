@@ -199,7 +199,8 @@ def test_matching_costs_are_drawn_by_the_core_with_rounded_values():
     cost = np.array([[0.123456, -1.5], [2.25, 0.0], [1.0, 3.0]])
     fig = matching_heatmap(cost, [1, 0], [0, 1], ["q0", "q1", "q2"], ["a", "b"], title="sum")
     assert fig.data[0].texttemplate == "%{z:.2f}" and fig.data[0].zmid == 0
-    outlined = [(shape.x0 + 0.5, shape.y0 + 0.5) for shape in fig.layout.shapes]  # (column, row)
+    drawn = [shape for shape in fig.layout.shapes if shape.layer != "below"]  # not the mask's backing
+    outlined = [(shape.x0 + 0.5, shape.y0 + 0.5) for shape in drawn]  # (column, row)
     assert outlined == [(0, 1), (1, 0)]  # the assignment's cells
     with pytest.raises(ValueError, match="expected \\(3, 3\\)"):
         matching_heatmap(cost, [], [], ["q0", "q1", "q2"], ["a", "b", "c"])

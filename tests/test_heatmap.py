@@ -13,6 +13,7 @@ from viz.heatmap import (
     heatmap,
     index_labels,
     label_index,
+    masked_colour,
     pool_max,
     quantise,
     raster,
@@ -32,7 +33,7 @@ def test_small_matrix_is_cells_with_hover_from_the_axis_labels():
     assert list(trace.x) == ["0 the", "1 cat", "2 the", "3 mat"]  # repeated tokens stay apart
     assert trace.customdata is None  # no string per cell
     assert trace.texttemplate == "%{z:.2f}"  # printed rounded
-    assert fig.layout.plot_bgcolor == MASK_GREY  # masked cells show the one grey
+    assert masked_colour(fig.layout) == MASK_GREY  # masked cells show the one grey
     assert label_index("12 the") == 12 and label_index(3) == 3
 
 

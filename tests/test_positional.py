@@ -33,7 +33,7 @@ from models.positional import (
     sinusoidal,
 )
 from tests.conftest import count_calls
-from viz.heatmap import RASTER_SIDE, raster_indices
+from viz.heatmap import RASTER_SIDE, masked_colour, raster_indices
 from viz.positional import (
     channel_maps,
     encoding_heatmap,
@@ -317,7 +317,7 @@ def test_figures_have_the_data_shapes():
     pe = sinusoidal(20, 8).numpy()
     fig = encoding_heatmap(pe[4:14], row_start=4)  # a window of the table, placed at its positions
     assert np.asarray(fig.data[0].z).shape == (10, 8) and list(fig.data[0].y) == list(range(4, 14))
-    assert fig.layout.plot_bgcolor is not None and fig.data[0].zmin == -fig.data[0].zmax
+    assert masked_colour(fig.layout) is not None and fig.data[0].zmin == -fig.data[0].zmax
     fig = channel_maps(detr_sine(torch.zeros(4, 5, dtype=torch.bool)).numpy(), [0, 128])
     assert len(fig.data) == 2 and np.asarray(fig.data[1].z).shape == (4, 5)
     assert fig.data[0].coloraxis == fig.data[1].coloraxis == "coloraxis"

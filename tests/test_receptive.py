@@ -38,7 +38,7 @@ from models.receptive.sequence import (
     theoretical_field,
     windowed_attention,
 )
-from viz.heatmap import MARGIN, MASK_GREY
+from viz.heatmap import MARGIN, MASK_GREY, masked_colour
 from viz.norms import norm_axes_figure, residual_figure
 from viz.receptive import effective_field_figure, field_maps_figure, head_maps_figure
 
@@ -326,15 +326,15 @@ def test_the_lab_heatmaps_are_drawn_by_the_core():
     axes = norm_axes_figure(small, small, small, tokens, 1, 2)
     for fig in (maps, heads, axes):
         margin = fig.layout.margin.to_plotly_json()  # the core's; taller above a figure title
-        assert fig.layout.plot_bgcolor == MASK_GREY and margin | {"t": MARGIN["t"]} == MARGIN
+        assert masked_colour(fig.layout) == MASK_GREY and margin | {"t": MARGIN["t"]} == MARGIN
         assert all(t.type == "heatmap" and t.hoverongaps is False and t.customdata is None for t in fig.data)
     assert len(maps.data) == 3 and maps.data[0].showscale is False and maps.data[2].showscale is True
-    assert len(maps.layout.shapes) == 2  # one theoretical field per depth
+    assert len([s for s in maps.layout.shapes if s.layer != "below"]) == 2  # one theoretical field per depth
     h = heads.data[0].z.shape[0]
     assert list(heads.data[0].y) == list(range(-(h // 2), h - h // 2))  # key offsets, centred
     assert "weight %{z:.4g}" in heads.data[0].hovertemplate
     assert list(axes.data[0].y) == ["0 0:[CLS]", "1 0:the", "2 0:the", "3 0:[SEP]"]  # one row per token
-    assert len(axes.layout.shapes) == 6  # the outlined row and column in each panel
+    assert len([s for s in axes.layout.shapes if s.layer != "below"]) == 6  # the row and column in each panel
     big = np.zeros((200, 384), dtype=np.float32)  # over the core's cell budget: drawn as images
     assert {t.type for t in norm_axes_figure(big, big, big, ["0:x"] * 200, 0, 0).data} == {"image"}
     traces = {"a": {"cosine": [1, 2], "effective_rank": [3, 4], "grad_norm": [5, 6]}, "b": {}}

@@ -37,7 +37,7 @@ from models.seq2seq import (
 )
 from scripts.train_seq2seq import exact_match, task_config, train
 from tests.conftest import count_calls
-from viz.heatmap import MASK_GREY
+from viz.heatmap import MASK_GREY, masked_colour
 from viz.seq2seq import head_rows_heatmap, masked_attention_heatmap, next_token_bar
 
 WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "seq2seq-dates"
@@ -307,7 +307,7 @@ def test_masked_heatmap_draws_the_mask():
     (weights,) = fig.data  # one trace: masked cells are left out over the core's one mask grey
     z = np.asarray(weights.z, dtype=float)
     assert np.isnan(z[0, 1]) and z[1, 0] == 0.5 and not np.isnan(z[np.tril_indices(3)]).any()
-    assert fig.layout.plot_bgcolor == MASK_GREY and weights.hoverongaps is False
+    assert masked_colour(fig.layout) == MASK_GREY and weights.hoverongaps is False
     with pytest.raises(ValueError, match="same shape"):
         masked_attention_heatmap(probs, mask[:2], list("abc"), list("abc"))
 

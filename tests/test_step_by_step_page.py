@@ -11,7 +11,7 @@ from streamlit.testing.v1 import AppTest
 import models.bert
 import models.gpt
 from tests.conftest import count_calls
-from viz.heatmap import MASK_GREY
+from viz.heatmap import MASK_GREY, masked_colour
 
 PAGE = str(Path(__file__).parents[1] / "app_pages" / "step_by_step.py")
 GPT = "gpt-stdlib (causal decoder)"
@@ -87,7 +87,7 @@ def test_causal_model_masks_the_upper_triangle():
     upper = np.triu(np.ones((9, 9), dtype=bool), 1)
     assert np.isnan(masked[upper]).all() and np.isfinite(masked[~upper]).all()
     assert np.isnan(probs[upper]).all() and np.isfinite(scores).all()
-    assert figure(at, "masked")["layout"]["plot_bgcolor"] == MASK_GREY  # masked cells: the core's grey
+    assert masked_colour(figure(at, "masked")["layout"]) == MASK_GREY  # masked cells: the core's grey
     assert z(at, "-x").shape == (9, 128) and z(at, "q_fig").shape == (9, 32)
     assert "exactly 0" in next(m.value for m in at.markdown if "The mask removes" in m.value)
     assert max(gaps(at).values()) < 1e-4
@@ -96,7 +96,8 @@ def test_causal_model_masks_the_upper_triangle():
     query_box(at).set_value(4).run()
     assert not at.exception
     assert "Query **4: b**" in " ".join(m.value for m in at.markdown)
-    assert figure(at, "masked")["layout"]["shapes"][0]["y0"] == 3.5  # the query's row is outlined
+    drawn = [s for s in figure(at, "masked")["layout"]["shapes"] if s.get("layer") != "below"]
+    assert drawn[0]["y0"] == 3.5  # the query's row is outlined (over the mask's grey backing)
     row = at.dataframe[0].value
     assert np.isneginf(row["masked"].to_numpy()[5:]).all() and (row["softmax"].to_numpy()[5:] == 0).all()
 

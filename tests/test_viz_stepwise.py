@@ -5,7 +5,7 @@ import pytest
 
 from viz.attention import attention_heatmap
 from viz.causal import causal_mask_path, generation_rows, mark_targets, overlay_causal_mask
-from viz.heatmap import MARGIN, MASK_GREY
+from viz.heatmap import MARGIN, MASK_GREY, masked_colour
 from viz.stepwise import (
     channels_by_tokens,
     char_labels,
@@ -40,7 +40,7 @@ def test_masked_cells_stay_nan_over_a_grey_background():
     m = np.array([[1.0, np.nan], [0.5, 0.5]])
     fig = tokens_by_channels(m, ["x", "y"], "c")
     assert np.isnan(np.asarray(fig.data[0].z, dtype=float)[0, 1])
-    assert fig.layout.plot_bgcolor == MASK_GREY and fig.layout.margin.t == MARGIN["t"]  # the core's
+    assert masked_colour(fig.layout) == MASK_GREY and fig.layout.margin.t == MARGIN["t"]  # the core's
     assert fig.data[0].hoverongaps is False
 
 
@@ -59,11 +59,12 @@ def test_outline_and_column_groups():
     fig = tokens_by_channels(np.zeros((3, 6)), ["a", "b", "c"], "c")
     outline(fig, row=1)
     outline(fig, col=5)
-    assert len(fig.layout.shapes) == 2 and fig.layout.shapes[0].y0 == 0.5
+    drawn = fig.layout.shapes[1:]  # after the mask's grey backing
+    assert len(drawn) == 2 and drawn[0].y0 == 0.5
     with pytest.raises(ValueError, match="outside"):
         outline(fig, row=3)
     mark_column_groups(fig, 2)
-    assert len(fig.layout.shapes) == 4  # two head boundaries added
+    assert len(fig.layout.shapes[1:]) == 4  # two head boundaries added
     with pytest.raises(ValueError, match="groups"):
         mark_column_groups(fig, 4)
 
@@ -73,7 +74,7 @@ def test_outline_and_groups_on_a_raster():
     assert fig.data[0].type == "image" and grid_shape(fig) == (300, 384)
     outline(fig, row=299)
     mark_column_groups(fig, 32)
-    assert fig.layout.shapes[0].x1 == 383.5 and len(fig.layout.shapes) == 1 + 11
+    assert fig.layout.shapes[0].x1 == 383.5 and len(fig.layout.shapes) == 1 + 11  # an image: no backing
 
 
 def test_char_labels_make_space_and_newline_visible():
@@ -96,7 +97,7 @@ def test_causal_staircase_covers_exactly_the_upper_triangle():
         for j in range(t):
             assert inside(polygon, j, i) == (j > i), (i, j)
     fig = overlay_causal_mask(attention_heatmap(np.eye(t), list("abcde"), list("abcde")), t)
-    assert fig.layout.shapes[0].path == causal_mask_path(t)
+    assert fig.layout.shapes[1].path == causal_mask_path(t)  # over the mask's grey backing
     with pytest.raises(ValueError, match="T >= 2"):
         causal_mask_path(1)
 
@@ -108,7 +109,7 @@ def test_generation_rows_stack_into_a_lower_triangle():
     assert z.shape == (3, 5)
     assert np.isnan(z[0, 3:]).all() and np.isnan(z[1, 4:]).all() and not np.isnan(z[2]).any()
     assert list(fig.layout.xaxis.ticktext) == ["0 a", "1 b", "2 c", "3 d", "4 e"]
-    assert fig.layout.plot_bgcolor == MASK_GREY
+    assert masked_colour(fig.layout) == MASK_GREY
     with pytest.raises(ValueError, match="should attend over"):
         generation_rows([np.ones(2)], list("abcd"), n_prompt=3)
 

@@ -490,13 +490,11 @@ def matching_heatmap(
         cost, query_labels, gt_labels, title=title, row_title="prediction", col_title="ground truth",
         colorscale="RdBu_r", zmid=0.0, value_name="cost", decimals=2, height=max(320, 80 + 22 * n),
     )  # fmt: skip
-    fig.update_layout(  # on category axes, shapes take the categories' positions 0..n-1
-        shapes=[
-            {"type": "rect", "xref": "x", "yref": "y", "x0": j - 0.5, "x1": j + 0.5, "y0": q - 0.5,
-             "y1": q + 0.5, "line": {"color": "black", "width": 3}}
-            for q, j in zip(pred, gt)
-        ]
-    )  # fmt: skip
+    for q, j in zip(pred, gt):  # on category axes, shapes take the categories' positions 0..n-1
+        fig.add_shape(
+            type="rect", xref="x", yref="y", x0=j - 0.5, x1=j + 0.5, y0=q - 0.5, y1=q + 0.5,
+            line={"color": "black", "width": 3},
+        )  # fmt: skip
     return fig
 
 

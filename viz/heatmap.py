@@ -1,7 +1,7 @@
 """The one heatmap core: every matrix of the app is drawn here, small ones as cells, big ones as images.
 
-- Masked cells are drawn one way everywhere: left out of the data (NaN) over the plot's background,
-  which is `MASK_GREY`; hover skips them.
+- Masked cells are drawn one way everywhere: left out of the data (NaN) over a rectangle of `MASK_GREY`
+  behind the cells (`mask_backing`); hover skips them.
 - A matrix of more than `CELL_BUDGET` cells is drawn as a colour-mapped PNG (`raster`): one pixel per
   cell, or max-pooled so that no side passes `RASTER_SIDE`, with token ticks. Its bytes grow with the
   pixels, not with the cells' JSON; a page pairs it with a zoom window drawn by `heatmap`.
@@ -119,19 +119,37 @@ def heatmap(
     if decimals is not None:
         trace.update(texttemplate=f"%{{z:.{decimals}f}}")
     fig = go.Figure(trace)
+    x_edges, y_edges = (
+        _edges(col_start, n_cols, col_labels is not None),
+        _edges(row_start, n_rows, row_labels is not None),
+    )
     fig.update_layout(
         title=title,
         height=height or max(320, min(900, 80 + 22 * max(n_rows, n_cols))),
-        plot_bgcolor=MASK_GREY,
         margin=MARGIN,
-        # ranges at the cells' edges: no band of the mask grey around the matrix (positions on a
-        # category axis are the categories' indices)
-        xaxis=_axis(x, col_title, col_labels is not None)
-        | {"tickangle": -60, "range": _edges(col_start, n_cols, col_labels is not None)},
-        yaxis=_axis(y, row_title, row_labels is not None)
-        | {"range": _edges(row_start, n_rows, row_labels is not None)[::-1]},
+        # masked (NaN) cells show what lies under the cells: one grey rectangle exactly behind them (the
+        # plot's background would also show around the cells, where Streamlit's theme pads the axes)
+        shapes=[mask_backing(x_edges, y_edges)],
+        xaxis=_axis(x, col_title, col_labels is not None) | {"tickangle": -60, "range": x_edges},
+        yaxis=_axis(y, row_title, row_labels is not None) | {"range": y_edges[::-1]},
     )
     return fig
+
+
+def mask_backing(x_edges, y_edges, xref: str = "x", yref: str = "y") -> dict:
+    """The grey rectangle drawn under a heatmap's cells, which masked cells (NaN) leave visible."""
+    return {
+        "type": "rect", "layer": "below", "xref": xref, "yref": yref, "fillcolor": MASK_GREY,
+        "line": {"width": 0}, "x0": x_edges[0], "x1": x_edges[1], "y0": y_edges[0], "y1": y_edges[1],
+    }  # fmt: skip
+
+
+def masked_colour(layout) -> str | None:
+    """The colour masked cells show in a heatmap figure's layout (a dict or a Plotly layout), or None."""
+    if not isinstance(layout, dict):
+        layout = layout.to_plotly_json()
+    below = [s for s in layout.get("shapes", ()) if s.get("type") == "rect" and s.get("layer") == "below"]
+    return below[0]["fillcolor"] if below else None
 
 
 def _edges(start: int, n: int, categorical: bool) -> list[float]:

@@ -11,7 +11,7 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
-from viz.heatmap import MARGIN, MASK_GREY, heatmap
+from viz.heatmap import MARGIN, heatmap, mask_backing, masked_colour
 
 PALETTE = qualitative.Plotly + qualitative.D3
 PIXELS = {"row_title": "y", "col_title": "x"}  # hover names of an image's axes
@@ -48,7 +48,10 @@ def heatmap_panels(
         suffix = str(i + 1) if i else ""
         axes[f"xaxis{suffix}"] = panel.layout.xaxis.to_plotly_json()
         axes[f"yaxis{suffix}"] = panel.layout.yaxis.to_plotly_json()
-    fig.update_layout(axes, title=title, plot_bgcolor=MASK_GREY, margin=MARGIN | ({"t": 70} if title else {}))
+        if masked_colour(panel.layout):  # the panel's grey backing, on this panel's axes
+            x, y = panel.layout.xaxis.range, panel.layout.yaxis.range
+            fig.add_shape(mask_backing(x, y, xref=f"x{suffix}", yref=f"y{suffix}"))
+    fig.update_layout(axes, title=title, margin=MARGIN | ({"t": 70} if title else {}))
     return fig
 
 
