@@ -37,6 +37,15 @@ TINY_DETR = DetrConfig(
 )
 
 
+@pytest.fixture(autouse=True)
+def fresh_results():
+    """Each test starts with no kept results: the store is per process, and a test that counts forwards
+    must not find the input computed by an earlier test."""
+    from ui.results import result_cache
+
+    result_cache().clear()
+
+
 @pytest.fixture(scope="session")
 def app_url(tmp_path_factory):
     """`streamlit run app.py` on 127.0.0.1 for the test session; stopped afterwards."""

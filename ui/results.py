@@ -55,6 +55,10 @@ class ResultCache:
     def __len__(self) -> int:
         return len(self._values)
 
+    def clear(self) -> None:
+        with self._lock:
+            self._values.clear()
+
     def peek(self, key: str):
         """The value for `key` if it is kept, else None."""
         with self._lock:
