@@ -19,7 +19,7 @@ from ui.links import explain_link
 from ui.models import get_text_model
 from ui.results import computed, digest
 from ui.uploads import UploadError, decode_text
-from ui.widgets import device, head_name, layer_head_picker, matrix_view
+from ui.widgets import clicked, device, head_name, layer_head_picker, matrix_view
 from viz.attention import head_overview, head_statistic_heatmap, token_strip_html
 
 EXAMPLE = (
@@ -114,10 +114,9 @@ def notices(result: TextAttention, model: TextModel) -> None:
 
 def open_from_overview() -> None:
     """on_select of the overview: the clicked thumbnail's head opens in the Heads tab."""
-    points = st.session_state.overview.selection.points
-    if points and "customdata" in points[0]:
-        data = points[0]["customdata"]  # (layer, head); the browser sends it as {"0": l, "1": h}
-        st.session_state.ta_layer, st.session_state.ta_head = int(data["0"]), int(data["1"])
+    data = clicked("overview")  # [layer, head]
+    if data is not None:
+        st.session_state.ta_layer, st.session_state.ta_head = int(data[0]), int(data[1])
         st.session_state.ta_tab = HEADS
         st.session_state.ta_opened = True
 

@@ -21,6 +21,19 @@ def device() -> str:
     return st.session_state.get("device", "cpu")
 
 
+def clicked(key: str) -> list | None:
+    """In an on_select callback: the customdata of the point clicked in the chart `key`, as a list, or None
+    when nothing is selected. The browser sends a row of a numpy array as {"0": a, "1": b}, a list as a
+    list, one value as itself."""
+    points = st.session_state[key].selection.points
+    if not points or "customdata" not in points[0]:
+        return None
+    data = points[0]["customdata"]
+    if isinstance(data, dict):
+        return [data[str(i)] for i in range(len(data))]
+    return list(data) if isinstance(data, (list, tuple)) else [data]
+
+
 def head_name(head) -> str:
     return f"head {head}" if isinstance(head, (int, np.integer)) else f"{head} over heads"
 

@@ -1,5 +1,4 @@
-"""What the DETR sections share: fragment keys, clicks read from a figure's customdata, query names,
-the layer x head grid."""
+"""What the DETR sections share: fragment keys, query names, the layer x head grid."""
 
 import numpy as np
 import streamlit as st
@@ -13,18 +12,6 @@ from viz.detr import Background, map_grid
 # fragment keys: a callback reruns the sections a change concerns, and only those
 DETECTIONS, CROSS, ENCODER = "detr_detections", "detr_cross", "detr_encoder"
 PREDICTIONS, DECODER_SELF, POSITIONAL = "detr_predictions", "detr_decoder_self", "detr_positional"
-
-
-def clicked(key: str) -> list | None:
-    """The customdata of the point clicked in figure `key`, as a list, or None when nothing is selected.
-    The browser sends a row of a numpy array as {"0": a, "1": b}, a list as a list, one value as itself."""
-    points = st.session_state[key].selection.points
-    if not points or "customdata" not in points[0]:
-        return None
-    data = points[0]["customdata"]
-    if isinstance(data, dict):
-        return [data[str(i)] for i in range(len(data))]
-    return list(data) if isinstance(data, (list, tuple)) else [data]
 
 
 def show_query(query: int) -> None:

@@ -4,9 +4,9 @@ import streamlit as st
 
 from models.detr.api import DetrResult
 from models.detr.inspect import cell_extent, share_inside_box, upsample
-from ui.detr.common import CROSS, DETECTIONS, ENCODER, as_head, clicked, grid_chart, one_head, query_labels
+from ui.detr.common import CROSS, DETECTIONS, ENCODER, as_head, grid_chart, one_head, query_labels
 from ui.detr.downloads import download_buttons
-from ui.widgets import head_name, layer_head_picker
+from ui.widgets import clicked, head_name, layer_head_picker
 from viz.detr import Background, attention_overlay
 
 RAW, UPSAMPLED = "feature map (raw)", "upsampled (bilinear)"

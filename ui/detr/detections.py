@@ -7,7 +7,8 @@ import streamlit as st
 
 from models.detr.api import DetrResult
 from models.detr.inspect import cell_extent, detections, is_object, scores_labels
-from ui.detr.common import CROSS, DETECTIONS, clicked, query_labels, show_query
+from ui.detr.common import CROSS, DETECTIONS, query_labels, show_query
+from ui.widgets import clicked
 from viz.detr import Background, detections_figure, map_grid
 
 MAX_STRIP = 12  # detections drawn side by side at most

@@ -5,8 +5,8 @@ import streamlit as st
 
 from models.detr.api import DetrResult
 from models.detr.inspect import cell_extent, encoder_maps
-from ui.detr.common import ENCODER, clicked, grid_chart, one_head
-from ui.widgets import clamped_int, head_name, layer_head_picker
+from ui.detr.common import ENCODER, grid_chart, one_head
+from ui.widgets import clamped_int, clicked, head_name, layer_head_picker
 from viz.detr import Background, attention_overlay
 
 WHERE_TO, WHO_FROM = "where it attends", "which positions attend to it"
