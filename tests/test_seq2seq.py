@@ -335,9 +335,9 @@ def run_page(text: str | None = None):
     from streamlit.testing.v1 import AppTest
 
     at = AppTest.from_file(PAGE, default_timeout=60)
+    if text is not None:  # before the first run: the page decodes only this text
+        at.session_state["s2s_text"] = text
     at.run()
-    if text is not None:
-        at.text_input(key="s2s_text").set_value(text).run()
     assert not at.exception, at.exception
     return at
 

@@ -41,10 +41,9 @@ def run_page(model=None, text=None):
     at = AppTest.from_file(PAGE, default_timeout=120)
     if text is not None:
         at.session_state["sbs_text"] = text
-    at.run()
-    if model is not None:
-        at.sidebar.radio(key="sbs_model").set_value(model).run()
-    return at
+    if model is not None:  # before the first run: the page runs only this model
+        at.session_state["sbs_model"] = model
+    return at.run()
 
 
 def query_box(at):
