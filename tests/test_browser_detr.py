@@ -34,6 +34,12 @@ def scroll_to(page, locator) -> None:
     locator.scroll_into_view_if_needed()
 
 
+def settle(page) -> None:
+    """Wait for the run a click started to end, so that the next click lands on the redrawn figure."""
+    page.wait_for_timeout(500)
+    page.get_by_test_id("stStatusWidget").wait_for(state="hidden")
+
+
 def test_detr_page_in_chromium(page):
     page.get_by_test_id("stSidebar").get_by_text("Device").wait_for()  # app.py's navigation is in place
     page.get_by_test_id("stSidebarNav").get_by_role("link", name="DETR").click()
@@ -71,6 +77,7 @@ def test_detr_page_in_chromium(page):
     area = tiles.bounding_box()  # 3 layers x 9 columns of (h + 1) x (w + 1) cells, less the last gap
 
     def click_tile(layer: int, column: int) -> None:
+        settle(page)  # a click while the fragment's rerun redraws the grid is lost
         x = area["x"] + area["width"] * (column * (w + 1) + w / 2) / (9 * (w + 1) - 1)
         y = area["y"] + area["height"] * (layer * (h + 1) + h / 2) / (3 * (h + 1) - 1)
         page.mouse.click(x, y)
@@ -83,6 +90,7 @@ def test_detr_page_in_chromium(page):
     best = re.match(r"q(\d+) ", labels.nth(0).text_content()).group(1)
     strip = page.locator(".js-plotly-plot", has_text="What each detection looks at").locator(".hm image")
     scroll_to(page, strip)
+    settle(page)
     area = strip.bounding_box()  # 12 tiles of (w + 1) cells, less the last gap; the first is the best
     page.mouse.click(area["x"] + area["width"] * (w / 2) / (12 * (w + 1) - 1), area["y"] + area["height"] / 2)
     page.get_by_text(re.compile(rf"^query {best}: .* · layer {layer}, head {head}$")).first.wait_for()
