@@ -1,9 +1,12 @@
 """Shared fixtures: the app served on 127.0.0.1 and a page in Debian's chromium driven by Playwright."""
 
+import base64
+import json
 import os
 from pathlib import Path
 from urllib.parse import urlparse
 
+import numpy as np
 import pytest
 
 from models.detr.detr import DetrConfig
@@ -117,3 +120,18 @@ def count_calls(monkeypatch, *targets: tuple[object, str]) -> list[str]:
 
         monkeypatch.setattr(owner, attribute, counting)
     return calls
+
+
+def figure(at, key: str) -> dict:
+    """The Plotly spec of the AppTest chart whose element id holds `key`."""
+    chart = next(c for c in at.get("plotly_chart") if c.proto.id.endswith(key) or key in c.proto.id)
+    return json.loads(chart.proto.spec)
+
+
+def z(at, key: str) -> np.ndarray:
+    """The z of that chart's first trace, decoded from Plotly's typed-array encoding when it is one."""
+    data = figure(at, key)["data"][0]["z"]
+    if isinstance(data, dict):
+        shape = tuple(int(n) for n in str(data["shape"]).split(","))
+        return np.frombuffer(base64.b64decode(data["bdata"]), dtype=data["dtype"]).reshape(shape)
+    return np.array(data, dtype=float)

@@ -1,7 +1,5 @@
 """AppTest of the causal decoder page on the shipped gpt-stdlib weights."""
 
-import base64
-import json
 import re
 from pathlib import Path
 
@@ -11,23 +9,10 @@ from streamlit.testing.v1 import AppTest
 
 import models.bert
 import models.gpt
-from tests.conftest import count_calls
+from tests.conftest import count_calls, figure, z
 from viz.heatmap import MASK_GREY, masked_colour
 
 PAGE = str(Path(__file__).parents[1] / "app_pages" / "causal_decoder.py")
-
-
-def figure(at, key):
-    chart = next(c for c in at.get("plotly_chart") if c.proto.id.endswith(key) or key in c.proto.id)
-    return json.loads(chart.proto.spec)
-
-
-def z(at, key) -> np.ndarray:
-    data = figure(at, key)["data"][0]["z"]
-    if isinstance(data, dict):  # plotly's typed-array encoding
-        shape = tuple(int(n) for n in str(data["shape"]).split(","))
-        return np.frombuffer(base64.b64decode(data["bdata"]), dtype=data["dtype"]).reshape(shape)
-    return np.array(data, dtype=float)
 
 
 @pytest.fixture(scope="module")

@@ -1,8 +1,6 @@
 """AppTest of the rollout, flow and value-norm page: every model kind draws, controls never rerun the
 model, and inputs the page cannot explain get a message."""
 
-import base64
-import json
 import re
 from pathlib import Path
 
@@ -13,7 +11,7 @@ from streamlit.testing.v1 import AppTest
 import models.bert
 import models.gpt
 import models.seq2seq
-from tests.conftest import count_calls
+from tests.conftest import count_calls, figure, z
 
 ROOT = Path(__file__).parents[1]
 PAGE = str(ROOT / "app_pages" / "rollout_flow.py")
@@ -23,19 +21,6 @@ KINDS = {  # picker label -> (the method every input runs once, calls per input,
     # greedy decoding encodes once, the captured pass over the whole decoding once more
     "seq2seq-dates (encoder–decoder)": ((models.seq2seq.Seq2Seq, "encode"), 2, "rf_text_seq2seq"),
 }
-
-
-def figure(at, key):
-    chart = next(c for c in at.get("plotly_chart") if c.proto.id.endswith(key) or key in c.proto.id)
-    return json.loads(chart.proto.spec)
-
-
-def z(at, key) -> np.ndarray:
-    data = figure(at, key)["data"][0]["z"]
-    if isinstance(data, dict):  # plotly's typed-array encoding
-        shape = tuple(int(n) for n in str(data["shape"]).split(","))
-        return np.frombuffer(base64.b64decode(data["bdata"]), dtype=data["dtype"]).reshape(shape)
-    return np.array(data, dtype=float)
 
 
 def run_page(model: str, **state) -> AppTest:

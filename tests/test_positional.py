@@ -32,7 +32,7 @@ from models.positional import (
     similarity_to_point,
     sinusoidal,
 )
-from tests.conftest import count_calls
+from tests.conftest import count_calls, figure
 from viz.heatmap import RASTER_SIDE, masked_colour, raster_indices
 from viz.positional import (
     channel_maps,
@@ -373,11 +373,6 @@ def open_tab(at, label: str):
     at.run()
     assert not at.exception, at.exception
     return at
-
-
-def figure(at, key: str) -> dict:
-    chart = next(c for c in at.get("plotly_chart") if c.proto.id.endswith(key) or key in c.proto.id)
-    return json.loads(chart.proto.spec)
 
 
 def values(array) -> np.ndarray:

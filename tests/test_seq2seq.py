@@ -2,7 +2,6 @@
 training, the shipped weights and the page."""
 
 import datetime as dt
-import json
 import random
 from dataclasses import replace
 from pathlib import Path
@@ -36,7 +35,7 @@ from models.seq2seq import (
     save_seq2seq,
 )
 from scripts.train_seq2seq import exact_match, task_config, train
-from tests.conftest import count_calls
+from tests.conftest import count_calls, figure
 from viz.heatmap import MASK_GREY, masked_colour
 from viz.seq2seq import head_rows_heatmap, masked_attention_heatmap, next_token_bar
 
@@ -340,11 +339,6 @@ def run_page(text: str | None = None):
     at.run()
     assert not at.exception, at.exception
     return at
-
-
-def figure(at, key: str) -> dict:
-    chart = next(c for c in at.get("plotly_chart") if c.proto.id.endswith(key) or key in c.proto.id)
-    return json.loads(chart.proto.spec)
 
 
 def test_page_decodes_the_default_example():

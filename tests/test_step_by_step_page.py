@@ -1,7 +1,6 @@
 """AppTest of the step-by-step page on MiniLM and on our causal GPT."""
 
 import base64
-import json
 from pathlib import Path
 
 import numpy as np
@@ -10,16 +9,11 @@ from streamlit.testing.v1 import AppTest
 
 import models.bert
 import models.gpt
-from tests.conftest import count_calls
+from tests.conftest import count_calls, figure
 from viz.heatmap import MASK_GREY, masked_colour
 
 PAGE = str(Path(__file__).parents[1] / "app_pages" / "step_by_step.py")
 GPT = "gpt-stdlib (causal decoder)"
-
-
-def figure(at, key):
-    chart = next(c for c in at.get("plotly_chart") if c.proto.id.endswith(key) or key in c.proto.id)
-    return json.loads(chart.proto.spec)
 
 
 def z(at, key) -> np.ndarray:

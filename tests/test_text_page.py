@@ -1,4 +1,3 @@
-import json
 from pathlib import Path
 
 import numpy as np
@@ -6,14 +5,9 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 import models.bert
-from tests.conftest import count_calls
+from tests.conftest import count_calls, figure
 
 PAGE = str(Path(__file__).parents[1] / "app_pages" / "text_attention.py")
-
-
-def figure(at, key):
-    chart = next(c for c in at.get("plotly_chart") if c.proto.id.endswith(key) or key in c.proto.id)
-    return json.loads(chart.proto.spec)
 
 
 def z_shape(trace):
