@@ -9,6 +9,7 @@ A test compares every stage with the module's own record.
 """
 
 import math
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -40,11 +41,17 @@ class AttentionCall:
 
 
 def capture_calls(modules: list[MultiHeadAttention], run: Callable[[], object]) -> list[AttentionCall]:
-    """Call `run()` (which must call each module once) and return what each module saw, batch item 0."""
+    """Call `run()` (which must call each module once) and return what each module saw, batch item 0.
+
+    The modules may be shared by threads (the app's sessions share one model): the hooks keep only the
+    calls made on this thread, so another session's forward through the same module is never recorded."""
     seen: list[dict] = [{} for _ in modules]
+    owner = threading.get_ident()
 
     def hook_for(store: dict):
         def hook(_module, args, kwargs, output):
+            if threading.get_ident() != owner:
+                return
             names = ("query", "key", "value", "mask", "capture")
             store.update(dict(zip(names, args, strict=False)) | kwargs, output=output)
 

@@ -1,5 +1,7 @@
 """Every stage of the step-by-step attention against the module's own captured record and output."""
 
+import threading
+
 import pytest
 import torch
 
@@ -95,3 +97,23 @@ def test_one_forward_captures_every_layer():
             [model.blocks[0].attention, model.blocks[1].attention],
             lambda: model.blocks[0].attention(torch.zeros(1, 3, d)),
         )
+
+
+def test_another_threads_forward_is_not_captured():
+    """Sessions share one model: a forward on another thread while the hooks are on is not recorded."""
+    torch.manual_seed(0)
+    model = build_gpt(PRESETS["gpt-nano"]).eval()
+    mine, theirs = torch.randint(0, 97, (1, 9)), torch.randint(0, 97, (1, 5))
+
+    def run():
+        model(mine, capture=True)
+        other = threading.Thread(target=model, args=(theirs,))  # after ours: the last call would win
+        other.start()
+        other.join()
+
+    calls = capture_calls([block.attention for block in model.blocks], run)
+    alone = capture_calls([block.attention for block in model.blocks], lambda: model(mine, capture=True))
+    for call, reference in zip(calls, alone, strict=True):
+        assert call.query.shape[0] == 9
+        torch.testing.assert_close(call.output, reference.output)
+    assert not any(block.attention._forward_hooks for block in model.blocks)  # no hook left on
