@@ -34,7 +34,7 @@ from models.positional import (
 from ui.images import IMAGE_TYPES, upright_size
 from ui.models import get_model
 from ui.results import computed, digest
-from ui.uploads import UploadError
+from ui.uploads import UPLOAD_MB, UploadError
 from ui.widgets import clamped_int, device, layer_head_picker
 from viz.attention import attention_heatmap
 from viz.heatmap import CELL_BUDGET
@@ -52,7 +52,6 @@ from viz.positional import (
 )
 
 MAX_ROPE_POSITIONS = 1024  # the RoPE view draws an N × N matrix
-MAX_UPLOAD_BYTES = 20_000_000
 ZOOM, MAX_ZOOM = 128, 256  # rows and columns a side of a zoom window: by default, and at most
 EXAMPLE = "The cat sat on the mat because it was warm, and the dog slept by the door."
 COMPARED = ["positions intact", "positions removed", "shuffled"]
@@ -326,7 +325,9 @@ def embedding_parts(view: dict, n_positions: int) -> None:
 
 def image_size() -> tuple[int, int] | None:
     upload = st.file_uploader(
-        "or an image (only its size is used)", type=IMAGE_TYPES, key="detr_upload", max_upload_size=100
+        "or an image (only its size is used)", type=IMAGE_TYPES,
+        key="detr_upload",
+        max_upload_size=UPLOAD_MB["image"],
     )
     if upload is None:
         c1, c2 = st.columns(2)
@@ -337,9 +338,6 @@ def image_size() -> tuple[int, int] | None:
             "image width (pixels)", min_value=1, max_value=1_000_000, key="detr_w", persist_state="session"
         )
         return int(h), int(w)
-    if upload.size > MAX_UPLOAD_BYTES:
-        st.error(f"{upload.name} is {upload.size:,} bytes; the limit is {MAX_UPLOAD_BYTES:,}.")
-        return None
     try:
         h, w = upright_size(upload.getvalue(), upload.name)
     except UploadError as err:

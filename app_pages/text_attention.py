@@ -18,7 +18,7 @@ from models.readout import readout
 from ui.links import explain_link
 from ui.models import get_text_model
 from ui.results import computed, digest
-from ui.uploads import UploadError, decode_text
+from ui.uploads import UPLOAD_MB, UploadError, decode_text
 from ui.widgets import clicked, device, head_name, layer_head_picker, matrix_view
 from viz.attention import head_overview, head_statistic_heatmap, token_strip_html
 
@@ -90,7 +90,11 @@ def text_input() -> str:
     st.session_state.setdefault("text_input", EXAMPLE)
     st.text_area("Text (any language)", key="text_input", persist_state="session", height=110)
     st.file_uploader(
-        "…or upload a .txt file (UTF-8 or UTF-16)", type=["txt"], key="text_upload", on_change=read_upload
+        "…or upload a .txt file (UTF-8 or UTF-16)",
+        type=["txt"],
+        key="text_upload",
+        on_change=read_upload,
+        max_upload_size=UPLOAD_MB["text"],
     )
     if st.session_state.get("upload_error"):
         st.error(st.session_state.upload_error)

@@ -14,7 +14,7 @@ from models.errors import ModelLoadError
 from ui.images import IMAGE_TYPES, read_image
 from ui.models import get_model, get_uploaded_model
 from ui.results import computed, digest
-from ui.uploads import UploadError
+from ui.uploads import UPLOAD_MB, UploadError
 from ui.widgets import MEAN, device
 from viz.detr import Background, background
 
@@ -45,7 +45,10 @@ def model_picker() -> tuple[Detector, tuple] | None:
                 return get_model(path, device(), kind="detr"), (source, path, device())
             if source == UPLOAD:
                 upload = st.file_uploader(
-                    "DETR weights (.pth, .pt, .safetensors)", type=["pth", "pt", "safetensors"], key="dp_ckpt"
+                    "DETR weights (.pth, .pt, .safetensors)",
+                    type=["pth", "pt", "safetensors"],
+                    key="dp_ckpt",
+                    max_upload_size=UPLOAD_MB["checkpoint"],
                 )
                 if upload is None:
                     st.info("Upload an official torch-hub .pth or a DETR state dict.")
@@ -99,7 +102,10 @@ def image_picker():
         scene = make_scene(int(seed), int(size))
         return f"scene-{seed}-{size}", scene.image, scene
     upload = st.file_uploader(
-        "Image (PNG, JPEG, WebP, BMP, GIF, TIFF)", type=IMAGE_TYPES, key="dp_upload", max_upload_size=100
+        "Image (PNG, JPEG, WebP, BMP, GIF, TIFF)",
+        type=IMAGE_TYPES,
+        key="dp_upload",
+        max_upload_size=UPLOAD_MB["image"],
     )
     if upload is None:
         st.info("Upload an image to run DETR on it.")
