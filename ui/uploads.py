@@ -1,6 +1,5 @@
 """Reading what users upload, with a message that says what is wrong instead of a traceback."""
 
-
 # Megabytes (MiB, as Streamlit counts them) that each kind of upload may have. Every st.file_uploader passes
 # its kind's value as max_upload_size, so the browser refuses a larger file before sending it, and
 # server.maxUploadSize in .streamlit/config.toml is the largest of them (tests/test_operations.py reads both):
