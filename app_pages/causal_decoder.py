@@ -21,6 +21,7 @@ from models.head_scores import (
 )
 from models.maps import AttentionMaps
 from models.readout import readout
+from ui.export import chart
 from ui.links import explain_link
 from ui.llama_causal import llama_page, model_choice
 from ui.models import get_model
@@ -121,10 +122,12 @@ def heads_section(gpt: TextGPT) -> tuple[int, int]:
     best = tuple(int(i) for i in np.unravel_index(scores["induction"].argmax(), shape))
     best_prev = tuple(int(i) for i in np.unravel_index(scores["previous_token"].argmax(), shape))
     left, right = st.columns(2)
-    left.plotly_chart(
-        head_statistic_heatmap(scores["previous_token"], "previous-token score"), key="prev_scores"
+    chart(
+        head_statistic_heatmap(scores["previous_token"], "previous-token score"),
+        key="prev_scores",
+        where=left,
     )
-    right.plotly_chart(head_statistic_heatmap(scores["induction"], "induction score"), key="ind_scores")
+    chart(head_statistic_heatmap(scores["induction"], "induction score"), key="ind_scores", where=right)
     st.markdown(
         f"Best induction head: **layer {best[0]}, head {best[1]}** (score {scores['induction'][best]:.2f}); "
         f"best previous-token head: layer {best_prev[0]}, head {best_prev[1]} "
@@ -157,9 +160,7 @@ def own_text_section(gpt: TextGPT, text: str, repeat: bool, layer: int, head: in
     fig = overlay_causal_mask(
         attention_heatmap(probs, labels, labels, title=f"Layer {layer}, head {head}"), len(ids)
     )
-    st.plotly_chart(
-        mark_targets(fig, targets, labels, "induction target: what followed last time"), key="own_text"
-    )
+    chart(mark_targets(fig, targets, labels, "induction target: what followed last time"), key="own_text")
     if n_marked:
         share = float(induction_share(torch.tensor(probs), targets))
         st.markdown(
@@ -181,15 +182,15 @@ def mask_section(maps: AttentionMaps, labels: list[str], layer: int, head: int) 
     probs = maps.head(layer, head)
     upper = np.triu(np.ones_like(probs, dtype=bool), k=1)
     before, after = st.columns(2)
-    before.plotly_chart(
+    chart(
         attention_heatmap(
             masked, labels, labels, title="scaled scores, −∞ (grey) above the diagonal", zmin=None,
             colorscale="RdBu_r", value_name="QKᵀ/√d_head", mask=allowed,
         ),
-        key="mask_before",
+        key="mask_before", where=before,
     )  # fmt: skip
     fig_after = attention_heatmap(probs, labels, labels, title="softmax: exactly 0 above the diagonal")
-    after.plotly_chart(overlay_causal_mask(fig_after, len(labels)), key="mask_after")
+    chart(overlay_causal_mask(fig_after, len(labels)), key="mask_after", where=after)
     n_upper = int(upper.sum())
     st.markdown(
         f"Above the diagonal ({n_upper} entries): before the softmax all −∞: "
@@ -231,7 +232,7 @@ def generation_section(gpt: TextGPT, layer: int, head: int) -> None:
     labels = char_labels([gpt.tokenizer.vocab[i] for i in all_ids])
     title = f"Layer {layer}, head {head}: each step's new row"
     rows_fig = generation_rows([row[layer, head] for row in rows], labels, len(prompt_ids), title)
-    st.plotly_chart(rows_fig, key="generation")
+    chart(rows_fig, key="generation")
     st.caption(
         "Each row is one step: the newest character's query over everything produced so far. Nothing to "
         "its right exists yet, so stacking the rows rebuilds the lower triangle of the causal attention."
@@ -263,7 +264,7 @@ def encoder_side(text: str) -> None:
     layer, head = layer_head_picker(maps.n_layers, maps.n_heads, key="cd_enc")
     probs = maps.head(layer, head)
     fig = attention_heatmap(probs, enc.tokens, enc.tokens, title=f"MiniLM L{layer} {short_head(head)}")
-    st.plotly_chart(overlay_causal_mask(fig, len(enc.ids), "what a causal mask would hide"), key="vs_encoder")
+    chart(overlay_causal_mask(fig, len(enc.ids), "what a causal mask would hide"), key="vs_encoder")
     st.metric("Weight on later tokens (mean per query)", f"{future_share(probs):.3f}")
 
 
@@ -274,7 +275,7 @@ def decoder_side(gpt: TextGPT, text: str, best: tuple[int, int]) -> None:
     layer, head = layer_head_picker(maps.n_layers, maps.n_heads, key="cd_dec", default=best)
     probs = maps.head(layer, head)
     fig = attention_heatmap(probs, labels, labels, title=f"{gpt.name} L{layer} {short_head(head)}")
-    st.plotly_chart(overlay_causal_mask(fig, len(ids)), key="vs_decoder")
+    chart(overlay_causal_mask(fig, len(ids)), key="vs_decoder")
     st.metric("Weight on later tokens (mean per query)", f"{future_share(probs):.3f}")
 
 

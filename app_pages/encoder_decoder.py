@@ -26,6 +26,7 @@ from models.errors import ModelLoadError
 from models.maps import AttentionMaps
 from models.readout import readout
 from models.seq2seq import Seq2Seq, Seq2SeqConfig, decode_step_by_step
+from ui.export import chart
 from ui.links import explain_link
 from ui.models import get_model
 from ui.results import computed, digest
@@ -160,7 +161,7 @@ def step_view(result: Decoding) -> None:
         f"(output so far: `{result.answer[: t + 1]}`)."
     )
     # Step t's new query is row t of the final pass (causality): (nh, Ts) and (nh, t + 1).
-    st.plotly_chart(
+    chart(
         head_rows_heatmap(
             cross.layer(layer)[:, t],
             result.src_labels,
@@ -169,19 +170,21 @@ def step_view(result: Decoding) -> None:
         key="s2s_step_cross",
     )
     left, right = st.columns(2)
-    left.plotly_chart(
+    chart(
         head_rows_heatmap(
             result.maps["decoder_self"].layer(layer)[:, t, : t + 1],
             result.dec_in[: t + 1],
             title=f"Step {step}: the new row of masked self-attention",
         ),
         key="s2s_step_self",
+        where=left,
     )
-    right.plotly_chart(
+    chart(
         next_token_bar(
             result.step_probs[t], TGT_VOCAB.tokens, result.tokens[t], title=f"Next token at step {step}"
         ),
         key="s2s_next",
+        where=right,
     )
 
 
@@ -201,7 +204,7 @@ def alignment_view(result: Decoding, text: str) -> None:
     shares = field_attention(every_head, fields.spans)  # field -> (L, nh)
     for column, (field, values) in zip(st.columns(len(shares)), shares.items(), strict=True):
         span = text[slice(*fields.spans[field])]
-        column.plotly_chart(head_statistic_heatmap(values, f"{field} ← '{span}'"), key=f"s2s_align_{field}")
+        chart(head_statistic_heatmap(values, f"{field} ← '{span}'"), key=f"s2s_align_{field}", where=column)
 
 
 def picked(maps: AttentionMaps, key: str) -> tuple[int, int | str, str]:
@@ -219,7 +222,7 @@ def cross_view(result: Decoding) -> None:
         "Rows: decoder queries, labelled *read→written*: the guidance (S15). Columns: the encoder "
         "memory, whose projections are the keys and values: the content (S14)."
     )
-    st.plotly_chart(
+    chart(
         attention_heatmap(cross.head(layer, head), result.rows, result.src_labels, title=f"Decoder {title}"),
         key="s2s_cross_map",
     )
@@ -231,7 +234,7 @@ def decoder_self_view(result: Decoding) -> None:
     layer, head, title = picked(maps, "s2s_self")
     st.caption("Grey: masked (−∞ before the softmax, exactly 0 after). Row i sees positions ≤ i (S12).")
     mask = maps.family.head_mask(layer, 0)  # (Tt, Tt) causal, the same for every head
-    st.plotly_chart(
+    chart(
         masked_attention_heatmap(
             maps.head(layer, head), mask.cpu().numpy(), result.rows, result.dec_in, title=f"Decoder {title}"
         ),
@@ -244,7 +247,7 @@ def encoder_view(result: Decoding) -> None:
     maps = result.maps["encoder"]
     layer, head, title = picked(maps, "s2s_enc")
     st.caption("Every source character attends to every other one: nothing is masked but padding.")
-    st.plotly_chart(
+    chart(
         attention_heatmap(
             maps.head(layer, head), result.src_labels, result.src_labels, title=f"Encoder {title}"
         ),

@@ -31,6 +31,7 @@ from models.positional import (
     similarity_to_point,
     sinusoidal,
 )
+from ui.export import chart
 from ui.images import IMAGE_TYPES, upright_size
 from ui.models import get_model
 from ui.results import computed, digest
@@ -96,10 +97,10 @@ def zoomable(matrix: np.ndarray, key: str, draw: Draw, names: tuple[str, str]) -
     """`draw(matrix, 0, 0)` as cells when it has at most CELL_BUDGET of them; else the whole as a raster
     beside a zoom window of rows × columns named `names`, drawn by `draw(window, first row, first col)`."""
     if matrix.size <= CELL_BUDGET:
-        st.plotly_chart(draw(matrix, 0, 0), key=f"{key}_map")
+        chart(draw(matrix, 0, 0), key=f"{key}_map")
         return
     whole, zoom = st.columns(2)
-    whole.plotly_chart(draw(matrix, 0, 0), key=f"{key}_raster")
+    chart(draw(matrix, 0, 0), key=f"{key}_raster", where=whole)
     with zoom:
         zoom_window(matrix, key, draw, names)
 
@@ -116,7 +117,7 @@ def zoom_window(matrix: np.ndarray, key: str, draw: Draw, names: tuple[str, str]
     fig.update_layout(
         title=f"Zoom: {names[0]} {r0}–{r0 + height - 1}, {names[1]} {c0}–{c0 + width - 1}", height=560
     )
-    st.plotly_chart(fig, key=f"{key}_zoom")
+    chart(fig, key=f"{key}_zoom")
 
 
 def valid_channels(chosen: list[int], d: int) -> list[int]:
@@ -130,7 +131,7 @@ def waves(table: np.ndarray, key: str, label: str, title: str) -> None:
     d = table.shape[1]
     st.session_state[key] = [c for c in st.session_state.get(key, []) if c < d]
     channels = st.multiselect(label, list(range(d)), key=key, persist_state="session")
-    st.plotly_chart(channel_waves(table, valid_channels(channels, d), title), key=f"{key}_waves")
+    chart(channel_waves(table, valid_channels(channels, d), title), key=f"{key}_waves")
 
 
 def minilm() -> TextModel | None:
@@ -311,8 +312,8 @@ def embedding_parts(view: dict, n_positions: int) -> None:
         [("token", "token embedding"), ("position_one_hot", "one-hot @ W"), ("sum", "sum (+ segment)")],
         strict=True,
     ):
-        col.plotly_chart(
-            encoding_heatmap(parts[key], title=title, row_labels=labels), key=f"learned_part_{key}"
+        chart(
+            encoding_heatmap(parts[key], title=title, row_labels=labels), key=f"learned_part_{key}", where=col
         )
     st.caption(
         "Row p of the middle map is row p of the table: the one-hot vector of position p picks it. "
@@ -325,7 +326,8 @@ def embedding_parts(view: dict, n_positions: int) -> None:
 
 def image_size() -> tuple[int, int] | None:
     upload = st.file_uploader(
-        "or an image (only its size is used)", type=IMAGE_TYPES,
+        "or an image (only its size is used)",
+        type=IMAGE_TYPES,
         key="detr_upload",
         max_upload_size=UPLOAD_MB["image"],
     )
@@ -418,7 +420,7 @@ def detr_channels(pos: torch.Tensor) -> None:
         ),
         pos.shape[0],
     )
-    st.plotly_chart(
+    chart(
         channel_maps(
             pos.numpy(),
             channels,
@@ -436,7 +438,7 @@ def detr_point(pos: torch.Tensor) -> None:
     y = clamped_int("point y (row)", "detr_y", 0, height - 1, height // 3, c1)  # kept on a smaller map
     x = clamped_int("point x (column)", "detr_x", 0, width - 1, width // 3, c2)
     sim = similarity_to_point(pos, y, x).numpy()
-    st.plotly_chart(
+    chart(
         point_similarity_map(sim, (y, x), f"cosine similarity of every position to ({y}, {x})"),
         key="detr_point",
     )
@@ -488,7 +490,7 @@ def rope_section() -> None:
     )
     pair_ids = sorted({0, d // 4, d // 2 - 1})  # fastest, middle, slowest
     rotated = apply_rope(q.expand(n, d), torch.arange(n), base).reshape(n, d // 2, 2)  # (N, d/2, 2)
-    st.plotly_chart(
+    chart(
         rope_rotation(
             rotated[:, pair_ids].permute(1, 0, 2).numpy(),
             pair_ids,
@@ -508,7 +510,7 @@ def rope_section() -> None:
         ),
         ("m", "n"),
     )  # fmt: skip
-    st.plotly_chart(
+    chart(
         offset_profile(offsets.numpy(), means.numpy(), spreads.numpy(), "q·k depends on n − m only"),
         key="rope_offsets",
     )
@@ -583,7 +585,7 @@ def attention_section() -> None:
     )
     for stat in ("entropy", "mean_distance"):
         values = {name: result["variants"][name].statistics()[stat] for name in COMPARED}
-        st.plotly_chart(statistic_comparison(values, STATISTICS[stat]), key=f"attn_stat_{stat}")
+        chart(statistic_comparison(values, STATISTICS[stat]), key=f"attn_stat_{stat}")
     st.caption(
         "Mean distance is measured in the positions the model saw. Heads that attend to the previous or "
         "next word (S11) lose that pattern when positions are removed; with the words shuffled they keep "
@@ -603,12 +605,12 @@ def variant_heads(variants: dict) -> None:
     for col, name in zip(st.columns(3), COMPARED, strict=True):
         variant = variants[name]
         tokens = variants["positions intact"].tokens if reorder else variant.tokens
-        col.plotly_chart(
+        chart(
             attention_heatmap(
                 variant.head(layer, head, original_order=reorder), tokens, tokens,
                 f"{name}: layer {layer}, head {head}",
             ),
-            key=f"attn_map_{name}",
+            key=f"attn_map_{name}", where=col,
         )  # fmt: skip
         if len(tokens) > 1:
             col.metric(
@@ -625,7 +627,7 @@ def variant_heads(variants: dict) -> None:
 @st.fragment
 def where_section() -> None:
     n_layers = st.slider("layers drawn", 1, 6, key="where_layers", persist_state="session")
-    st.plotly_chart(where_added_diagram(n_layers), key="where_diagram")
+    chart(where_added_diagram(n_layers), key="where_diagram")
     st.markdown(
         "- **BERT / GPT** add the position embedding to the token embedding once, before the first layer "
         "(**S6**); later layers see position only through the residual stream, and it reaches Q, K and V "

@@ -49,6 +49,7 @@ from models.receptive.sequence import (
     sequential_steps,
     theoretical_field,
 )
+from ui.export import chart
 from ui.models import get_model
 from ui.results import computed, digest
 from ui.widgets import clamped_int, device
@@ -268,15 +269,17 @@ def effective_fields(cfg: SeqConfig, models: list[str], t: int, n_inits: int, lo
         fields[name] = theoretical_field(name, cfg, t)
         bar.progress((i + 1) / len(models), text=f"measured {name}")
     bar.empty()
-    st.plotly_chart(effective_field_figure(gradients, fields, t, log=log), key="rf_erf_chart")
+    chart(effective_field_figure(gradients, fields, t, log=log), key="rf_erf_chart")
     st.dataframe(field_rows(gradients, fields, t), hide_index=True, key="rf_erf_table")
 
 
 def cnn_depth_curve(cfg: SeqConfig, n_inits: int, device: str) -> None:
     curve = width_vs_depth(cfg, (1, 2, 4, 8, 16), n_inits, device)
     left, right = st.columns([3, 2])
-    left.plotly_chart(
-        width_vs_depth_figure(curve["depth"], curve["effective"], curve["theoretical"]), key="rf_depth"
+    chart(
+        width_vs_depth_figure(curve["depth"], curve["effective"], curve["theoretical"]),
+        key="rf_depth",
+        where=left,
     )
     right.markdown(
         "**The CNN's effective field grows like √depth (S3).** Its theoretical field grows linearly "
@@ -323,7 +326,7 @@ def timing_sweep(cfg: SeqConfig, lengths: tuple[int, ...], device: str) -> None:
         times[name] = np.array(model_times)
         steps[name] = np.array([sequential_steps(name, cfg, n) for n in lengths], dtype=float)
     bar.empty()
-    st.plotly_chart(timing_figure(np.array(lengths), times, steps, device), key="rf_timing")
+    chart(timing_figure(np.array(lengths), times, steps, device), key="rf_timing")
 
 
 def complexity(cfg: SeqConfig, device: str) -> None:
@@ -387,7 +390,7 @@ def cnn_maps(seed: int, size: int, kernel: int, depths: list[int]) -> list[float
     window = slice(size // 2 - half, size // 2 + half + 1)
     image = scene_image(seed, size).mean(0)[window, window]
     shown = np.stack([m[window, window] for m in maps])
-    st.plotly_chart(field_maps_figure(shown, depths, radii, image=image), key="rf_maps")
+    chart(field_maps_figure(shown, depths, radii, image=image), key="rf_maps")
     st.caption(
         f"The central {2 * half + 1} × {2 * half + 1} pixels of the {size} × {size} scene; the gradient is "
         "exactly zero outside the theoretical field."
@@ -402,7 +405,7 @@ def detr_spans(seed: int, size: int, depths: list[int], distances: list[float], 
     except ModelLoadError as err:
         spans = uniform = None
         st.info(f"The DETR side needs our trained detector, which could not be loaded: {err}")
-    st.plotly_chart(span_figure(depths, distances, spans, uniform), key="rf_span")
+    chart(span_figure(depths, distances, spans, uniform), key="rf_span")
     if spans is not None:
         st.caption(
             f"DETR encoder heads: {spans.min():.0f} to {spans.max():.0f} pixels (first layer "
@@ -426,8 +429,8 @@ def construction_section() -> None:
     kernel = left.selectbox("kernel size K", [3, 5], key="rf_conv_kernel", persist_state="session")
     alpha = right.slider("α for the head maps", 0.1, 50.0, key="rf_alpha", persist_state="session")
     alphas, errors = construction(kernel)
-    left.plotly_chart(construction_error_figure(alphas, errors), key="rf_construction")
-    right.plotly_chart(head_maps_figure(head_maps(kernel, alpha), kernel), key="rf_head_maps")
+    chart(construction_error_figure(alphas, errors), key="rf_construction", where=left)
+    chart(head_maps_figure(head_maps(kernel, alpha), kernel), key="rf_head_maps", where=right)
 
 
 def minilm(device: str) -> TextModel | None:
@@ -493,12 +496,12 @@ def norm_views(acts: Activations) -> None:
         "column) averages one channel over every token of the batch, so a token's result depends on "
         "the other sentences. Padding is excluded from both."
     )
-    st.plotly_chart(
+    chart(
         norm_axes_figure(real["before"], real["layer norm"], real["batch norm"], acts.labels, row, channel),
         key="rf_norm_axes",
     )
     stats = {label: vars(axis_stats(v, mask)) for label, v in versions.items()}
-    st.plotly_chart(norm_stats_figure(stats), key="rf_norm_stats")
+    chart(norm_stats_figure(stats), key="rf_norm_stats")
 
 
 @st.fragment(key="residual_section")
@@ -511,7 +514,7 @@ def residual_section(device: str) -> None:
     first = next(iter(sentence_lines()), DEFAULT_SENTENCES.splitlines()[0])
     x = activations(model, (first,)).states[0, 0]  # (T, d): MiniLM's embedding output of the first sentence
     n_heads = model.config.num_attention_heads
-    st.plotly_chart(residual_figure(residual_traces(x, depth, n_heads)), key="rf_residual")
+    chart(residual_figure(residual_traces(x, depth, n_heads)), key="rf_residual")
     st.caption(
         f"The tokens of “{first}” (MiniLM's embedding output) pass through {depth} randomly initialised "
         f"attention blocks with {n_heads} heads. Attention averages token vectors, so without the skip "

@@ -18,6 +18,7 @@ from ui.explain import (
     heads_picker,
     importance_view,
 )
+from ui.export import chart
 from ui.models import get_model
 from ui.relevance import (
     CAUSAL,
@@ -110,7 +111,7 @@ def relevance_section(name: str, model, s: Subject) -> None:
     rows = np.stack([relevance, raw]) / np.maximum(np.stack([relevance, raw]).max(1, keepdims=True), 1e-12)
     kind = "cross-attention" if s.kind == SEQ2SEQ else "attention"
     row_names = ["relevance", f"raw {kind}, layer {layer}, {head_name(head)}"]
-    st.plotly_chart(
+    chart(
         heatmap(
             rows, row_names, index_labels(s.tokens), title=f"Relevance of each input token for {what}",
             row_title="", col_title="input token", zmin=0.0, zmax=1.0, value_name="share of the maximum",
@@ -127,7 +128,7 @@ def relevance_section(name: str, model, s: Subject) -> None:
         )
     )
     if s.kind == SEQ2SEQ:
-        st.plotly_chart(
+        chart(
             heatmap(
                 (rel.target - rel.own * without_own)[None], ["relevance"], index_labels(s.decoder_inputs),
                 title="…and of what it has read", col_title="decoder input", zmin=0.0,

@@ -18,6 +18,7 @@ from models.explain.flow import attention_flow
 from models.explain.rollout import LayerGraph, layer_graph, reduce_heads
 from models.explain.value_norms import ValueNorms
 from models.registry import KINDS, kind_of
+from ui.export import chart
 from ui.models import get_model
 from ui.results import computed, digest
 from ui.widgets import device, head_name, layer_head_picker, matrix_view
@@ -264,17 +265,15 @@ def rollout_view(key: str, captured: Captured) -> None:
     token_mask = None if mask is None else mask[output]
     st.markdown(f"**Output token {output} `{rows[output]}`**")
     if captured.kind != "seq2seq":
-        st.plotly_chart(
+        chart(
             token_strip(rolled.raw[output], cols, "raw", "Raw attention of the last layer", token_mask),
             key="rf_strip_raw",
         )
-    st.plotly_chart(
-        token_strip(rolled.rows[output], cols, "rollout", "Rollout", token_mask), key="rf_strip_rollout"
-    )
+    chart(token_strip(rolled.rows[output], cols, "rollout", "Rollout", token_mask), key="rf_strip_rollout")
     if not flow_wanted(rolled.graph):
         return
     flows = flow_of(key, rolled, head, output)
-    st.plotly_chart(
+    chart(
         token_strip(flows, cols, "flow", "Attention flow (maximum flow to each input token)", token_mask),
         key="rf_strip_flow",
     )
@@ -330,7 +329,7 @@ def value_view(key: str, captured: Captured) -> None:
             masked(norms.weighted(layer, head), mask), rows, cols, "rf_weighted",
             f"‖α f(x)‖: {where}, {head_name(head)}", zmin=0.0, value_name="norm",
         )  # fmt: skip
-    st.plotly_chart(
+    chart(
         token_strip(norms.norms(layer)[head], cols, "‖f(x_j)‖", f"‖f(x_j)‖ of each key, {head_name(head)}"),
         key="rf_value_lengths",
     )

@@ -13,6 +13,9 @@ import torch
 from models.errors import ModelLoadError
 from models.gpt_io import encoding_notices
 from models.stepwise import AttentionCall, attention_stages, capture_calls, record_differences
+from ui.export import chart
+from ui.llama_models import llama_choice
+from ui.llama_steps import llama_steps
 from ui.models import get_model
 from ui.results import computed, digest
 from ui.widgets import clamped_int, device, layer_head_picker
@@ -27,6 +30,7 @@ from viz.stepwise import (
 )
 
 MINILM, GPT = "MiniLM (bidirectional encoder)", "gpt-stdlib (causal decoder)"
+LLAMA = "a Llama-family decoder (RoPE, grouped-query attention)"
 REGISTRY = {MINILM: ("all-MiniLM-L6-v2", "encoder"), GPT: ("gpt-stdlib", "causal")}  # choice -> name, kind
 EXAMPLE = "The cat sat on the mat because it was tired."
 MAX_CHARS = 600
@@ -117,7 +121,9 @@ def claims() -> None:
 
 def model_choice():
     """(choice, loaded model), or (choice, None) after an error message."""
-    name = st.sidebar.radio("Model", [MINILM, GPT], key="sbs_model")
+    name = st.sidebar.radio("Model", [MINILM, GPT, LLAMA], key="sbs_model")
+    if name == LLAMA:
+        return name, llama_choice("sbs_llama")
     registry_name, kind = REGISTRY[name]
     try:
         return name, get_model(registry_name, device(), kind=kind)
@@ -152,9 +158,7 @@ def x_section(s: dict, name: str, layer: int, labels: list[str], query: int) -> 
     else:
         st.markdown(f"The GPT is pre-norm: X = LayerNorm₁ of the residual stream entering block {layer}.")
     st.markdown(f"**{len(labels)} tokens × d = {d} channels.** The chosen query row is outlined.")
-    st.plotly_chart(
-        outline(tokens_by_channels(s["x"], labels, f"channel (d = {d})", "X"), row=query), key="x"
-    )
+    chart(outline(tokens_by_channels(s["x"], labels, f"channel (d = {d})", "X"), row=query), key="x")
 
 
 def qkv_section(s: dict, head: int, labels: list[str], query: int) -> None:
@@ -168,38 +172,41 @@ def qkv_section(s: dict, head: int, labels: list[str], query: int) -> None:
     )
     for column, key in zip(st.columns(3), ("q", "k", "v"), strict=True):
         fig = tokens_by_channels(s[key][head], labels, head_cols, f"{key.upper()} = X W_{key}")
-        column.plotly_chart(outline(fig, row=query) if key == "q" else fig, key=f"{key}_fig")
+        chart(outline(fig, row=query) if key == "q" else fig, key=f"{key}_fig", where=column)
     with st.expander(f"The weights that made them: head {head}'s columns of W_q, W_k, W_v (d × d_head)"):
         head_slice = slice(head * dh, (head + 1) * dh)
         for column, key in zip(st.columns(3), ("q", "k", "v"), strict=True):
             w = s[f"w_{key}"][:, head_slice]
             fig = weight_heatmap(w, f"input channel (d = {d})", head_cols, f"W_{key}[:, head {head}]")
-            column.plotly_chart(fig, key=f"w_{key}_fig")
+            chart(fig, key=f"w_{key}_fig", where=column)
 
 
 def scores_section(s: dict, head: int, labels: list[str], query: int) -> None:
     mask, dh, n_tokens = s["mask"][head], s["q"].shape[-1], len(labels)
     st.header("3 · Scores, scaling, mask, softmax (S13)")
     top = st.columns(2)
-    top[0].plotly_chart(score_heatmap(s["scores"][head], labels, "QKᵀ", "QKᵀ", query), key="scores")
-    top[1].plotly_chart(
+    chart(score_heatmap(s["scores"][head], labels, "QKᵀ", "QKᵀ", query), key="scores", where=top[0])
+    chart(
         score_heatmap(
             s["scaled"][head], labels, f"× 1/√d_head = 1/√{dh} = {s['scale']:.4f}", "scaled", query
         ),
         key="scaled",
+        where=top[1],
     )
     bottom = st.columns(2)
-    bottom[0].plotly_chart(
+    chart(
         score_heatmap(
             s["masked"][head], labels, "mask: masked entries set to −∞ (grey)", "masked", query, mask=mask
         ),
         key="masked",
+        where=bottom[0],
     )
-    bottom[1].plotly_chart(
+    chart(
         score_heatmap(
             s["probs"][head], labels, "softmax over each row (A)", "weight", query, mask=mask, diverging=False
         ),
         key="probs",
+        where=bottom[1],
     )
     n_masked = int((~mask).sum())
     if n_masked:
@@ -228,7 +235,7 @@ def output_section(s: dict, head: int, labels: list[str], query: int) -> None:
     st.header("4 · The head's output A·V")
     st.markdown(f"Row i is Σⱼ Aᵢⱼ Vⱼ: a weighted mean of value rows, {len(labels)} × d_head {dh}.")
     fig = tokens_by_channels(s["heads"][head], labels, f"channel of head {head} (d_head = {dh})", "A·V")
-    st.plotly_chart(outline(fig, row=query), key="heads")
+    chart(outline(fig, row=query), key="heads")
 
 
 def concat_section(s: dict, labels: list[str]) -> None:
@@ -240,11 +247,11 @@ def concat_section(s: dict, labels: list[str]) -> None:
         f"output = Concat · W_o + b_o with W_o of {d} × {d}."
     )
     concat = tokens_by_channels(s["concat"], labels, f"channel (d = {d})", "Concat(heads)")
-    st.plotly_chart(mark_column_groups(concat, dh), key="concat")
+    chart(mark_column_groups(concat, dh), key="concat")
     with st.expander(f"W_o ({d} × {d}), drawn transposed: column block h multiplies head h's output"):
         w_o = weight_heatmap(s["w_o"].T, f"output channel (d = {d})", f"concat channel (d = {d})", "W_oᵀ")
-        st.plotly_chart(mark_column_groups(w_o, dh), key="w_o_fig")
-    st.plotly_chart(
+        chart(mark_column_groups(w_o, dh), key="w_o_fig")
+    chart(
         tokens_by_channels(s["output"], labels, f"channel (d = {d})", "output = Concat W_o + b_o"),
         key="output",
     )
@@ -257,16 +264,14 @@ def conventions_section(s: dict, head: int, labels: list[str], query: int, gaps:
     rows_side, cols_side = st.columns(2)
     with rows_side:
         st.markdown("**Rows as tokens**: A = softmax(QKᵀ/√d_head), output A·V")
-        st.plotly_chart(
+        chart(
             score_heatmap(
                 s["probs"][head], labels, "A (query rows)", "weight", query, mask=mask, diverging=False,
                 height=460,
             ),
             key="rows_a",
         )  # fmt: skip
-        st.plotly_chart(
-            tokens_by_channels(s["heads"][head], labels, head_cols, "A·V (tokens × d_head)"), key="rows_av"
-        )
+        chart(tokens_by_channels(s["heads"][head], labels, head_cols, "A·V (tokens × d_head)"), key="rows_av")
     with cols_side:
         st.markdown("**Columns as tokens**: Q, K, V are d_head × tokens; A = KᵀQ/√d_head, output V·A")
         fig = labelled_heatmap(
@@ -274,8 +279,8 @@ def conventions_section(s: dict, head: int, labels: list[str], query: int, gaps:
             "Viridis", zmid=None, zmin=0.0, height=460, mask=mask.T,
             decimals=2 if len(labels) <= PRINT_VALUES_UP_TO else None,
         )  # fmt: skip
-        st.plotly_chart(outline(fig, col=query), key="cols_a")
-        st.plotly_chart(
+        chart(outline(fig, col=query), key="cols_a")
+        chart(
             channels_by_tokens(s["heads_columns"][head], labels, head_cols, "V·A (d_head × tokens)"),
             key="cols_va",
         )
@@ -321,6 +326,9 @@ def main() -> None:
     text = text_choice()
     if not text.strip():
         st.info("Type some text to follow its attention step by step.")
+        return
+    if name == LLAMA:
+        llama_steps(model, text)
         return
     ids, labels = tokenize(model, name, text)
     forward(model, ids)

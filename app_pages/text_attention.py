@@ -15,6 +15,7 @@ from models.attention import LAZY
 from models.bert import ModelLoadError, TextModel
 from models.maps import STATISTICS, AttentionMaps
 from models.readout import readout
+from ui.export import chart
 from ui.links import explain_link
 from ui.models import get_text_model
 from ui.results import computed, digest
@@ -144,7 +145,7 @@ def overview(result: TextAttention) -> None:
         st.rerun()  # the Heads tab is outside this fragment: the whole page switches to it
     summary = summary_of(result)
     st.caption("Pooled thumbnails, each scaled to its own maximum. Click one to open it.")
-    st.plotly_chart(
+    chart(
         head_overview(summary["thumbnails"]),
         key="overview",
         on_select=open_from_overview,
@@ -170,7 +171,7 @@ def statistics_view(result: TextAttention) -> None:
     with st.expander("What the statistics mean"):
         st.markdown("\n".join(f"- **{name}**: {meaning}" for name, meaning in STATISTICS.items()))
     statistic = st.selectbox("Statistic to map", list(STATISTICS), key="statistic")
-    st.plotly_chart(head_statistic_heatmap(stats[statistic], statistic), key="stat_heatmap")
+    chart(head_statistic_heatmap(stats[statistic], statistic), key="stat_heatmap")
     st.dataframe(stats_table(stats), hide_index=True, height=300)
 
 

@@ -7,6 +7,7 @@ import streamlit as st
 
 from models.attention import MEAN, ZERO
 from models.explain.ablation import Head, Importance, every_head
+from ui.export import chart
 from viz.heatmap import heatmap
 
 FAMILY_NAMES = {"encoder": "encoder", "decoder_self": "decoder self-attention", "cross": "cross-attention"}
@@ -76,14 +77,14 @@ def importance_view(result: Importance, family: str, key: str) -> None:
     """Measured effect and gradient estimate side by side for one family, and the table of both."""
     effect, delta, grad = result.measured[family], result.delta[family], result.gradient[family]
     left, right = st.columns(2)
-    left.plotly_chart(
+    chart(
         head_heatmap(effect, f"Measured, each head {ABLATED[result.fill]} alone", "effect",
                      diverging=bool((effect < 0).any())),
-        key=f"{key}_measured",
+        key=f"{key}_measured", where=left,
     )  # fmt: skip
     left.caption(f"The {result.effect_name} when the head is {FILLS[result.fill]}.")
-    right.plotly_chart(
-        head_heatmap(np.abs(grad), "Gradient estimate |∂L/∂g|", "|∂L/∂g|"), key=f"{key}_gradient"
+    chart(
+        head_heatmap(np.abs(grad), "Gradient estimate |∂L/∂g|", "|∂L/∂g|"), key=f"{key}_gradient", where=right
     )
     right.caption(f"L = the {result.objective_name}; one backward pass, heads zeroed (Michel et al.).")
     n_layers, n_heads = effect.shape

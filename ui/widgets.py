@@ -9,6 +9,7 @@ import numpy as np
 import streamlit as st
 
 from models.maps import REDUCTIONS
+from ui.export import chart
 from viz.heatmap import CELL_BUDGET, heatmap, index_labels, raster
 
 MEAN, MAX = REDUCTIONS  # the head picker's two sentinels: "mean" and "max" over heads
@@ -103,26 +104,33 @@ def matrix_view(
     title: str,
     row_title: str = "query (attending)",
     col_title: str = "key (attended to)",
+    view: dict | None = None,
+    whole=None,
     **style,
 ) -> None:
     """Draw a (Tq, Tk) matrix: as one interactive heatmap when it has at most CELL_BUDGET cells, else as
-    a raster of the whole plus a zoom window (start row, start column, width) drawn with hover."""
+    a raster of the whole plus a zoom window (start row, start column, width) drawn with hover.
+
+    Each figure's Export holds the matrix it draws and its tokens (ui.export.chart), with `view` (the page's
+    view config) and `whole` (a callable giving the whole input's arrays) when the page gives them."""
     n_rows, n_cols = matrix.shape
+    arrays = {"matrix": matrix, "row_tokens": list(row_tokens), "col_tokens": list(col_tokens)}
+    export = {"view": view, "whole": whole}
     if n_rows * n_cols <= CELL_BUDGET:
         fig = heatmap(
             matrix, index_labels(row_tokens), index_labels(col_tokens), title=title,
             row_title=row_title, col_title=col_title, **style,
         )  # fmt: skip
-        st.plotly_chart(fig, key=f"{key}_map")
+        chart(fig, key=f"{key}_map", arrays=arrays, **export)
         return
-    whole, zoom = st.columns(2)
-    whole.plotly_chart(
+    left, zoom = st.columns(2)
+    chart(
         raster(
             matrix, index_labels(row_tokens), index_labels(col_tokens), title=title,
             row_title=row_title, col_title=col_title,
             height=640, **{k: v for k, v in style.items() if k in ("colorscale", "zmin", "zmax", "zmid")},
         ),
-        key=f"{key}_raster",
+        key=f"{key}_raster", where=left, arrays=arrays, **export,
     )  # fmt: skip
     with zoom:
         c1, c2, c3 = st.columns(3)
@@ -130,7 +138,7 @@ def matrix_view(
         q0 = clamped_int("First query", f"{key}_zq", 0, n_rows - width, 0, c1)
         k0 = clamped_int("First key", f"{key}_zk", 0, n_cols - width, 0, c2)
         window = matrix[q0 : q0 + width, k0 : k0 + width]
-        st.plotly_chart(
+        chart(
             heatmap(
                 window, index_labels(row_tokens[q0 : q0 + width], q0),
                 index_labels(col_tokens[k0 : k0 + width], k0),
@@ -138,4 +146,7 @@ def matrix_view(
                 row_title=row_title, col_title=col_title, height=560, **style,
             ),
             key=f"{key}_zoom",
+            arrays={"matrix": window, "row_tokens": list(row_tokens[q0 : q0 + width]),
+                    "col_tokens": list(col_tokens[k0 : k0 + width]), "first_query": q0, "first_key": k0},
+            **export,
         )  # fmt: skip

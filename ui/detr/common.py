@@ -6,6 +6,7 @@ import streamlit as st
 from models.detr.api import DetrResult
 from models.detr.inspect import is_object, scores_labels
 from models.maps import REDUCTIONS
+from ui.export import chart
 from ui.widgets import MEAN
 from viz.detr import Background, map_grid
 
@@ -72,4 +73,4 @@ def grid_chart(
         tile_width=min(150, 1000 // (n_heads + 1)),
         col_ids=[*range(n_heads), MEAN],
     )
-    st.plotly_chart(fig, key=key, width="content", on_select=on_select, selection_mode="points")
+    chart(fig, key=key, width="content", on_select=on_select, selection_mode="points")

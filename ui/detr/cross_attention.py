@@ -6,6 +6,7 @@ from models.detr.api import DetrResult
 from models.detr.inspect import cell_extent, share_inside_box, upsample
 from ui.detr.common import CROSS, DETECTIONS, ENCODER, as_head, grid_chart, one_head, query_labels
 from ui.detr.downloads import download_buttons
+from ui.export import chart
 from ui.widgets import clicked, head_name, layer_head_picker
 from viz.detr import Background, attention_overlay
 
@@ -51,7 +52,7 @@ def cross_attention_section(result: DetrResult, bg: Background, image) -> None:
     box = result.layer_boxes[-1, query]
     left, right = st.columns([3, 2])
     with left:
-        st.plotly_chart(
+        chart(
             attention_overlay(
                 bg,
                 shown,

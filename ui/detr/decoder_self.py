@@ -4,6 +4,7 @@ import streamlit as st
 
 from models.detr.api import DetrResult
 from ui.detr.common import DECODER_SELF, one_head, query_names
+from ui.export import chart
 from ui.widgets import head_name, layer_head_picker
 from viz.attention import attention_heatmap
 
@@ -17,7 +18,7 @@ def decoder_self_section(result: DetrResult) -> None:
     )
     layer, head = layer_head_picker(n_layers, n_heads, key="dp_dself")
     names = query_names(result)  # numbered by the heatmap: "3 circle 0.91"
-    st.plotly_chart(
+    chart(
         attention_heatmap(
             one_head(result.decoder_self[layer], head),
             names,

@@ -8,6 +8,7 @@ import streamlit as st
 from models.detr.api import DetrResult
 from models.detr.inspect import cell_extent, detections, is_object, scores_labels
 from ui.detr.common import CROSS, DETECTIONS, query_labels, show_query
+from ui.export import chart
 from ui.widgets import clicked
 from viz.detr import Background, detections_figure, map_grid
 
@@ -58,7 +59,7 @@ def detections_section(result: DetrResult, bg: Background) -> None:
     )
     left, right = st.columns([3, 2])
     with left:
-        st.plotly_chart(fig, key="dp_detections", on_select=pick_detection, selection_mode="points")
+        chart(fig, key="dp_detections", on_select=pick_detection, selection_mode="points")
         if not shown:
             st.info("No query passes the threshold; lower it, or pick any query from the list.")
     with right:
@@ -118,6 +119,6 @@ def strip(result: DetrResult, bg: Background, shown: list[int]) -> None:
         tile_width=min(150, 1000 // len(queries)),
         col_ids=queries,
     )
-    st.plotly_chart(fig, key="dp_strip", width="content", on_select=pick_strip_tile, selection_mode="points")
+    chart(fig, key="dp_strip", width="content", on_select=pick_strip_tile, selection_mode="points")
     best = f", the best {MAX_STRIP}" if len(shown) > MAX_STRIP else ""
     st.caption(f"Last decoder layer, mean of heads{best}; click one to inspect it below.")

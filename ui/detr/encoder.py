@@ -6,6 +6,7 @@ import streamlit as st
 from models.detr.api import DetrResult
 from models.detr.inspect import cell_extent, encoder_maps
 from ui.detr.common import ENCODER, grid_chart, one_head
+from ui.export import chart
 from ui.widgets import clamped_int, clicked, head_name, layer_head_picker
 from viz.detr import Background, attention_overlay
 
@@ -38,7 +39,7 @@ def encoder_section(result: DetrResult, bg: Background) -> None:
     opacity = st.session_state.dp_opacity
     left, right = st.columns([3, 2])
     with left:
-        st.plotly_chart(
+        chart(
             attention_overlay(
                 bg,
                 one_head(maps[layer], head),

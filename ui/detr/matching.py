@@ -6,6 +6,7 @@ import streamlit as st
 from models.detr.api import DetrResult
 from models.detr.inspect import match_ground_truth
 from models.detr.scenes import SHAPE_CLASSES
+from ui.export import chart
 from viz.detr import Background, matching_heatmap, matching_scene
 
 COSTS = {  # figure key -> (title, field of inspect.Matching)
@@ -35,11 +36,13 @@ def matching_section(result: DetrResult, bg: Background, scene) -> None:
     gt_names = [f"{j}: {SHAPE_CLASSES[c]}" for j, c in enumerate(scene.labels)]
     query_names = [f"query {q}" for q in range(n)]
     for column, (key, (title, field)) in zip(st.columns(len(COSTS)), COSTS.items()):
-        column.plotly_chart(
-            matching_heatmap(getattr(m, field), m.pred, m.gt, query_names, gt_names, title=title), key=key
+        chart(
+            matching_heatmap(getattr(m, field), m.pred, m.gt, query_names, gt_names, title=title),
+            key=key,
+            where=column,
         )
     left, right = st.columns([3, 2])
-    left.plotly_chart(
+    chart(
         matching_scene(
             bg,
             scene.boxes,
@@ -50,6 +53,7 @@ def matching_section(result: DetrResult, bg: Background, scene) -> None:
             title="Ground truth (dashed) and the matched queries",
         ),
         key="dp_match_scene",
+        where=left,
     )
     unmatched = sorted(set(range(n)) - {int(q) for q in m.pred})
     right.dataframe(

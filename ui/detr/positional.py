@@ -6,6 +6,7 @@ from models.detr.api import DetrResult
 from models.detr.inspect import positional_encoding
 from models.positional import detr_channel_name
 from ui.detr.common import POSITIONAL
+from ui.export import chart
 from viz.positional import channel_maps
 
 
@@ -21,7 +22,7 @@ def positional_section(result: DetrResult, d_model: int) -> None:
     channel = st.slider("Channel", 0, d - 1, key="dp_pos_channel", persist_state="session")
     partner = (channel + d // 2) % d
     names = [f"{c}: {detr_channel_name(c, d // 2)}" for c in (channel, partner)]
-    st.plotly_chart(
+    chart(
         channel_maps(
             pos,
             [channel, partner],

@@ -5,6 +5,7 @@ import streamlit as st
 from models.detr.api import DetrResult
 from models.detr.inspect import is_object, scores_labels
 from ui.detr.common import PREDICTIONS
+from ui.export import chart
 from viz.detr import Background, layer_predictions
 
 
@@ -22,7 +23,7 @@ def layer_predictions_section(result: DetrResult, bg: Background) -> None:
     scores, labels = scores_labels(result, layer)
     real = is_object(result, layer)
     names = [f"{result.class_names[labels[q]]} {scores[q]:.2f}" if real[q] else "no object" for q in range(n)]
-    st.plotly_chart(
+    chart(
         layer_predictions(
             bg,
             result.layer_boxes,

@@ -26,6 +26,7 @@ from ui.explain import (
     heads_picker,
     importance_view,
 )
+from ui.export import chart
 from ui.results import computed, digest
 from viz.detr import Background, attention_overlay, detections_figure
 
@@ -99,7 +100,7 @@ def relevance_section(detector: Detector, model_key: tuple, image_key: str, imag
         "Raw cross-attention, last layer, mean over heads": (rel.raw, "dp_rel_raw"),
     }
     for column, (title, (attn, chart_key)) in zip(st.columns(2), maps.items(), strict=True):
-        column.plotly_chart(attention_overlay(bg, attn, cell, opacity, box=box, title=title), key=chart_key)
+        chart(attention_overlay(bg, attn, cell, opacity, box=box, title=title), key=chart_key, where=column)
         share = share_inside_box(attn, box, cell, result.image_size)
         column.caption(f"{share:.0%} of this map lies inside the detection's box.")
     ablation_part(detector, model_key, image_key, result, bg, features, query)
@@ -137,13 +138,13 @@ def changes(result: DetrResult, bg: Background, after: Predictions) -> None:
     scores, labels = real.max(-1), real.argmax(-1)
     shown = [int(q) for q in np.nonzero(scores >= threshold)[0]]
     left, right = st.columns([3, 2])
-    left.plotly_chart(
+    chart(
         detections_figure(
             bg, after.boxes[shown], [f"q{q} {result.class_names[labels[q]]} {scores[q]:.2f}" for q in shown],
             [int(labels[q]) for q in shown], ids=shown,
             title=f"With the heads ablated: {len(shown)} detection(s) at score ≥ {threshold:.2f}",
         ),
-        key="dp_abl_detections",
+        key="dp_abl_detections", where=left,
     )  # fmt: skip
     clean_scores, clean_labels = scores_labels(result)
     before = [int(q) for q in detections(result, threshold)]
