@@ -3,24 +3,28 @@
     from models.registry import load_model, names
     load_model("all-MiniLM-L6-v2")                   # TextModel (models.bert)
     load_model("gpt-stdlib", kind="causal")          # TextGPT (models.gpt_io)
+    load_model("llama-stdlib", kind="causal")        # TextLlama (models.llama_io)
     load_model("~/SmolLM2-135M", kind="causal")      # TextLlama (models.llama_io)
     load_model("seq2seq-dates")                      # (Seq2Seq, Seq2SeqConfig, config.json) (models.seq2seq)
     load_model("~/detr-r50-e632da11.pth", "cuda")    # Detector (models.detr.api)
+    load_model("Qwen/Qwen2.5-0.5B", kind="causal")   # a name fetched before by models.hub, from its cache
     names("detr")                                    # the embedded DETR names
 
 A path is a local directory or file whose kind is told from what is there: config.json's `model_type`
 ("bert" -> encoder; "gpt2", "llama", "mistral", "qwen2" or ours -> causal; "detr" -> detr), our seq2seq
 and DETR configs (written by `scripts/train_seq2seq.py` and `scripts/train_detr.py`), or a .pth / .pt /
-.safetensors file -> a DETR checkpoint. Anything that cannot be loaded raises `ModelLoadError` (the
-loaders' own error types are subclasses of it); with `kind` given, a model of another kind is refused
-before it is loaded.
+.safetensors file -> a DETR checkpoint. A Hugging Face name (with an optional revision) or an official DETR
+name is read from the cache where `models.hub.download` put it; the registry itself never uses the
+network, and a name not fetched yet raises `models.hub.NotDownloaded`. Anything that cannot be loaded
+raises `ModelLoadError` (the loaders' own error types are subclasses of it); with `kind` given, a model
+of another kind is refused before it is loaded.
 """
 
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from models import bert, gpt_io, llama_io, seq2seq
+from models import bert, gpt_io, hub, llama_io, seq2seq
 from models.detr import api as detr_api
 from models.detr import inspect as detr_inspect
 from models.detr.detr import DetrConfig
@@ -29,6 +33,7 @@ from models.errors import ModelLoadError
 __all__ = ["KINDS", "ModelLoadError", "describe", "kind_of", "load_model", "names"]
 
 SEQ2SEQ_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "seq2seq-dates"
+LLAMA_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "llama-stdlib"
 
 # kind -> what it is called in messages
 KINDS = {
@@ -67,6 +72,12 @@ EMBEDDED = {
         "causal",
         "our 2-layer character-level GPT trained on the standard library's docstrings (weights/gpt-stdlib)",
         lambda device: gpt_io.load_gpt(None, device=device),
+    ),
+    "llama-stdlib": Entry(
+        "causal",
+        "our 3-layer Llama (RoPE, 4 query / 2 K/V heads, 4,096-token context) trained on the standard "
+        "library's source (weights/llama-stdlib)",
+        lambda device: llama_io.load_llama(LLAMA_WEIGHTS, device=device),
     ),
     "seq2seq-dates": Entry(
         "seq2seq",
@@ -127,18 +138,18 @@ def describe(name: str) -> str:
     return EMBEDDED[name].description
 
 
-def kind_of(name_or_path: str) -> str:
+def kind_of(name_or_path: str, revision: str | None = None) -> str:
     """The kind of an embedded name or a local path, told from its files without loading it."""
     if name_or_path in EMBEDDED:
         return EMBEDDED[name_or_path].kind
-    path = _as_path(name_or_path)
+    path = _as_path(_from_cache(name_or_path, revision))
     found = _detect(path)
     if found is None:
         raise _no_kind(path)
     return found
 
 
-def load_model(name_or_path: str, device: str = "cpu", kind: str | None = None):
+def load_model(name_or_path: str, device: str = "cpu", kind: str | None = None, revision: str | None = None):
     """The model as the pages use it: TextModel (encoder), TextGPT (causal), (Seq2Seq, Seq2SeqConfig,
     config.json) (seq2seq) or Detector (detr). With `kind`, a model of another kind is refused, and a
     config.json that does not tell its kind is handed to that kind's loader, whose message says what is
@@ -148,12 +159,27 @@ def load_model(name_or_path: str, device: str = "cpu", kind: str | None = None):
         entry = EMBEDDED[name_or_path]
         _refuse_another_kind(name_or_path, entry.kind, kind)
         return entry.load(device)
-    path = _as_path(name_or_path)
+    path = _as_path(_from_cache(name_or_path, revision))
     found = _detect(path) or kind
     if found is None:
         raise _no_kind(path)
     _refuse_another_kind(name_or_path, found, kind)
     return PATH_LOADERS[found](path, device)
+
+
+def _from_cache(name_or_path: str, revision: str | None) -> str:
+    """A model name fetched before -> its directory (or DETR file) in the cache; a path stays as it is."""
+    if not hub.is_name(name_or_path):
+        return name_or_path
+    found = hub.cached(name_or_path, revision)
+    if found is None:
+        at = f" (revision {revision})" if revision else ""
+        raise hub.NotDownloaded(
+            f"{name_or_path}: no such file or directory, nor the name of an embedded model, nor a model "
+            f"name{at} downloaded before. Download it on the page or with `python -m models.hub "
+            f"{name_or_path}`. {hub.LOCAL_PATH_HINT}"
+        )
+    return str(found)
 
 
 def _refuse_another_kind(name_or_path: str, found: str, kind: str | None) -> None:
