@@ -10,6 +10,7 @@ import logging
 import streamlit as st
 
 from models.device import available_devices, default_device
+from ui.sessions import drop_work_of_gone_sessions
 
 PAGES = [
     st.Page("app_pages/text_attention.py", title="Text attention", icon=":material/translate:", default=True),
@@ -43,6 +44,7 @@ def device_picker() -> str:
 
 
 st.set_page_config(page_title="Attention Lab", page_icon="🔍", layout="wide")
+drop_work_of_gone_sessions()  # a closed tab's forward stops between layers
 device_picker()
 try:
     st.navigation(PAGES).run()

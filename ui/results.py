@@ -15,6 +15,8 @@ from collections.abc import Callable
 
 import streamlit as st
 
+from ui.sessions import stop_if_gone
+
 DEFAULT_BUDGET = 4 * 2**30
 
 
@@ -96,6 +98,8 @@ def computed(key: str, compute: Callable[[], object], spinner: str | None = None
     """The result for `key`, computed once per process (shown with `spinner` while it runs)."""
     cache = result_cache()
     kept = cache.peek(key)
+    if kept is None:
+        stop_if_gone()  # a session that has gone away starts nothing (ui.sessions)
     if kept is not None or spinner is None:
         return kept if kept is not None else cache.get(key, compute)
     with st.spinner(spinner):
