@@ -19,6 +19,7 @@ from ui.export import chart
 from ui.links import explain_link
 from ui.models import get_text_model
 from ui.results import computed, digest
+from ui.share import seed_text, share_text, text_digest, view_state
 from ui.uploads import UPLOAD_MB, UploadError, decode_text
 from ui.widgets import clicked, device, head_name, layer_head_picker, matrix_view
 from viz.attention import head_overview, head_statistic_heatmap, token_strip_html
@@ -29,6 +30,7 @@ EXAMPLE = (
 )
 THUMBNAIL = 32  # overview cells a side per head
 HEADS = "Heads"  # the first tab
+WHOLE_EXPORT_BYTES = 2**30  # the whole input's maps are offered as one .npz up to this size
 
 
 @dataclass
@@ -88,6 +90,7 @@ def model_picker() -> TextModel | None:
 
 
 def text_input() -> str:
+    seed_text("text_input")
     st.session_state.setdefault("text_input", EXAMPLE)
     st.text_area("Text (any language)", key="text_input", persist_state="session", height=110)
     st.file_uploader(
@@ -130,12 +133,34 @@ def open_from_overview() -> None:
 def head_view(result: TextAttention) -> None:
     """The chosen layer and head, or the mean or max over heads."""
     maps = result.maps
-    layer, head = layer_head_picker(maps.n_layers, maps.n_heads, key="ta")
+    layer, head = layer_head_picker(maps.n_layers, maps.n_heads, key="ta", bind=True)
     matrix = maps.head(layer, head)
     note = " (rows no longer sum to 1)" if head == "max" else ""
     matrix_view(
-        matrix, result.tokens, result.tokens, "head", f"Layer {layer}, {head_name(head)}{note}", zmin=0.0
-    )
+        matrix, result.tokens, result.tokens, "head", f"Layer {layer}, {head_name(head)}{note}", zmin=0.0,
+        view=view_config(layer, head), whole=whole_maps(result),
+    )  # fmt: skip
+
+
+def view_config(layer: int, head: int | str) -> dict:
+    """What the Export menu saves with the view: enough to draw it again (`state`) and to read it."""
+    text = st.session_state.text_input
+    state = view_state("model_source", "model_path", "text_input", "ta_layer", "ta_head", "ta_tab")
+    model = st.session_state.get("ta_model")
+    return {"page": "text_attention", "model": model, "layer": layer, "head": head,
+            "input_digest": text_digest(text), "text": text, "state": state}  # fmt: skip
+
+
+def whole_maps(result: TextAttention):
+    """A callable giving every head's map of the input (layers, heads, T, T) for the Export menu, or None
+    when that would pass WHOLE_EXPORT_BYTES."""
+    maps, n = result.maps, len(result.tokens)
+    if maps.n_layers * maps.n_heads * n * n * 4 > WHOLE_EXPORT_BYTES:
+        return None
+    return lambda: {
+        "maps": np.stack([maps.layer(layer) for layer in range(maps.n_layers)]),
+        "tokens": result.tokens,
+    }
 
 
 @st.fragment
@@ -187,7 +212,9 @@ def main() -> None:
     model = model_picker()
     if model is None:
         return
+    st.session_state.ta_model = model.name
     text = text_input()
+    share_text("text_input", text, EXAMPLE)
     if not text.strip():
         st.info("Type or upload some text to see its attention.")
         return
@@ -201,7 +228,8 @@ def main() -> None:
         st.html(token_strip_html(result.tokens, model.special_tokens))
     # Stateful tabs: only the open one runs, so the first view of an input computes one map; the
     # overview and the statistics stream every head once, when their tab is opened.
-    for tab, view in zip(st.tabs(list(TABS), key="ta_tab", on_change="rerun"), TABS.values(), strict=True):
+    tabs = st.tabs(list(TABS), key="ta_tab", on_change="rerun", bind="query-params")
+    for tab, view in zip(tabs, TABS.values(), strict=True):
         with tab:
             if tab.open:
                 view(result)

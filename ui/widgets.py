@@ -52,20 +52,30 @@ def layer_head_picker(
     reductions: bool = True,
     default: tuple[int, int | str] = (0, 0),
     container=None,
+    bind: bool = False,
 ) -> tuple[int, int | str]:
     """Two select boxes side by side -> (layer, head); head is an int, or MEAN / MAX when offered.
 
     The state lives under f"{key}_layer" and f"{key}_head", so a click elsewhere (an overview
-    thumbnail) can set them before the widgets are drawn."""
+    thumbnail) can set them before the widgets are drawn. With `bind`, both are in the page's URL
+    (?{key}_layer=layer 3&{key}_head=head 5), so that a link reopens the same head."""
     left, right = (container or st).columns(2)
     layers = list(range(n_layers))
     heads = [*range(n_heads), *(REDUCTIONS if reductions else ())]
     _keep_in(f"{key}_layer", layers, min(default[0], n_layers - 1))
     _keep_in(f"{key}_head", heads, default[1] if default[1] in heads else 0)
+    url = {"bind": "query-params"} if bind else {}
     layer = left.selectbox(
-        "Layer", layers, key=f"{key}_layer", persist_state="session", format_func=lambda i: f"layer {i}"
+        "Layer",
+        layers,
+        key=f"{key}_layer",
+        persist_state="session",
+        format_func=lambda i: f"layer {i}",
+        **url,
     )
-    head = right.selectbox("Head", heads, key=f"{key}_head", persist_state="session", format_func=head_name)
+    head = right.selectbox(
+        "Head", heads, key=f"{key}_head", persist_state="session", format_func=head_name, **url
+    )
     return layer, head
 
 

@@ -1,0 +1,86 @@
+"""A view leaves the app as a link and as files: a link opened in a fresh browser context shows the same
+layer, head and text; the Export menu's .npz is the drawn head's map, and its PNG has the chosen scale."""
+
+from urllib.parse import parse_qs, urlparse
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from models.attention import LAZY
+from models.maps import AttentionMaps
+from models.readout import readout
+from models.registry import load_model
+from tests.conftest import pick_option
+from viz.export import read_config, static_export_available
+
+pytestmark = pytest.mark.browser
+TEXT = "Shared links reopen views. 链接打开同一个视图。"
+
+
+def idle(page) -> None:
+    page.wait_for_timeout(500)
+    page.get_by_test_id("stStatusWidget").wait_for(state="hidden")
+
+
+def head_map(layer: int, head: int) -> np.ndarray:
+    model = load_model("all-MiniLM-L6-v2")
+    encoding = model.encode(TEXT)
+    family = readout(encoder=model.run(encoding.ids, capture=LAZY).attentions)["encoder"]
+    return AttentionMaps(family).head(layer, head)
+
+
+def test_a_shared_link_reopens_the_view_and_exports_it(page, browser, tmp_path):
+    page.get_by_text("Layer 0, head 0").first.wait_for()
+    text_area = page.get_by_label("Text (any language)")
+    text_area.fill(TEXT)
+    text_area.press("Control+Enter")
+    page.locator("span[title='position 1']").filter(has_text="shared").wait_for()
+    pick_option(page, "Layer", "layer 3")
+    idle(page)
+    pick_option(page, "Head", "head 5")
+    page.get_by_text("Layer 3, head 5").first.wait_for()
+    idle(page)
+    page.wait_for_function("() => location.search.includes('ta_head')")
+    link = page.url
+    query = parse_qs(urlparse(link).query)
+    assert query["text"] == [TEXT] and query["ta_layer"] == ["layer 3"] and query["ta_head"] == ["head 5"]
+
+    fresh = browser.new_context(viewport={"width": 1400, "height": 1000})  # no cookies, no session
+    try:
+        other = fresh.new_page()
+        other.set_default_timeout(90_000)
+        other.goto(link)
+        other.get_by_text("Layer 3, head 5").first.wait_for()
+        assert other.get_by_label("Text (any language)").input_value() == TEXT
+        assert not other.get_by_test_id("stException").count()
+    finally:
+        fresh.close()
+
+    page.get_by_role("button", name="Export").first.click()
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Data (.npz)").click()
+    data = np.load(download.value.path())
+    np.testing.assert_allclose(data["matrix"], head_map(3, 5), atol=1e-6)
+    view = read_config(str(data["view"]))
+    assert (view["layer"], view["head"], view["text"]) == (3, 5, TEXT)
+    if static_export_available():
+        page.get_by_test_id("stButtonGroup").get_by_text("3×", exact=True).click()
+        idle(page)
+        with page.expect_download() as download:
+            page.get_by_role("button", name="PNG", exact=True).click()
+        width, height = Image.open(download.value.path()).size
+        assert download.value.suggested_filename.endswith("@3x.png")
+        assert width % 3 == 0 and height % 3 == 0 and width > 900
+
+
+def test_a_long_text_travels_by_digest(browser, app_url):
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    try:
+        page = context.new_page()
+        page.set_default_timeout(90_000)
+        page.goto(f"{app_url}/?digest=0123456789abcdef")
+        page.get_by_text("This link names its text by digest").wait_for()
+        assert "digest=0123456789abcdef" in page.url
+    finally:
+        context.close()

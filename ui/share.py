@@ -1,0 +1,93 @@
+"""A view as a link and as a file.
+
+Links: the controls of a view are widgets bound to the URL (`bind="query-params"`: Streamlit writes each
+change into the address and seeds the widget from it when a link is opened); the input text, which no widget
+binds because it may be long, goes into the URL here: as ?text= up to URL_TEXT_LIMIT characters, else as
+?digest= (a hash: whoever opens the link is asked to paste the text, and the view appears when it matches).
+
+Files: a view config (viz.export.config_json) names the page and the session state that draws the view;
+`open_view_picker` (in the sidebar) reads one, writes that state and switches to the page.
+"""
+
+import hashlib
+
+import streamlit as st
+
+from viz.export import read_config
+
+URL_TEXT_LIMIT = 2000  # characters of input text carried in a link; longer texts go by digest
+PAGES = "app_pages/{}.py"
+
+
+def text_digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def seed_text(state_key: str) -> None:
+    """On the page's first run in a session: the link's ?text= into the text box's state; a ?digest= is
+    remembered, for `share_text` to ask for the text."""
+    flag = f"{state_key}__from_url"
+    if st.session_state.get(flag):
+        return
+    st.session_state[flag] = True
+    params = st.query_params
+    if "text" in params:
+        st.session_state[state_key] = params["text"]
+    elif "digest" in params:
+        st.session_state[f"{state_key}__wanted"] = params["digest"]
+
+
+def share_text(state_key: str, text: str, default: str) -> None:
+    """Write the text into the URL (nothing for the default text), or its digest when it is longer than
+    URL_TEXT_LIMIT; while a link's digest names a text that is not here, keep it and ask for the text."""
+    wanted = st.session_state.get(f"{state_key}__wanted")
+    if wanted and text_digest(text) != wanted and text == default:
+        st.warning(
+            f"This link names its text by digest ({wanted}): the text was too long to travel in a link. "
+            "Paste the same text above (or upload it) to see the shared view."
+        )
+        return
+    st.session_state.pop(f"{state_key}__wanted", None)
+    params = st.query_params
+    for name in ("text", "digest"):
+        if name in params:
+            del params[name]
+    if text == default:
+        return
+    if len(text) <= URL_TEXT_LIMIT:
+        params["text"] = text
+    else:
+        params["digest"] = text_digest(text)
+        st.caption(
+            f"The text has {len(text):,} characters, more than a link carries ({URL_TEXT_LIMIT:,}): the link "
+            "names it by digest, and whoever opens it is asked to paste the text."
+        )
+
+
+def view_state(*keys: str) -> dict:
+    """The session state of the named keys that exist: what a view config restores."""
+    return {key: st.session_state[key] for key in keys if key in st.session_state}
+
+
+def open_view(config: dict) -> None:
+    """Write a view config's state and switch to its page (does not return)."""
+    for key, value in config.get("state", {}).items():
+        st.session_state[key] = value
+    st.switch_page(PAGES.format(config["page"]))
+
+
+def open_view_picker() -> None:
+    """Sidebar uploader of a view config (.json): opens the view it describes."""
+    upload = st.sidebar.file_uploader(
+        "Open a view (.json)", type=["json"], key="view_config", max_upload_size=1,
+        help="A view config saved from a figure's Export menu.",
+    )  # fmt: skip
+    if upload is None or st.session_state.get("view_config_opened") == upload.file_id:
+        return
+    try:
+        config = read_config(upload.getvalue())
+    except ValueError as err:
+        st.sidebar.error(str(err))
+        return
+    st.session_state.view_config_opened = upload.file_id
+    open_view(config)
