@@ -19,6 +19,7 @@ from ui.detr.pickers import (
     model_caption,
     model_picker,
     reset_for,
+    shapes_notice,
 )
 from ui.detr.positional import positional_section
 from ui.detr.predictions import layer_predictions_section
@@ -60,6 +61,7 @@ def main() -> None:
     if chosen is None:
         return
     image_key, image, scene = chosen
+    shapes_notice(model_key, scene)
     try:
         result = detr_result(detector, model_key, image_key, image)
     except (RuntimeError, ValueError) as err:

@@ -16,6 +16,7 @@ from models.bert import ModelLoadError, TextModel
 from models.maps import STATISTICS, AttentionMaps
 from models.readout import readout
 from ui.export import chart
+from ui.hub import MULTILINGUAL, SUGGESTIONS, model_field, named_model
 from ui.links import explain_link
 from ui.models import get_text_model
 from ui.results import computed, digest
@@ -28,6 +29,7 @@ EXAMPLE = (
     "The animal didn't cross the street because it was too tired. "
     "多头注意力可以理解为注意力做多次，每次注意的点不一样。"
 )
+EMBEDDED, BY_NAME = "Embedded all-MiniLM-L6-v2", "A BERT-family model by name or path"
 THUMBNAIL = 32  # overview cells a side per head
 HEADS = "Heads"  # the first tab
 WHOLE_EXPORT_BYTES = 2**30  # the whole input's maps are offered as one .npz up to this size
@@ -73,20 +75,27 @@ def read_upload() -> None:
 
 def model_picker() -> TextModel | None:
     with st.sidebar:
-        source = st.radio("Model", ["Embedded all-MiniLM-L6-v2", "Local BERT directory"], key="model_source")
-        path = ""
-        if source == "Local BERT directory":
-            path = st.text_input(
-                "Directory with config.json, model.safetensors and tokenizer.json", key="model_path"
-            ).strip()
-            if not path:
-                st.info("Give the path of a Hugging Face BERT-format directory.")
+        source = st.radio("Model", [EMBEDDED, BY_NAME], key="model_source")
+        if source == BY_NAME:
+            name, revision = model_field("model_path", SUGGESTIONS["encoder"])
+            if not name:
+                st.info(
+                    "Type a Hugging Face name (such as bert-base-multilingual-cased) or the path of a "
+                    "BERT-format directory (config.json, model.safetensors, tokenizer.json)."
+                )
                 return None
+            return named_model(name, revision, kind="encoder")
     try:
-        return get_text_model(path, device())
+        return get_text_model("", device())
     except ModelLoadError as err:
         st.error(f"Cannot load the model: {err}")
         return None
+
+
+def use_multilingual() -> None:
+    """on_click of the [UNK] notice's button: switch to the multilingual BERT."""
+    st.session_state.model_source = BY_NAME
+    st.session_state.model_path = MULTILINGUAL
 
 
 def text_input() -> str:
@@ -118,6 +127,14 @@ def notices(result: TextAttention, model: TextModel) -> None:
             f"{n_unknown} word(s) are not in this model's vocabulary and became [UNK]; they still take "
             "part in attention. (MiniLM's English vocabulary has the common Chinese characters only.)"
         )
+    words = [t for t in result.tokens if t not in model.special_tokens]
+    if words and n_unknown > len(words) / 2:
+        st.warning(
+            f"Most of this text ({n_unknown} of {len(words)} wordpieces) is [UNK] for {model.name}: its "
+            f"vocabulary does not cover this language. A multilingual model such as {MULTILINGUAL} "
+            "(104 languages) reads it."
+        )
+        st.button(f"Use {MULTILINGUAL}", key="use_multilingual", on_click=use_multilingual)
 
 
 def open_from_overview() -> None:

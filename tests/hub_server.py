@@ -11,9 +11,23 @@ import hashlib
 import http.server
 import json
 import threading
+from collections.abc import Iterator
 from urllib.parse import unquote, urlparse
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+
+def stand_in(tmp_path, monkeypatch) -> Iterator["FakeHub"]:
+    """For a fixture: a running FakeHub as HF_ENDPOINT, with HF_HOME and TORCH_HOME under tmp_path and no
+    offline or memory settings from the environment."""
+    for var in ("HF_HUB_CACHE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "ATTN_MEMORY_BYTES"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
+    with FakeHub() as server:
+        monkeypatch.setenv("HF_ENDPOINT", server.url)
+        yield server
 
 
 class FakeHub:

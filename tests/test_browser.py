@@ -40,8 +40,8 @@ def test_a_thousand_tokens_head_by_head(page, tmp_path_factory):
 
     path = make_long_bert(tmp_path_factory.mktemp("long-bert"), positions=2048)
     page.get_by_text("Layer 0, head 0").first.wait_for()
-    page.get_by_test_id("stSidebar").get_by_text("Local BERT directory").click()
-    field = page.get_by_label("Directory with config.json, model.safetensors and tokenizer.json")
+    page.get_by_test_id("stSidebar").get_by_text("A BERT-family model by name or path").click()
+    field = page.get_by_label("Hugging Face name or local path")
     field.fill(str(path))
     field.press("Enter")
     text_area = page.get_by_label("Text (any language)")

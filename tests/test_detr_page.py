@@ -325,7 +325,7 @@ def test_scene_shows_the_matching_and_a_broken_checkpoint_gets_a_message(tmp_pat
         assert z_shape(chart(at, key)) == (SMALL_CONFIG.num_queries, n_objects)
     bad = tmp_path / "broken.pth"
     bad.write_bytes(b"not a checkpoint")
-    at.sidebar.radio(key="dp_model_source").set_value("DETR checkpoint by path").run()
+    at.sidebar.radio(key="dp_model_source").set_value("DETR by name or path").run()
     at.sidebar.text_input(key="dp_ckpt_path").set_value(str(bad)).run()
     assert not at.exception
     assert "Cannot load the checkpoint" in at.sidebar.error[0].value

@@ -20,7 +20,7 @@ from models.detr.detr import build_detr
 from models.errors import ModelLoadError
 from models.registry import kind_of, load_model
 from tests.conftest import TINY_DETR
-from tests.hub_server import COMMIT, FakeHub
+from tests.hub_server import COMMIT, FakeHub, stand_in
 
 BERT = BertConfig(
     vocab_size=7, hidden_size=8, num_hidden_layers=1, num_attention_heads=2, intermediate_size=16,
@@ -52,14 +52,7 @@ def write_dir(directory: Path, files: dict[str, bytes]) -> Path:
 @pytest.fixture
 def fake(tmp_path, monkeypatch):
     """A stand-in Hub and file server, with HF_HOME and TORCH_HOME in a temporary directory."""
-    for var in ("HF_HUB_CACHE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "ATTN_MEMORY_BYTES"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
-    with FakeHub() as server:
-        monkeypatch.setenv("HF_ENDPOINT", server.url)
-        yield server
+    yield from stand_in(tmp_path, monkeypatch)
 
 
 def downloads(server: FakeHub) -> list[str]:

@@ -101,7 +101,7 @@ def test_uploads(tmp_path):
 def test_broken_model_directory_gets_a_message(tmp_path):
     (tmp_path / "config.json").write_text("{}")
     at = run_page()
-    at.radio(key="model_source").set_value("Local BERT directory").run()
+    at.radio(key="model_source").set_value("A BERT-family model by name or path").run()
     at.text_input(key="model_path").input(str(tmp_path)).run()
     assert not at.exception
     assert "Cannot load the model" in at.error[0].value and "model.safetensors" in at.error[0].value

@@ -13,9 +13,10 @@ from models.registry import load_model
 
 
 @st.cache_resource(max_entries=8, show_spinner="Loading the model…")
-def get_model(name_or_path: str, device: str, kind: str | None = None):
-    """An embedded model by name or a local directory or file (see `models.registry.load_model`)."""
-    return load_model(name_or_path, device=device, kind=kind)
+def get_model(name_or_path: str, device: str, kind: str | None = None, revision: str | None = None):
+    """An embedded model by name, a local directory or file, or a name fetched before into the cache (see
+    `models.registry.load_model`; `ui.hub.named_model` offers the download of one that is not)."""
+    return load_model(name_or_path, device=device, kind=kind, revision=revision)
 
 
 @st.cache_resource(max_entries=2, show_spinner="Loading the checkpoint…")

@@ -7,10 +7,12 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
+from models import hub
 from models.detr.api import DEFAULT_WEIGHTS, Detector, DetrResult, run_detr
 from models.detr.inspect import scores_labels
 from models.detr.scenes import make_scene
 from models.errors import ModelLoadError
+from ui.hub import SUGGESTIONS, ask_for, model_field, named_model
 from ui.images import IMAGE_TYPES, read_image
 from ui.models import get_model, get_uploaded_model
 from ui.results import computed, digest
@@ -20,7 +22,7 @@ from viz.detr import Background, background
 
 DEFAULT, PATH, UPLOAD, SMALL, R50 = (
     "Default detector (shapes)",
-    "DETR checkpoint by path",
+    "DETR by name or path",
     "Upload a DETR checkpoint",
     "Untrained small DETR (random weights)",
     "Untrained DETR-R50 (random weights)",
@@ -36,13 +38,17 @@ def model_picker() -> tuple[Detector, tuple] | None:
         source = st.radio("DETR model", [DEFAULT, PATH, UPLOAD, SMALL, R50], key="dp_model_source")
         try:
             if source == PATH:
-                path = st.text_input(
-                    "Official .pth, our directory or a Hugging Face DETR directory", key="dp_ckpt_path"
-                ).strip()
+                path, revision = model_field(
+                    "dp_ckpt_path", SUGGESTIONS["detr"], label="Official DETR name, Hugging Face name or path"
+                )
                 if not path:
-                    st.info("Give the path of a DETR checkpoint file or directory.")
+                    st.info(
+                        "Type an official DETR name (detr-r50: COCO's 91 classes), a Hugging Face DETR name, "
+                        "or the path of a .pth file, our directory or a Hugging Face DETR directory."
+                    )
                     return None
-                return get_model(path, device(), kind="detr"), (source, path, device())
+                detector = named_model(path, revision, "detr", what="the checkpoint")
+                return None if detector is None else (detector, (source, path, revision, device()))
             if source == UPLOAD:
                 upload = st.file_uploader(
                     "DETR weights (.pth, .pt, .safetensors)",
@@ -68,6 +74,24 @@ def model_picker() -> tuple[Detector, tuple] | None:
         except ModelLoadError as err:
             st.error(f"Cannot load the checkpoint: {err}")
     return None
+
+
+def shapes_notice(model_key: tuple, scene) -> None:
+    """On a photograph, the shapes detector finds shapes: say so, and offer the official DETR-R50."""
+    if model_key[0] != DEFAULT or scene is not None:
+        return
+    st.info(
+        "The default detector knows six drawn shapes only (trained on generated scenes), so on a photograph "
+        "it finds squares and rings. DETR-R50, the official model trained on COCO (91 classes: people, "
+        "animals, vehicles, objects), sees what is in a photograph."
+    )
+    size = "" if hub.cached("detr-r50") else " (downloads 159 MB once)"
+    st.button(f"Use DETR-R50{size}", key="dp_use_r50", on_click=use_r50)
+
+
+def use_r50() -> None:
+    st.session_state.dp_model_source = PATH
+    ask_for("dp_ckpt_path", "detr-r50")
 
 
 def model_caption(detector: Detector, model_key: tuple) -> None:
