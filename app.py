@@ -11,6 +11,7 @@ import streamlit as st
 
 from models.device import available_devices, default_device
 from ui.sessions import drop_work_of_gone_sessions
+from ui.share import open_view_picker
 
 PAGES = [
     st.Page("app_pages/text_attention.py", title="Text attention", icon=":material/translate:", default=True),
@@ -47,7 +48,9 @@ st.set_page_config(page_title="Attention Lab", page_icon="🔍", layout="wide")
 drop_work_of_gone_sessions()  # a closed tab's forward stops between layers
 device_picker()
 try:
-    st.navigation(PAGES).run()
+    navigation = st.navigation(PAGES)
+    open_view_picker()  # a view config (.json) switches to its page with its state
+    navigation.run()
 except Exception as err:  # the last line of defence: pages report the errors they expect themselves
     logging.getLogger("attention_lab").exception("a page failed")
     st.error(

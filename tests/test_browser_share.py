@@ -12,7 +12,7 @@ from models.maps import AttentionMaps
 from models.readout import readout
 from models.registry import load_model
 from tests.conftest import pick_option
-from viz.export import read_config, static_export_available
+from viz.export import config_json, read_config, static_export_available
 
 pytestmark = pytest.mark.browser
 TEXT = "Shared links reopen views. 链接打开同一个视图。"
@@ -84,3 +84,16 @@ def test_a_long_text_travels_by_digest(browser, app_url):
         assert "digest=0123456789abcdef" in page.url
     finally:
         context.close()
+
+
+def test_a_view_config_reopens_its_view(page, tmp_path):
+    page.get_by_text("Layer 0, head 0").first.wait_for()
+    state = {"text_input": TEXT, "ta_layer": 2, "ta_head": 4, "ta_tab": "Heads"}
+    config = tmp_path / "view.json"
+    config.write_text(config_json({"page": "text_attention", "layer": 2, "head": 4, "state": state}))
+    page.get_by_test_id("stFileUploader").filter(has_text="Open a view").locator(
+        "input[type=file]"
+    ).set_input_files(str(config))
+    page.get_by_text("Layer 2, head 4").first.wait_for()
+    assert page.get_by_label("Text (any language)").input_value() == TEXT
+    assert not page.get_by_test_id("stException").count()
