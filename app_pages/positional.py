@@ -35,6 +35,7 @@ from ui.export import chart
 from ui.images import IMAGE_TYPES, upright_size
 from ui.models import get_model
 from ui.results import computed, digest
+from ui.rope_section import real_rope_section
 from ui.uploads import UPLOAD_MB, UploadError
 from ui.widgets import clamped_int, device, layer_head_picker
 from viz.attention import attention_heatmap
@@ -643,6 +644,7 @@ SECTIONS = {
     "Learned (MiniLM)": learned_section,
     "DETR 2-D sine": detr_section,
     "Rotary (RoPE)": rope_section,
+    "RoPE on a real model": real_rope_section,
     "What position does to attention": attention_section,
     "Where it is added": where_section,
 }

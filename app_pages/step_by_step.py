@@ -14,6 +14,8 @@ from models.errors import ModelLoadError
 from models.gpt_io import encoding_notices
 from models.stepwise import AttentionCall, attention_stages, capture_calls, record_differences
 from ui.export import chart
+from ui.llama_models import llama_choice
+from ui.llama_steps import llama_steps
 from ui.models import get_model
 from ui.results import computed, digest
 from ui.widgets import clamped_int, device, layer_head_picker
@@ -28,6 +30,7 @@ from viz.stepwise import (
 )
 
 MINILM, GPT = "MiniLM (bidirectional encoder)", "gpt-stdlib (causal decoder)"
+LLAMA = "a Llama-family decoder (RoPE, grouped-query attention)"
 REGISTRY = {MINILM: ("all-MiniLM-L6-v2", "encoder"), GPT: ("gpt-stdlib", "causal")}  # choice -> name, kind
 EXAMPLE = "The cat sat on the mat because it was tired."
 MAX_CHARS = 600
@@ -118,7 +121,9 @@ def claims() -> None:
 
 def model_choice():
     """(choice, loaded model), or (choice, None) after an error message."""
-    name = st.sidebar.radio("Model", [MINILM, GPT], key="sbs_model")
+    name = st.sidebar.radio("Model", [MINILM, GPT, LLAMA], key="sbs_model")
+    if name == LLAMA:
+        return name, llama_choice("sbs_llama")
     registry_name, kind = REGISTRY[name]
     try:
         return name, get_model(registry_name, device(), kind=kind)
@@ -321,6 +326,9 @@ def main() -> None:
     text = text_choice()
     if not text.strip():
         st.info("Type some text to follow its attention step by step.")
+        return
+    if name == LLAMA:
+        llama_steps(model, text)
         return
     ids, labels = tokenize(model, name, text)
     forward(model, ids)

@@ -362,6 +362,7 @@ TABS = [
     "Learned (MiniLM)",
     "DETR 2-D sine",
     "Rotary (RoPE)",
+    "RoPE on a real model",
     "What position does to attention",
     "Where it is added",
 ]

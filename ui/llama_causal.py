@@ -12,6 +12,7 @@ import textwrap
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import streamlit as st
 import torch
 
@@ -23,9 +24,10 @@ from models.maps import AttentionMaps
 from models.readout import readout
 from models.registry import names
 from ui.export import chart
+from ui.llama_models import gqa_head_picker
 from ui.models import get_model
 from ui.results import computed, digest
-from ui.widgets import device, head_name, layer_head_picker, matrix_view
+from ui.widgets import device, head_name, matrix_view
 from viz.attention import head_statistic_heatmap
 
 LOCAL = "a local directory…"
@@ -72,6 +74,19 @@ def summary(model: TextLlama) -> None:
     )
     groups = "; ".join(f"K/V head {g}: query heads {heads}" for g, heads in enumerate(model.kv_groups))
     st.caption(f"Grouped-query attention: {groups}. Heads of a group share k and v; only their q differ.")
+    gqa_table(model)
+
+
+def gqa_table(model: TextLlama) -> None:
+    """Query heads × K/V heads: a tick where the query head reads that K/V head."""
+    shares = np.zeros((model.config.n_kv_head, model.config.n_head), dtype=bool)
+    for g, heads in enumerate(model.kv_groups):
+        shares[g, heads] = True
+    table = pd.DataFrame(
+        np.where(shares, "●", ""), index=[f"K/V head {g}" for g in range(len(shares))],
+        columns=[f"q{h}" for h in range(shares.shape[1])],
+    )  # fmt: skip
+    st.dataframe(table)
 
 
 def run(model: TextLlama, ids: list[int]) -> AttentionMaps:
@@ -119,16 +134,16 @@ def head_view(model: TextLlama, ids: list[int], tokens: list[str], best: tuple[i
     """One head's map on the text, masked cells grey; a layer or head change reruns this fragment only."""
     st.header("3 · One head on your text")
     maps = run(model, ids)
-    layer, head = layer_head_picker(maps.n_layers, maps.n_heads, key="cdl", default=best)
+    layer, head = gqa_head_picker(model, key="cdl", reductions=True, default=best)
     probs = maps.head(layer, head)
-    mask = None
     if isinstance(head, (int, np.integer)):
         with torch.no_grad():
             allowed = maps.family.head_mask(layer, head)
-        mask = None if allowed is None else allowed.cpu().numpy()
+        if allowed is not None:  # NaN is drawn grey by the cells, the raster and its zoom window alike
+            probs = np.where(allowed.cpu().numpy(), probs, np.nan)
         g = model.model.kv_head(head)
         st.caption(f"Head {head} reads K/V head {g}, which it shares with query heads {model.kv_groups[g]}.")
-    matrix_view(probs, tokens, tokens, key="cdl_text", title=f"layer {layer}, {head_name(head)}", mask=mask)
+    matrix_view(probs, tokens, tokens, key="cdl_text", title=f"layer {layer}, {head_name(head)}")
     st.caption(
         "Grey cells are masked (the future, and keys older than the sliding window where the layer has "
         "one): their weight is exactly 0."
