@@ -1,6 +1,6 @@
 """The causal decoder page's sections for a Llama-family model (Llama, Mistral, Qwen2, our llama-stdlib).
 
-The model is chosen on the page (an embedded name or a local directory, `model_choice`). Its grouped-query
+The model is chosen on the page (embedded, Hugging Face name or local: `model_choice`). Its grouped-query
 layout and RoPE are summarised; the user's text (up to 8,192 tokens where the model allows) runs once
 (LAZY, kept by `ui.results`); every head is measured once per input (attention sink, previous-token,
 long-distance induction: `models.long_heads`), and a head's map is computed when shown, with the causal or
@@ -17,35 +17,37 @@ import streamlit as st
 import torch
 
 from models.attention import LAZY
-from models.errors import ModelLoadError
 from models.llama_io import TextLlama
 from models.long_heads import SCORES, long_head_scores, repeated_block
 from models.maps import AttentionMaps
 from models.readout import readout
 from models.registry import names
 from ui.export import chart
+from ui.hub import model_field, named_model
 from ui.llama_models import gqa_head_picker
-from ui.models import get_model
 from ui.results import computed, digest
-from ui.widgets import device, head_name, matrix_view
+from ui.widgets import head_name, matrix_view
 from viz.attention import head_statistic_heatmap
 
-LOCAL = "a local directory…"
+LOCAL = "a Hugging Face name or a local directory…"
+LLAMA_NAMES = ["HuggingFaceTB/SmolLM2-135M", "Qwen/Qwen2.5-0.5B", "TinyLlama/TinyLlama-1.1B-Chat-v1.0"]
 MAX_LENGTH = 8192  # longest input the page offers, where the model's context allows
 DEFAULT_TEXT = Path(textwrap.__file__).read_text(encoding="utf-8")  # real Python, a few thousand tokens
 
 
 def model_choice(default: str = "gpt-stdlib") -> str:
-    """An embedded causal model's name, or the local directory the user typed ("" until they do)."""
+    """An embedded causal model's name, or the name or local directory the user typed ("" until they do);
+    the revision typed beside a name stays in the session (`cd_model_path_revision`) for `llama_page`."""
     options = [*names("causal"), LOCAL]
     left, right = st.columns([1, 2])
     choice = left.selectbox("Model", options, index=options.index(default), key="cd_model")
     if choice != LOCAL:
         return choice
-    return right.text_input(
-        "Directory of a Llama, Mistral or Qwen2 checkpoint (config.json, safetensors, tokenizer.json)",
-        key="cd_model_path",
-    ).strip()
+    with right:
+        name, _ = model_field(
+            "cd_model_path", LLAMA_NAMES, label="Llama, Mistral or Qwen2: name or directory"
+        )
+    return name
 
 
 def model_key(model: TextLlama) -> tuple:
@@ -187,12 +189,14 @@ def llama_sections(model: TextLlama) -> None:
 def llama_page(name_or_path: str) -> None:
     """The page for a model other than gpt-stdlib: loaded through the registry, shown if Llama-family."""
     if not name_or_path:
-        st.info("Type the directory of a local Llama, Mistral or Qwen2 checkpoint.")
+        st.info(
+            "Type a Hugging Face name (such as HuggingFaceTB/SmolLM2-135M) or the directory of a local "
+            "Llama, Mistral or Qwen2 checkpoint."
+        )
         return
-    try:
-        model = get_model(name_or_path, device(), kind="causal")
-    except ModelLoadError as err:
-        st.error(f"Cannot load {name_or_path}: {err}")
+    revision = st.session_state.get("cd_model_path_revision", "").strip() or None
+    model = named_model(name_or_path, revision, kind="causal")
+    if model is None:
         return
     if not isinstance(model, TextLlama):
         st.error(f"{name_or_path} is not a Llama-family model; this page shows those and gpt-stdlib.")
