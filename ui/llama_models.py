@@ -52,12 +52,7 @@ def llama_choice(key: str) -> TextLlama | None:
     left, right = st.columns([1, 2])
     choice = left.selectbox("Llama-family model", options(), key=f"{key}_model")
     if choice == RANDOM:
-        st.caption(
-            "**Random weights**, built here (llama-nano's shape, seed 0): the rotations and the identities "
-            "below are RoPE's own, but this model was never trained, so its attention shows no learned "
-            "pattern. Pick `llama-stdlib` or a local directory for a real model."
-        )
-        return random_llama(device())
+        return untrained()
     path = EMBEDDED if choice == EMBEDDED else right.text_input("Directory", key=f"{key}_path").strip()
     if not path:
         st.info("Type the directory of a local Llama, Mistral or Qwen2 checkpoint.")
@@ -65,8 +60,11 @@ def llama_choice(key: str) -> TextLlama | None:
     try:
         model = get_model(path, device(), kind="causal")
     except ModelLoadError as err:
-        st.error(f"Cannot load {path}: {err}")
-        return None
+        if choice != EMBEDDED:
+            st.error(f"Cannot load {path}: {err}")
+            return None
+        st.warning(f"{EMBEDDED} is not available here ({err}); showing {RANDOM} instead.")
+        return untrained()
     if not isinstance(model, TextLlama):
         st.error(f"{path} is not a Llama-family model (RoPE); pick a Llama, Mistral or Qwen2 directory.")
         return None
@@ -74,6 +72,15 @@ def llama_choice(key: str) -> TextLlama | None:
         st.error(f"{path} has no tokenizer.json, so it cannot encode text.")
         return None
     return model
+
+
+def untrained() -> TextLlama:
+    st.caption(
+        "**Random weights**, built here (llama-nano's shape, seed 0): the rotations and the identities "
+        "below are RoPE's own, but this model was never trained, so its attention shows no learned "
+        "pattern. Pick `llama-stdlib` or a local directory for a real model."
+    )
+    return random_llama(device())
 
 
 def model_key(model: TextLlama) -> tuple:
