@@ -23,6 +23,7 @@ PAGES = [
     st.Page("app_pages/positional.py", title="Positional encodings", icon=":material/pin_drop:"),
     st.Page("app_pages/receptive_fields.py", title="Receptive fields", icon=":material/center_focus_strong:"),
     st.Page("app_pages/detr.py", title="DETR", icon=":material/image_search:"),
+    st.Page("app_pages/compare.py", title="Compare", icon=":material/compare:"),
 ]
 
 
