@@ -17,8 +17,10 @@ from models.explain.capture import Captured, InputError, capture_text
 from models.explain.flow import attention_flow
 from models.explain.rollout import LayerGraph, layer_graph, reduce_heads
 from models.explain.value_norms import ValueNorms
+from models.hub import NotDownloaded
 from models.registry import KINDS, kind_of
 from ui.export import chart
+from ui.hub import SUGGESTIONS, model_field, offer_download
 from ui.models import get_model
 from ui.results import computed, digest
 from ui.widgets import device, head_name, layer_head_picker, matrix_view
@@ -31,7 +33,7 @@ MODELS = {  # what the picker offers -> (embedded name, kind)
     "gpt-stdlib (causal decoder)": ("gpt-stdlib", "causal"),
     "seq2seq-dates (encoder–decoder)": ("seq2seq-dates", "seq2seq"),
 }
-LOCAL = "A local directory"
+LOCAL = "A Hugging Face name or a local directory"
 EXAMPLES = {
     "encoder": "The animal didn't cross the street because it was too tired.",
     "causal": "Return the number of items in the list. Return the",
@@ -85,22 +87,29 @@ are exactly the attention sublayer's output: the check under the maps measures i
 
 def model_picker() -> tuple[object, str, str] | None:
     """(the loaded model, its kind, its name or path), or None after saying why not."""
+    revision = None
     with st.sidebar:
         choice = st.radio("Model", [*MODELS, LOCAL], key="rf_model")
         if choice != LOCAL:
             name, kind = MODELS[choice]
         else:
-            name = st.text_input("Directory of a BERT, GPT-2 or seq2seq model", key="rf_path").strip()
+            name, revision = model_field(
+                "rf_path", SUGGESTIONS["text"], label="A BERT, GPT-2 or seq2seq model: name or path"
+            )
             if not name:
-                st.info("Give the path of a local model directory.")
+                st.info("Type a Hugging Face name (such as gpt2) or the path of a local model directory.")
                 return None
     try:
         if choice == LOCAL:
-            kind = kind_of(name)
+            kind = kind_of(name, revision)
             if kind == "detr":
                 st.error(f"{name} is {KINDS['detr']}; this page reads text models. See the DETR page.")
                 return None
-        return get_model(name, device(), kind=kind), kind, name
+        return get_model(name, device(), kind=kind, revision=revision), kind, name
+    except NotDownloaded:
+        with st.sidebar:
+            offer_download(name, revision)
+        return None
     except ModelLoadError as err:
         st.error(f"Cannot load the model: {err}")
         return None

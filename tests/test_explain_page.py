@@ -89,10 +89,10 @@ def test_a_date_the_model_cannot_read_gets_a_message():
 
 
 def test_a_local_directory_is_read_by_its_kind():
-    at = run_page("A local directory", rf_path=str(ROOT / "weights" / "gpt-stdlib"))
+    at = run_page("A Hugging Face name or a local directory", rf_path=str(ROOT / "weights" / "gpt-stdlib"))
     assert not at.exception and not at.error
     assert z(at, "rf_rollout_map").shape[0] == len("Return the number of items in the list. Return the")
-    at = run_page("A local directory", rf_path=str(ROOT / "no-such-model"))
+    at = run_page("A Hugging Face name or a local directory", rf_path=str(ROOT / "no-such-model"))
     assert "Cannot load the model" in at.error[0].value
 
 

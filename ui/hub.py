@@ -19,20 +19,15 @@ from models.errors import ModelLoadError
 from ui.models import get_model
 from ui.widgets import device
 
-SUGGESTIONS = {  # kind -> names to offer; the first is the placeholder
+SUGGESTIONS = {  # family -> names to offer; the first is the placeholder
     "encoder": [
         "bert-base-multilingual-cased",
         "bert-base-chinese",
         "sentence-transformers/all-MiniLM-L12-v2",
         "sentence-transformers/paraphrase-multilingual-MiniLM-L12-v2",
     ],
-    "causal": [
-        "HuggingFaceTB/SmolLM2-135M",
-        "Qwen/Qwen2.5-0.5B",
-        "TinyLlama/TinyLlama-1.1B-Chat-v1.0",
-        "gpt2",
-        "distilgpt2",
-    ],
+    "llama": ["HuggingFaceTB/SmolLM2-135M", "Qwen/Qwen2.5-0.5B", "TinyLlama/TinyLlama-1.1B-Chat-v1.0"],
+    "text": ["gpt2", "distilgpt2", "bert-base-multilingual-cased", "bert-base-chinese"],  # GPT-2 and BERT
     "detr": ["detr-r50", "detr-r101", "detr-r50-dc5", "detr-r101-dc5", "facebook/detr-resnet-50"],
 }
 MULTILINGUAL = "bert-base-multilingual-cased"
