@@ -112,11 +112,9 @@ def head_scores(model: TextLlama, ids: list[int]) -> dict[str, np.ndarray]:
     return computed(key, measure, spinner=f"Measuring every head at {len(ids)} tokens…")
 
 
-def heads_section(model: TextLlama, ids: list[int]) -> None:
-    """Per-head scores at the text's length, and a button that opens the best long-distance induction head
-    in the head view. Measured after the head view is drawn, so that the first view waits for one forward,
-    not for every head's maps on two inputs."""
-    st.header("3 · What each head does at this length")
+def heads_section(model: TextLlama, ids: list[int]) -> tuple[int, int]:
+    """Per-head scores at the text's length; returns the best long-distance induction head."""
+    st.header("2 · What each head does at this length")
     with st.expander("How the scores are measured"):
         st.markdown(
             "\n".join(f"- **{name.replace('_', '-')}**: {text}." for name, text in SCORES.items())
@@ -128,23 +126,16 @@ def heads_section(model: TextLlama, ids: list[int]) -> None:
     scores = head_scores(model, ids)
     for column, (name, values) in zip(st.columns(len(scores)), scores.items()):
         chart(head_statistic_heatmap(values, name.replace("_", "-")), key=f"cdl_{name}", where=column)
-    layer, head = (int(i) for i in np.unravel_index(scores["induction"].argmax(), scores["induction"].shape))
-    st.button(
-        f"Show the best long-distance induction head (layer {layer}, head {head}) above", key="cdl_best",
-        on_click=show_head, args=(layer, head),
-    )  # fmt: skip
-
-
-def show_head(layer: int, head: int) -> None:
-    st.session_state["cdl_layer"], st.session_state["cdl_head"] = layer, head
+    best = np.unravel_index(scores["induction"].argmax(), scores["induction"].shape)
+    return int(best[0]), int(best[1])
 
 
 @st.fragment
-def head_view(model: TextLlama, ids: list[int], tokens: list[str]) -> None:
+def head_view(model: TextLlama, ids: list[int], tokens: list[str], best: tuple[int, int]) -> None:
     """One head's map on the text, masked cells grey; a layer or head change reruns this fragment only."""
-    st.header("2 · One head on your text")
+    st.header("3 · One head on your text")
     maps = run(model, ids)
-    layer, head = gqa_head_picker(model, key="cdl", reductions=True)
+    layer, head = gqa_head_picker(model, key="cdl", reductions=True, default=best)
     probs = maps.head(layer, head)
     if isinstance(head, (int, np.integer)):
         with torch.no_grad():
@@ -190,8 +181,8 @@ def llama_sections(model: TextLlama) -> None:
     if chosen is None:
         return
     ids, tokens = chosen
-    head_view(model, ids, tokens)
-    heads_section(model, ids)
+    best = heads_section(model, ids)
+    head_view(model, ids, tokens, best)
 
 
 def llama_page(name_or_path: str) -> None:
