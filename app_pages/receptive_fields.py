@@ -21,11 +21,13 @@ from models.receptive.conv_attention import error_vs_alpha, head_maps
 from models.receptive.defaults import DEFAULT_SENTENCES, DEFAULTS, TABLE_MODELS, TIMING_LENGTHS, scene_image
 from models.receptive.image import (
     MAX_DEPTH_2D,
+    MAX_GRADIENT_WORK,
     MAX_IMAGE_SIDE,
-    MAX_KERNEL_2D,
     cnn_field_2d,
     detr_encoder_span,
     field_distance_2d,
+    gradient_work,
+    largest_kernel,
     theoretical_radius_2d,
 )
 from models.receptive.norms import (
@@ -46,6 +48,8 @@ from models.receptive.sequence import (
     cnn_width_vs_depth,
     effective_field,
     field_width,
+    largest_fitting,
+    longest_timing,
     sequential_steps,
     theoretical_field,
 )
@@ -172,28 +176,51 @@ def whole(label: str, key: str, low: int, high: int, note: str = "", container=N
     return value
 
 
+# SeqConfig field -> (session key, least, most): the most a setting can be whatever the others are; the
+# widgets' maxima are lower where the others make the effective field need more than a computation may
+# take (models.receptive.sequence.largest_fitting)
+SETTINGS = {
+    "length": ("rf_length", 2, LIMITS.max_length),
+    "d_model": ("rf_width", 2, LIMITS.max_width),
+    "cnn_layers": ("rf_cnn_layers", 1, LIMITS.max_layers),
+    "attn_layers": ("rf_attn_layers", 1, LIMITS.max_layers),
+    "n_heads": ("rf_heads", 1, LIMITS.max_width),
+    "radius": ("rf_radius", 0, LIMITS.max_length),
+    "rnn_layers": ("rf_rnn_layers", 1, LIMITS.max_layers),
+}
+
+
+def session_settings() -> SeqConfig:
+    """The model settings the session holds before this run's widgets, each inside its widest range."""
+    held = {}
+    for field, (key, low, high) in SETTINGS.items():
+        value = st.session_state.get(key, DEFAULTS[key])
+        held[field] = int(min(max(value, low), high)) if isinstance(value, (int, float)) else DEFAULTS[key]
+    return SeqConfig(**held)
+
+
 def sequence_controls() -> tuple[SeqConfig | None, list[str], int, bool]:
     """The model settings and the sequence section's own controls. The settings are kept in
     st.session_state.rf_cfg for the parallelism section: None, with the error shown, when they break a
     limit."""
     shared = {"on_change": settings_changed}
+    held = session_settings()
+    fit = {field: largest_fitting(held, field, low, high) for field, (_, low, high) in SETTINGS.items()}
     cols = st.columns(4)
     with cols[0]:
-        length = whole("sequence length T", "rf_length", 2, LIMITS.max_length, **shared)
-        width = whole("width d", "rf_width", 2, LIMITS.max_width, "even", **shared)
+        length = whole("sequence length T", "rf_length", 2, fit["length"], **shared)
+        width = whole("width d", "rf_width", 2, fit["d_model"], "even", **shared)
         n_inits = whole("random initialisations", "rf_inits", 1, LIMITS.max_inits, "each sees 4 inputs")
     with cols[1]:
-        cnn_layers = whole("CNN depth", "rf_cnn_layers", 1, LIMITS.max_layers, **shared)
+        cnn_layers = whole("CNN depth", "rf_cnn_layers", 1, fit["cnn_layers"], **shared)
         kernel = whole("CNN kernel size k", "rf_kernel", 1, LIMITS.max_kernel, **shared)
         dilation = whole("CNN dilation", "rf_dilation", 1, LIMITS.max_dilation, **shared)
     with cols[2]:
-        attn_layers = whole("attention layers", "rf_attn_layers", 1, LIMITS.max_layers, **shared)
-        heads = whole("attention heads", "rf_heads", 1, width, "must divide d", **shared)
-        radius = whole(
-            "local window radius r", "rf_radius", 0, LIMITS.max_length, "sees |t − s| ≤ r", **shared
-        )
+        attn_layers = whole("attention layers", "rf_attn_layers", 1, fit["attn_layers"], **shared)
+        heads = whole("attention heads", "rf_heads", 1, min(width, fit["n_heads"]), "must divide d", **shared)
+        radius = whole("local window radius r", "rf_radius", 0, fit["radius"], "sees |t − s| ≤ r", **shared)
     with cols[3]:
-        rnn_layers = whole("recurrent layers", "rf_rnn_layers", 1, LIMITS.max_layers, **shared)
+        rnn_layers = whole("recurrent layers", "rf_rnn_layers", 1, fit["rnn_layers"], **shared)
         causal = st.checkbox(
             "causal CNN and attention",
             key="rf_causal",
@@ -303,7 +330,7 @@ def parallelism_section(device: str) -> None:
         "with n. Convolution and attention have as many sequential steps as layers; their work grows "
         "with n (n² for full attention) but runs in parallel."
     )
-    top = whole("longest length", "rf_timing_max", 16, LIMITS.max_timing_length)
+    top = whole("longest length", "rf_timing_max", 16, longest_timing(cfg, 16, LIMITS.max_timing_length))
     try:
         check_work(cfg, longest=top)
     except ValueError as err:
@@ -358,7 +385,9 @@ def image_section(device: str) -> None:
     cols = st.columns(4)
     seed = whole("scene", "rf_img_seed", 0, MAX_SEED, "the procedural scene's seed", cols[0])
     size = whole("image side (pixels)", "rf_img_size", 8, MAX_IMAGE_SIDE, container=cols[1])
-    kernel = whole("kernel size", "rf_img_kernel", 1, MAX_KERNEL_2D, "odd", cols[2])
+    depths = sorted(st.session_state.get("rf_img_depths") or [1])  # the multiselect's, drawn after
+    top = largest_kernel(size, depths)  # the gradient maps of every depth within MAX_GRADIENT_WORK
+    kernel = whole("kernel size", "rf_img_kernel", 1, top, f"odd; at most {top} for these depths", cols[2])
     depths = cols[3].multiselect(
         "CNN depths", [1, 2, 4, 8, 16, 24, 32], key="rf_img_depths", persist_state="session"
     )
@@ -366,6 +395,12 @@ def image_section(device: str) -> None:
         st.warning("Choose at least one depth.")
         return
     depths = sorted(depths)
+    if gradient_work(size, kernel, depths) > MAX_GRADIENT_WORK:
+        st.error(
+            f"Kernel size {kernel} at depths {depths} would take more than about 10 s; the largest that "
+            f"fits is {largest_kernel(size, depths)}. Lower the kernel or drop the deepest depths."
+        )
+        return
     distances = cnn_maps(seed, size, kernel, depths)
     if distances is not None:
         detr_spans(seed, size, depths, distances, device)

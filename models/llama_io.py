@@ -17,8 +17,10 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from tokenizers import Tokenizer
 
+from models import validate
 from models.bert import read_config
 from models.errors import BUILD_ERRORS, ModelLoadError
+from models.files import MAX_TOKENIZER_BYTES, MAX_WEIGHTS_BYTES, read_json_object, regular_file
 from models.llama import Llama, LlamaConfig, LlamaOutput, build_llama, kv_groups
 from models.rope import LLAMA3_KEYS, ROPE_TYPES, rotary_dim
 
@@ -195,11 +197,14 @@ def _shard_files(directory: Path) -> list[Path]:
     index = directory / INDEX
     if index.exists():
         try:
-            weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
+            weight_map = read_json_object(index)["weight_map"]
             names = sorted(set(weight_map.values()))
-        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, AttributeError) as err:
+        except (KeyError, TypeError, AttributeError) as err:
             raise ModelLoadError(f"{index} is not a valid safetensors index ({err!r})") from err
         files = [directory / name for name in names]
+        outside = [name for name in names if Path(name).name != name]
+        if outside:
+            raise ModelLoadError(f"{index} names shards outside its directory: {outside[0]!r}")
         absent = [f.name for f in files if not f.exists()]
         if absent:
             raise ModelLoadError(f"{index} lists shards that are missing: {', '.join(absent[:4])}")
@@ -216,6 +221,7 @@ def read_weights(directory: Path) -> dict[str, torch.Tensor]:
     """Every tensor of the checkpoint under our names ("model." stripped), in its stored dtype."""
     state = {}
     for path in _shard_files(directory):
+        validate.safetensors_header(regular_file(path, MAX_WEIGHTS_BYTES))
         try:
             tensors = load_file(path)
         except (SafetensorError, OSError, RuntimeError) as err:
@@ -283,6 +289,7 @@ class TextLlama:
 def _tokenizer(path: Path) -> Tokenizer | None:
     if not path.exists():
         return None
+    regular_file(path, MAX_TOKENIZER_BYTES)
     try:
         tokenizer = Tokenizer.from_file(str(path))
     except Exception as err:  # tokenizers raises a bare Exception on malformed files
@@ -297,7 +304,12 @@ def load_llama(path: str | Path, device: str = "cpu", dtype: torch.dtype | None 
     upcasts them to float32 on the CPU; a dtype given is used as is."""
     directory = Path(path).expanduser()
     raw = read_config(directory)
+    where = str(directory / "config.json")
+    validate.llama_fields(raw, where)
     config = llama_config(raw)
+    on_gpu = torch.device(device).type == "cuda"
+    half = str(raw.get("torch_dtype", raw.get("dtype"))) in ("bfloat16", "float16") and on_gpu
+    validate.llama(config, where, device, dtype.itemsize if dtype is not None else 2 if half else 4)
     state = read_weights(directory)
     if not state:
         raise ModelLoadError(f"the weights in {directory} hold no tensors")

@@ -29,6 +29,7 @@ from models.detr import api as detr_api
 from models.detr import inspect as detr_inspect
 from models.detr.detr import DetrConfig
 from models.errors import ModelLoadError
+from models.files import MAX_WEIGHTS_BYTES, check_text, regular_file, user_path
 
 __all__ = ["KINDS", "ModelLoadError", "describe", "kind_of", "load_model", "names"]
 
@@ -142,6 +143,8 @@ def kind_of(name_or_path: str, revision: str | None = None) -> str:
     """The kind of an embedded name or a local path, told from its files without loading it."""
     if name_or_path in EMBEDDED:
         return EMBEDDED[name_or_path].kind
+    if name_or_path.strip():  # a path no file can have is refused before it is looked up anywhere
+        check_text(name_or_path)
     path = _as_path(_from_cache(name_or_path, revision))
     found = _detect(path)
     if found is None:
@@ -159,6 +162,8 @@ def load_model(name_or_path: str, device: str = "cpu", kind: str | None = None, 
         entry = EMBEDDED[name_or_path]
         _refuse_another_kind(name_or_path, entry.kind, kind)
         return entry.load(device)
+    if name_or_path.strip():
+        check_text(name_or_path)
     path = _as_path(_from_cache(name_or_path, revision))
     found = _detect(path) or kind
     if found is None:
@@ -197,17 +202,17 @@ def _as_path(name_or_path: str) -> Path:
         raise ModelLoadError(
             f"no model given; expected the name of an embedded model ({', '.join(EMBEDDED)}) or {EXPECTED}"
         )
-    path = Path(name_or_path).expanduser()
-    if not path.exists():
-        raise ModelLoadError(
-            f"{path}: no such file or directory, nor the name of an embedded model; expected {EXPECTED}"
-        )
-    return path
+    try:  # too long, an unknown ~user, a NUL byte, nothing there: a message, never an OSError
+        return user_path(name_or_path)
+    except ModelLoadError as err:
+        raise ModelLoadError(f"{err}; nor is it the name of an embedded model; expected {EXPECTED}") from None
 
 
 def _detect(path: Path) -> str | None:
     """The kind of a local file or directory; None for a config.json that names no model_type and is
     none of ours."""
+    if not path.is_dir():
+        regular_file(path, MAX_WEIGHTS_BYTES)  # a FIFO, a device or a link to one is refused by name
     if path.is_file():
         if path.suffix.lower() in DETR_FILE_SUFFIXES:
             return "detr"

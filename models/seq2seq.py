@@ -19,6 +19,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
+from models import validate
 from models.attention import (
     ZERO,
     AttentionRecord,
@@ -30,6 +31,7 @@ from models.attention import (
     padding_mask,
 )
 from models.errors import BUILD_ERRORS, ModelLoadError
+from models.files import MAX_WEIGHTS_BYTES, read_json_object, regular_file
 
 
 @dataclass
@@ -287,8 +289,14 @@ def save_seq2seq(model: Seq2Seq, config: Seq2SeqConfig, directory: str | Path, *
 def load_seq2seq(directory: str | Path, device: str = "cpu") -> tuple[Seq2Seq, Seq2SeqConfig, dict]:
     """Rebuild a model saved by `save_seq2seq`, in eval mode. Returns (model, config, all of config.json)."""
     directory = Path(directory)
+    where = str(directory / "config.json")
+    try:  # a regular config.json of bounded size, sizes that fit memory, a well-formed safetensors header
+        meta = read_json_object(directory / "config.json")
+        validate.seq2seq(validate.section(meta, "model", where), where, device)
+        validate.safetensors_header(regular_file(directory / "model.safetensors", MAX_WEIGHTS_BYTES))
+    except ModelLoadError as err:
+        raise Seq2SeqLoadError(f"{err}. Re-create it with python -m scripts.train_seq2seq") from err
     try:
-        meta = json.loads((directory / "config.json").read_text())
         known = {f.name for f in fields(Seq2SeqConfig)}
         config = Seq2SeqConfig(**{k: v for k, v in meta["model"].items() if k in known})
         model = build_seq2seq(config)

@@ -17,9 +17,9 @@ Pickles that would run code are refused, never executed.
 """
 
 import argparse
-import json
 import pickle
 import re
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -27,9 +27,11 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import Tensor
 
+from models import validate
 from models.detr.coco import COCO_CLASSES
 from models.detr.detr import DETR, DetrConfig, build_detr
 from models.errors import BUILD_ERRORS, ModelLoadError
+from models.files import MAX_WEIGHTS_BYTES, read_json_object, regular_file
 
 
 class CheckpointError(ModelLoadError, ValueError):
@@ -39,7 +41,9 @@ class CheckpointError(ModelLoadError, ValueError):
 def read_tensors(path: Path) -> dict:
     """A safetensors file or a `torch.load(weights_only=True)` pickle -> its top-level object."""
     try:
+        regular_file(path, MAX_WEIGHTS_BYTES)  # not a FIFO, a device or a link to one; bounded size
         if path.suffix.lower() == ".safetensors":
+            validate.safetensors_header(path)
             return load_file(str(path))
         # The official training checkpoints also hold `args`, an argparse.Namespace: a plain attribute bag,
         # allowed by name; every other class is still refused.
@@ -50,7 +54,7 @@ def read_tensors(path: Path) -> dict:
             f"{path.name}: refused, the file holds Python objects beyond tensors and "
             f"plain containers, which could run code when unpickled ({e})"
         ) from e
-    except (SafetensorError, RuntimeError, EOFError, OSError, ValueError) as e:
+    except (SafetensorError, RuntimeError, EOFError, OSError, ValueError, ModelLoadError) as e:
         kind = "safetensors" if path.suffix.lower() == ".safetensors" else "torch"
         raise CheckpointError(
             f"{path.name}: could not be read as a checkpoint (truncated, or not a {kind} file): {e}"
@@ -150,6 +154,7 @@ def infer_config(
 ) -> DetrConfig:
     """The DetrConfig a state dict in our names was made from (what tensors can tell)."""
     try:
+        _check_dims(state)
         num_queries, d_model = state["query_embed.weight"].shape
         num_classes = state["class_embed.weight"].shape[0] - 1
         bottleneck = "backbone.0.body.layer1.0.conv3.weight" in state
@@ -184,6 +189,23 @@ def infer_config(
     return config
 
 
+# tensors whose shape tells the architecture -> the dimensions they must have
+_DIMS = {
+    "query_embed.weight": 2,  # (num_queries, d_model)
+    "class_embed.weight": 2,  # (num_classes + 1, d_model)
+    "backbone.0.body.conv1.weight": 4,  # (stem width, 3, 7, 7)
+    "transformer.encoder.layers.0.linear1.weight": 2,  # (dim_feedforward, d_model)
+}
+
+
+def _check_dims(state: dict) -> None:
+    for name, dims in _DIMS.items():
+        if name in state and state[name].dim() != dims:
+            raise CheckpointError(
+                f"tensor {name} has shape {tuple(state[name].shape)}; a DETR's has {dims} dimensions"
+            )
+
+
 def load_state_strict(model: DETR, state: dict, source: str) -> None:
     """Load, or raise CheckpointError listing missing, unexpected and mis-shaped tensors by name."""
     expected = model.state_dict()
@@ -211,15 +233,18 @@ def load_state_strict(model: DETR, state: dict, source: str) -> None:
 
 def _hf_config(cfg: dict) -> tuple[int, bool, list[str] | None]:
     """(n_heads, dilation, class names) from a Hugging Face DETR config.json."""
-    id2label = cfg.get("id2label")
+    labels = validate.hf_detr(cfg, "config.json")  # class ids are integers in range, heads positive
     names = None
-    if id2label:
-        n = max(int(i) for i in id2label) + 1
-        names = [id2label.get(str(i), "N/A") for i in range(n)]
+    if labels:
+        names = [labels.get(i, "N/A") for i in range(max(labels) + 1)]
     return int(cfg.get("encoder_attention_heads", 8)), bool(cfg.get("dilation") or False), names
 
 
-def _build(config: DetrConfig, source: Path) -> DETR:
+def _build(config: DetrConfig, source: Path, device: str = "cpu") -> DETR:
+    try:
+        validate.detr(asdict(config), str(source), device)  # sizes, heads, classes and memory first
+    except ModelLoadError as e:
+        raise CheckpointError(str(e)) from e
     try:
         return build_detr(config)
     except BUILD_ERRORS as e:
@@ -239,13 +264,9 @@ def load_checkpoint(
         if not cfg_file.exists():
             raise CheckpointError(f"{path}: a model directory needs config.json")
         try:
-            cfg = json.loads(cfg_file.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise CheckpointError(f"{cfg_file}: not valid JSON ({e})") from e
-        except OSError as e:
-            raise CheckpointError(f"{cfg_file}: cannot be read ({e})") from e
-        if not isinstance(cfg, dict):
-            raise CheckpointError(f"{cfg_file}: holds a {type(cfg).__name__}, not a JSON object")
+            cfg = read_json_object(cfg_file)  # a regular file of bounded size holding a JSON object
+        except ModelLoadError as e:
+            raise CheckpointError(str(e)) from e
         weights = next(
             (path / f for f in ("model.safetensors", "pytorch_model.bin") if (path / f).exists()), None
         )
@@ -256,12 +277,12 @@ def load_checkpoint(
                 config = DetrConfig.from_dict(cfg)
             except (TypeError, ValueError) as e:
                 raise CheckpointError(f"{cfg_file}: neither our DETR config nor Hugging Face's: {e}") from e
-            model = _build(config, cfg_file)
+            model = _build(config, cfg_file, device)
             load_state_strict(model, read_tensors(weights), str(weights))
             return model.eval().to(device), config
         try:
             hf_heads, hf_dilation, names = _hf_config(cfg)
-        except (AttributeError, TypeError, ValueError) as e:
+        except (AttributeError, TypeError, ValueError, ModelLoadError) as e:
             raise CheckpointError(
                 f"{cfg_file}: a Hugging Face DETR config with malformed fields ({e})"
             ) from e
@@ -286,6 +307,6 @@ def load_checkpoint(
     )
     if names is not None and len(names) != config.num_classes:
         config.class_names = (names + ["N/A"] * config.num_classes)[: config.num_classes]
-    model = _build(config, path)
+    model = _build(config, path, device)
     load_state_strict(model, state, str(path))
     return model.eval().to(device), config

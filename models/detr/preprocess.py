@@ -42,7 +42,19 @@ class Detections:
 
 
 def resized_size(h: int, w: int, min_size: int, max_size: int | None) -> tuple[int, int]:
-    """(h, w) after the official `get_size_with_aspect_ratio` resize."""
+    """(h, w) after the official `get_size_with_aspect_ratio` resize. For aspect ratios the official one
+    breaks on (1 x 10,000 would become 0 x 0; 1 x 2,000 would stay longer than max_size), the longer side
+    is max_size and the shorter at least 1 pixel, so that the backbone has a feature cell across."""
+    if h < 1 or w < 1:
+        raise ValueError(f"an image of {h} x {w} pixels has no pixels to resize")
+    out = _official_size(h, w, min_size, max_size)
+    if max_size is not None and (min(out) < 1 or max(out) > max_size):
+        short = max(1, int(round(max_size * min(h, w) / max(h, w))))
+        return (max_size, short) if h > w else (short, max_size)
+    return out
+
+
+def _official_size(h: int, w: int, min_size: int, max_size: int | None) -> tuple[int, int]:
     size = min_size
     if max_size is not None:
         small, large = float(min(h, w)), float(max(h, w))

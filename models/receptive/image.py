@@ -15,7 +15,25 @@ from models.receptive.threads import one_cpu_thread
 
 MAX_IMAGE_SIDE = 128  # the gradient maps run a full backward pass per initialisation and depth
 MAX_DEPTH_2D = 32
-MAX_KERNEL_2D = 15  # as the 1-D CNN; at depth 32 on a 128-pixel image a 15 x 15 stack takes ~10 s
+MAX_KERNEL_2D = 15  # as the 1-D CNN; the work budget below lowers it for large images and deep stacks
+# side² x K² x depth x channels² x initialisations, summed over the depths asked: one unit took 0.6 to
+# 0.8 ns of forward and backward on one CPU thread (128 pixels, K = 5 to 15), so this is about 10 s
+MAX_GRADIENT_WORK = 1.5e10
+CHANNELS, N_INITS = 8, 4  # the gradient maps' CNN width and random initialisations
+
+
+def gradient_work(side: int, kernel_size: int, depths: list[int]) -> float:
+    """The gradient maps' work for a side x side image, one K x K stack per depth (see MAX_GRADIENT_WORK)."""
+    return float(side) ** 2 * kernel_size**2 * sum(depths) * CHANNELS**2 * N_INITS
+
+
+def largest_kernel(side: int, depths: list[int]) -> int:
+    """The largest odd kernel size up to MAX_KERNEL_2D whose gradient maps fit MAX_GRADIENT_WORK (1 when
+    none does): the kernel widget's maximum, derived from the cost."""
+    fitting = [
+        k for k in range(1, MAX_KERNEL_2D + 1, 2) if gradient_work(side, k, depths) <= MAX_GRADIENT_WORK
+    ]
+    return fitting[-1] if fitting else 1
 
 
 class ConvStack2d(nn.Module):
@@ -49,6 +67,13 @@ def check_image(image: np.ndarray, depths: list[int], kernel_size: int) -> None:
         raise ValueError(f"kernel size {kernel_size} must be odd, so that the centre output stays centred")
     if kernel_size > MAX_KERNEL_2D:
         raise ValueError(f"kernel size {kernel_size} exceeds the limit {MAX_KERNEL_2D}; choose a smaller one")
+    work = gradient_work(max(image.shape[1:]), kernel_size, depths)
+    if work > MAX_GRADIENT_WORK:
+        raise ValueError(
+            f"kernel size {kernel_size} at depths {depths} on a {max(image.shape[1:])}-pixel image is "
+            f"{work:.2g} units of work, over the limit {MAX_GRADIENT_WORK:.2g} (about 10 s); the largest "
+            f"kernel that fits is {largest_kernel(max(image.shape[1:]), depths)}, or drop the deepest depths"
+        )
 
 
 @one_cpu_thread

@@ -42,6 +42,8 @@ class Limits:
     # backward on one CPU thread, so these keep each model's share of a computation to about 10 s
     max_gradient_work: float = 2e8  # initialisations x T x d² x deepest stack, for the effective field
     max_timing_work: float = 2e9  # longest length x d² x deepest stack, for the timing sweep
+    # memory one computation may hold (memory_bytes): eight sessions at once stay within 8 GiB
+    max_run_bytes: float = 2**30
 
 
 LIMITS = Limits()
@@ -65,10 +67,57 @@ def _work(cfg: SeqConfig, length: int) -> float:
     return float(length) * cfg.d_model**2 * max(cfg.rnn_layers, cfg.cnn_layers, cfg.attn_layers)
 
 
+FIELD_BATCH = 4  # random inputs per initialisation in the effective field
+
+
+def memory_bytes(cfg: SeqConfig, length: int, batch: int = FIELD_BATCH, backward: bool = True) -> int:
+    """Float32 bytes the hungriest of the nine models holds at `length` positions, batch `batch`: full
+    attention's scores and probabilities (B·H·T², twice per layer), local attention's gathered key and
+    value windows (B·T·(2r+1)·d, twice per layer) and its scores, and a few B·T·d activations per layer
+    of every stack. With `backward` every layer's are kept for the gradient; without, one layer's."""
+    kept = (lambda n: n) if backward else (lambda n: 1)
+    window = 2 * cfg.radius + 1
+    full = 2 * batch * cfg.n_heads * length * length * kept(cfg.attn_layers)
+    local = (2 * batch * length * window * cfg.d_model + 2 * batch * cfg.n_heads * length * window) * kept(
+        cfg.attn_layers
+    )
+    depth = max(4 * cfg.rnn_layers, cfg.cnn_layers, 3 * cfg.attn_layers)  # LSTM: four gates a step
+    activations = 6 * batch * length * cfg.d_model * kept(depth)
+    return 4 * (max(full, local) + activations)
+
+
+def largest_fitting(cfg: SeqConfig, field: str, low: int, high: int, limits: Limits = LIMITS) -> int:
+    """The largest value of `field` in [low, high] at which the effective field of cfg (that field
+    changed) fits max_run_bytes: the widget's maximum, derived from the memory estimate. Every term of
+    memory_bytes grows with each field, so a binary search finds it; low when even low does not fit."""
+
+    def fits(value: int) -> bool:
+        changed = replace(cfg, **{field: value})
+        return memory_bytes(changed, changed.length) <= limits.max_run_bytes
+
+    if not fits(low):
+        return low
+    while low < high:
+        mid = (low + high + 1) // 2
+        low, high = (mid, high) if fits(mid) else (low, mid - 1)
+    return low
+
+
+def longest_timing(cfg: SeqConfig, low: int, high: int, limits: Limits = LIMITS) -> int:
+    """The longest length in [low, high] whose batch-1 forward (no gradient) fits max_run_bytes: the
+    timing sweep's maximum, derived from the memory estimate."""
+    while low < high:
+        mid = (low + high + 1) // 2
+        fits = memory_bytes(cfg, mid, 1, backward=False) <= limits.max_run_bytes
+        low, high = (mid, high) if fits else (low, mid - 1)
+    return low
+
+
 def check_work(
     cfg: SeqConfig, n_inits: int | None = None, longest: int | None = None, limits: Limits = LIMITS
 ):
-    """Raise ValueError when the effective field (n_inits) or the timing sweep (longest) runs too long."""
+    """Raise ValueError when the effective field (n_inits) or the timing sweep (longest) runs too long
+    or needs more memory than one computation may take."""
     if n_inits is not None:
         if not 1 <= n_inits <= limits.max_inits:
             raise ValueError(
@@ -91,6 +140,22 @@ def check_work(
             raise ValueError(
                 f"longest length x d² x depth = {work:.2g} is over the limit {limits.max_timing_work:.0e} "
                 "for the timing sweep; lower the longest length, the width or the depth"
+            )
+    _check_memory(cfg, n_inits, longest, limits)
+
+
+def _check_memory(cfg: SeqConfig, n_inits: int | None, longest: int | None, limits: Limits) -> None:
+    asked = []
+    if n_inits is not None:
+        asked.append(("the effective field", memory_bytes(cfg, cfg.length)))
+    if longest is not None:
+        asked.append((f"the timing sweep up to {longest}", memory_bytes(cfg, longest, 1, backward=False)))
+    for what, need in asked:
+        if need > limits.max_run_bytes:
+            raise ValueError(
+                f"{what} needs about {need / 2**20:,.0f} MiB at these settings; one computation may take "
+                f"{limits.max_run_bytes / 2**20:,.0f} MiB. Lower the attention heads ({cfg.n_heads}), the "
+                f"attention layers ({cfg.attn_layers}), the window radius ({cfg.radius}) or the length"
             )
 
 
