@@ -15,7 +15,7 @@ from streamlit.testing.v1 import AppTest
 
 from models import rope, rope_probe
 from models.llama_io import load_llama
-from tests.conftest import figure
+from tests.conftest import figure, z
 from tests.test_llama import TOKENIZER
 from ui.llama_causal import LOCAL as CAUSAL_LOCAL
 from ui.llama_models import LOCAL, RANDOM, gqa_label
@@ -212,3 +212,14 @@ def test_causal_page_gqa_table_labels_and_grey_raster(llama_dir):
     assert t > 256 and pixels.shape == (t, t)  # one pixel per cell below 1,024 tokens
     upper = np.triu(np.ones((t, t), dtype=bool), k=1)
     assert (pixels[upper] == LEVELS).all() and (pixels[~upper] < LEVELS).all()  # the future grey, only it
+    headers = [h.value for h in at.header]
+    assert headers.index("2 · One head on your text") < headers.index(
+        "3 · What each head does at this length"
+    )  # the head view first: it waits for one forward, the scores for every map of two inputs
+    induction = z(at, "cdl_induction")
+    best = np.unravel_index(induction.argmax(), induction.shape)
+    at.button(key="cdl_best").click().run()
+    assert not at.exception
+    assert (at.session_state["cdl_layer"], at.session_state["cdl_head"]) == best
+    title = figure(at, "cdl_text_raster")["layout"]["title"]["text"]
+    assert title.startswith(f"layer {best[0]}, head {best[1]}")

@@ -23,13 +23,14 @@ from models.maps import AttentionMaps
 from models.readout import readout
 from models.registry import names
 from ui.export import chart
-from ui.hub import SUGGESTIONS, model_field, named_model
+from ui.hub import model_field, named_model
 from ui.llama_models import gqa_head_picker
 from ui.results import computed, digest
 from ui.widgets import head_name, matrix_view
 from viz.attention import head_statistic_heatmap
 
 LOCAL = "a Hugging Face name or a local directory…"
+LLAMA_NAMES = ["HuggingFaceTB/SmolLM2-135M", "Qwen/Qwen2.5-0.5B", "TinyLlama/TinyLlama-1.1B-Chat-v1.0"]
 MAX_LENGTH = 8192  # longest input the page offers, where the model's context allows
 DEFAULT_TEXT = Path(textwrap.__file__).read_text(encoding="utf-8")  # real Python, a few thousand tokens
 
@@ -44,7 +45,7 @@ def model_choice(default: str = "gpt-stdlib") -> str:
         return choice
     with right:
         name, _ = model_field(
-            "cd_model_path", SUGGESTIONS["llama"], label="Llama, Mistral or Qwen2: name or directory"
+            "cd_model_path", LLAMA_NAMES, label="Llama, Mistral or Qwen2: name or directory"
         )
     return name
 
@@ -112,9 +113,11 @@ def head_scores(model: TextLlama, ids: list[int]) -> dict[str, np.ndarray]:
     return computed(key, measure, spinner=f"Measuring every head at {len(ids)} tokens…")
 
 
-def heads_section(model: TextLlama, ids: list[int]) -> tuple[int, int]:
-    """Per-head scores at the text's length; returns the best long-distance induction head."""
-    st.header("2 · What each head does at this length")
+def heads_section(model: TextLlama, ids: list[int]) -> None:
+    """Per-head scores at the text's length, and a button that opens the best long-distance induction head
+    in the head view. Measured after the head view is drawn, so that the first view waits for one forward,
+    not for every head's maps on two inputs."""
+    st.header("3 · What each head does at this length")
     with st.expander("How the scores are measured"):
         st.markdown(
             "\n".join(f"- **{name.replace('_', '-')}**: {text}." for name, text in SCORES.items())
@@ -126,16 +129,23 @@ def heads_section(model: TextLlama, ids: list[int]) -> tuple[int, int]:
     scores = head_scores(model, ids)
     for column, (name, values) in zip(st.columns(len(scores)), scores.items()):
         chart(head_statistic_heatmap(values, name.replace("_", "-")), key=f"cdl_{name}", where=column)
-    best = np.unravel_index(scores["induction"].argmax(), scores["induction"].shape)
-    return int(best[0]), int(best[1])
+    layer, head = (int(i) for i in np.unravel_index(scores["induction"].argmax(), scores["induction"].shape))
+    st.button(
+        f"Show the best long-distance induction head (layer {layer}, head {head}) above", key="cdl_best",
+        on_click=show_head, args=(layer, head),
+    )  # fmt: skip
+
+
+def show_head(layer: int, head: int) -> None:
+    st.session_state["cdl_layer"], st.session_state["cdl_head"] = layer, head
 
 
 @st.fragment
-def head_view(model: TextLlama, ids: list[int], tokens: list[str], best: tuple[int, int]) -> None:
+def head_view(model: TextLlama, ids: list[int], tokens: list[str]) -> None:
     """One head's map on the text, masked cells grey; a layer or head change reruns this fragment only."""
-    st.header("3 · One head on your text")
+    st.header("2 · One head on your text")
     maps = run(model, ids)
-    layer, head = gqa_head_picker(model, key="cdl", reductions=True, default=best)
+    layer, head = gqa_head_picker(model, key="cdl", reductions=True)
     probs = maps.head(layer, head)
     if isinstance(head, (int, np.integer)):
         with torch.no_grad():
@@ -181,8 +191,8 @@ def llama_sections(model: TextLlama) -> None:
     if chosen is None:
         return
     ids, tokens = chosen
-    best = heads_section(model, ids)
-    head_view(model, ids, tokens, best)
+    head_view(model, ids, tokens)
+    heads_section(model, ids)
 
 
 def llama_page(name_or_path: str) -> None:
