@@ -10,7 +10,8 @@ import streamlit as st
 
 from models.maps import REDUCTIONS
 from ui.export import chart
-from viz.heatmap import CELL_BUDGET, heatmap, index_labels, raster
+from viz.export import matrix_figure
+from viz.heatmap import CELL_BUDGET, heatmap, index_labels
 
 MEAN, MAX = REDUCTIONS  # the head picker's two sentinels: "mean" and "max" over heads
 ZOOM_WIDTH = 128  # tokens a side of the zoom window, by default
@@ -127,21 +128,14 @@ def matrix_view(
     arrays = {"matrix": matrix, "row_tokens": list(row_tokens), "col_tokens": list(col_tokens)}
     export = {"view": view, "whole": whole}
     if n_rows * n_cols <= CELL_BUDGET:
-        fig = heatmap(
-            matrix, index_labels(row_tokens), index_labels(col_tokens), title=title,
-            row_title=row_title, col_title=col_title, **style,
-        )  # fmt: skip
+        fig = matrix_figure(matrix, row_tokens, col_tokens, title, row_title, col_title, **style)
         chart(fig, key=f"{key}_map", arrays=arrays, **export)
         return
     left, zoom = st.columns(2)
-    chart(
-        raster(
-            matrix, index_labels(row_tokens), index_labels(col_tokens), title=title,
-            row_title=row_title, col_title=col_title,
-            height=640, **{k: v for k, v in style.items() if k in ("colorscale", "zmin", "zmax", "zmid")},
-        ),
-        key=f"{key}_raster", where=left, arrays=arrays, **export,
-    )  # fmt: skip
+    fig = matrix_figure(
+        matrix, row_tokens, col_tokens, title, row_title, col_title, **style | {"height": 640}
+    )
+    chart(fig, key=f"{key}_raster", where=left, arrays=arrays, **export)
     with zoom:
         c1, c2, c3 = st.columns(3)
         width = clamped_int("Zoom width", f"{key}_zw", 8, min(MAX_ZOOM_WIDTH, n_rows, n_cols), ZOOM_WIDTH, c3)

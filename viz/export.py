@@ -14,7 +14,17 @@ import numpy as np
 import plotly
 import plotly.graph_objects as go
 
-from viz.heatmap import LEVELS, MASK_GREY, colour_lut, quantise, value_range
+from viz.heatmap import (
+    CELL_BUDGET,
+    LEVELS,
+    MASK_GREY,
+    colour_lut,
+    heatmap,
+    index_labels,
+    quantise,
+    raster,
+    value_range,
+)
 
 CONFIG_VERSION = 1
 DEFAULT_SIZE = (900, 700)  # width, height in CSS pixels of a figure that does not set its own
@@ -47,13 +57,8 @@ def figure_size(fig: go.Figure) -> tuple[int, int]:
     return int(fig.layout.width or DEFAULT_SIZE[0]), int(fig.layout.height or DEFAULT_SIZE[1])
 
 
-def static_image(fig: go.Figure, fmt: str = "png", scale: float = 1.0) -> bytes:
-    """PNG or SVG bytes of the figure, (width × scale) × (height × scale) pixels for a PNG.
-
-    kaleido 1.x renders in a headless chrome; we give it the plotly.js of the installed plotly package and
-    no MathJax (whose default is a CDN URL), so nothing is fetched."""
-    if fmt not in ("png", "svg"):
-        raise ValueError(f"static export makes png or svg, not {fmt!r}")
+def _kaleido():
+    """kaleido, pointed at the local chrome; ExportError saying what to install when either is missing."""
     path = browser_path()
     try:
         import kaleido
@@ -62,6 +67,17 @@ def static_image(fig: go.Figure, fmt: str = "png", scale: float = 1.0) -> bytes:
     if path is None:
         raise ExportError("PNG and SVG export need chromium: apt-get install chromium, or set BROWSER_PATH.")
     os.environ["BROWSER_PATH"] = path
+    return kaleido
+
+
+def static_image(fig: go.Figure, fmt: str = "png", scale: float = 1.0) -> bytes:
+    """PNG or SVG bytes of the figure, (width × scale) × (height × scale) pixels for a PNG.
+
+    kaleido 1.x renders in a headless chrome; we give it the plotly.js of the installed plotly package and
+    no MathJax (whose default is a CDN URL), so nothing is fetched."""
+    if fmt not in ("png", "svg"):
+        raise ValueError(f"static export makes png or svg, not {fmt!r}")
+    kaleido = _kaleido()
     width, height = figure_size(fig)
     opts = {"format": fmt, "width": width, "height": height, "scale": scale}
     kopts = {"mathjax": False, "plotlyjs": str(PLOTLY_JS)}
@@ -150,3 +166,32 @@ def png_size(data: bytes) -> tuple[int, int]:
     from PIL import Image
 
     return Image.open(io.BytesIO(data)).size
+
+
+def matrix_figure(matrix, row_tokens, col_tokens, title: str, row_title: str, col_title: str, **style):
+    """The figure the app draws for a whole (R, C) matrix: a heatmap with hover up to CELL_BUDGET cells,
+    else a raster image (ui.widgets.matrix_view shows a zoom window beside it)."""
+    rows, cols = index_labels(row_tokens), index_labels(col_tokens)
+    if matrix.size <= CELL_BUDGET:
+        return heatmap(matrix, rows, cols, title=title, row_title=row_title, col_title=col_title, **style)
+    kept = {k: v for k, v in style.items() if k in ("colorscale", "zmin", "zmax", "zmid", "height")}
+    return raster(matrix, rows, cols, title=title, row_title=row_title, col_title=col_title, **kept)
+
+
+def write_static(jobs, progress=None) -> None:
+    """Write many PNG and SVG files with one headless chrome: jobs are (figure, path, "png" | "svg",
+    scale); `progress` (a callable) is called once per job as it starts. Raises ExportError when kaleido or
+    chromium is missing, or with the first file that failed."""
+    kaleido = _kaleido()
+
+    def specs():
+        for fig, target, fmt, scale in jobs:
+            if progress is not None:
+                progress()
+            width, height = figure_size(fig)
+            opts = {"format": fmt, "width": width, "height": height, "scale": scale}
+            yield {"fig": fig.to_dict(), "path": str(target), "opts": opts}
+
+    errors = kaleido.write_fig_from_object_sync(specs(), kopts={"mathjax": False, "plotlyjs": str(PLOTLY_JS)})
+    if errors:
+        raise ExportError(f"{len(errors)} file(s) could not be drawn: {errors[0]}")
