@@ -45,7 +45,10 @@ ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "weights" / "llama-stdlib"
 SPECIALS = ["<s>"]  # id 0: the start of every window and of every input (the tokenizer adds it)
 # (context, batch, steps): most steps short, the last phase at the full context
-PHASES = ((256, 16, 1500), (1024, 4, 300), (4096, 1, 120))
+PHASES = ((256, 16, 1600), (1024, 4, 700), (4096, 1, 320))
+P_TILED = 0.3  # share of windows that are one random block repeated to fill the window (the probe's pattern)
+P_COPY = 0.3  # share of text windows with a span (random ids or the window's own text) written again later
+IGNORE = -100  # target of a position whose next token nothing can predict (the first copy of a random block)
 MEASURE_LENGTH = 4096  # the README's numbers are measured at this many tokens
 LONG_GAP = 1000  # the induction probe repeats its random block at least this many tokens later
 
@@ -87,25 +90,49 @@ def encode_files(tokenizer: Tokenizer, texts: list[str]) -> torch.Tensor:
     return torch.from_numpy(np.concatenate([np.asarray(i, dtype=np.int32) for i in ids]))
 
 
-def get_batch(data: torch.Tensor, batch: int, t: int, vocab: int, p_copy: float, g: torch.Generator):
+def get_batch(
+    data: torch.Tensor,
+    batch: int,
+    t: int,
+    vocab: int,
+    p_copy: float,
+    g: torch.Generator,
+    p_tiled: float = 0.0,
+):
     """(x, y) of shape (batch, t): <s> then a window of the text, y shifted by one.
 
-    With probability p_copy a row gets a random block of 16 to min(64, t/4) ids written at two places,
-    the second anywhere after the first (far apart on long windows): predicting it needs the first.
+    With probability p_tiled a row is instead <s> and one block of random ids repeated to fill the window
+    (its period log-uniform from 16 to t/2, so on long windows the copy is up to t/2 tokens away, as in
+    models.long_heads' probe); the targets of the first copy are IGNORE (nothing predicts random ids), every
+    later one is predictable only by a head that finds the previous copy. Otherwise, with probability
+    p_copy, a row gets a span of 16 to t/4 ids (random ids or the window's own text, even odds) written at
+    two places, the second anywhere after the first (far apart on long windows); its loss counts.
     """
     starts = torch.randint(0, len(data) - t, (batch,), generator=g)
     rows = torch.zeros(batch, t + 1, dtype=torch.long)  # column 0 stays <s> (id 0)
-    for row, start in zip(rows, starts.tolist()):
+    ignored = torch.zeros(batch, t, dtype=torch.bool)
+    for r, (row, start) in enumerate(zip(rows, starts.tolist())):
         row[1:] = data[start : start + t]
-        if t < 64 or torch.rand((), generator=g) >= p_copy:
+        u = float(torch.rand((), generator=g))
+        if t >= 32 and u < p_tiled:
+            log_period = math.log(16) + float(torch.rand((), generator=g)) * math.log(t / 32)
+            period = min(t // 2, int(math.exp(log_period)))
+            block = torch.randint(len(SPECIALS), vocab, (period,), generator=g)
+            row[1:] = block.repeat(t // period + 1)[:t]
+            ignored[r, : period + 1] = True  # the first copy, and its successor's first id
             continue
-        n = int(torch.randint(16, min(64, t // 4) + 1, (), generator=g))
+        if t < 64 or u >= p_tiled + p_copy:
+            continue
+        n = int(torch.randint(16, t // 4 + 1, (), generator=g))
         first = int(torch.randint(1, t // 2 - n + 1, (), generator=g))
         second = int(torch.randint(first + n, t + 1 - n, (), generator=g))
-        block = torch.randint(len(SPECIALS), vocab, (n,), generator=g)
-        row[first : first + n] = block
-        row[second : second + n] = block
-    return rows[:, :-1], rows[:, 1:]
+        if torch.rand((), generator=g) < 0.5:
+            block = torch.randint(len(SPECIALS), vocab, (n,), generator=g)
+            row[first : first + n] = block
+        row[second : second + n] = row[first : first + n].clone()
+    y = rows[:, 1:].clone()
+    y[ignored] = IGNORE
+    return rows[:, :-1], y
 
 
 def schedule(phases) -> list[tuple[int, int]]:
@@ -113,10 +140,19 @@ def schedule(phases) -> list[tuple[int, int]]:
     return [(t, b) for t, b, steps in phases for _ in range(steps)]
 
 
-def save_checkpoint(path: Path, model, optimizer, g: torch.Generator, step: int, losses: list[float]) -> None:
+def save_checkpoint(
+    path: Path,
+    model,
+    optimizer,
+    g: torch.Generator,
+    step: int,
+    losses: list[float],
+    clock: dict | None = None,
+) -> None:
     tmp = path.with_suffix(".tmp")
     state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "generator": g.get_state()}
-    torch.save(state | {"step": step, "losses": losses, "torch_rng": torch.get_rng_state()}, tmp)
+    state |= {"step": step, "losses": losses, "torch_rng": torch.get_rng_state(), "clock": clock or {}}
+    torch.save(state, tmp)
     tmp.replace(path)  # a run killed while writing keeps the previous checkpoint
 
 
@@ -127,21 +163,24 @@ def train(
     lr: float,
     device: str,
     p_copy: float = 0.5,
+    p_tiled: float = 0.0,
     seed: int = 0,
     checkpoint: Path | None = None,
     checkpoint_every: float = 300.0,
     stop_after: int | None = None,
     show_progress: bool = True,
+    clock: dict | None = None,
 ) -> tuple[Llama, list[float]]:
     """Train from scratch, or continue from `checkpoint` when it exists; returns the model (eval mode)
     and the loss of every step. `stop_after` ends the run after that many steps in total (leaving the
-    checkpoint to resume from), as an interrupted run would."""
+    checkpoint to resume from), as an interrupted run would. `clock`, when given, receives the training's
+    process CPU seconds and wall seconds ("cpu_s", "wall_s"), summed over every resumed part."""
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
     model = build_llama(config).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.1)
     steps = schedule(phases)
-    start, losses = 0, []
+    start, losses, spent = 0, [], {"cpu_s": 0.0, "wall_s": 0.0}
     if checkpoint is not None and checkpoint.exists():
         state = torch.load(checkpoint, map_location=device, weights_only=True)
         model.load_state_dict(state["model"])
@@ -149,18 +188,27 @@ def train(
         g.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
         start, losses = state["step"], list(state["losses"])
+        spent = dict(state.get("clock", spent))
         if show_progress:
             print(f"resuming at step {start} of {len(steps)} from {checkpoint}", file=sys.stderr)
     end = len(steps) if stop_after is None else min(len(steps), stop_after)
     started = last_saved = time.time()
+    cpu_started = time.process_time()
+
+    def clocked() -> dict:
+        return {
+            "cpu_s": spent["cpu_s"] + time.process_time() - cpu_started,
+            "wall_s": spent["wall_s"] + time.time() - started,
+        }
+
     model.train()
     for step in range(start, end):
         t, batch = steps[step]
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, len(steps), lr)
-        x, y = get_batch(data, batch, t, config.vocab_size, p_copy, g)
+        x, y = get_batch(data, batch, t, config.vocab_size, p_copy, g, p_tiled)
         logits = model(x.to(device)).logits  # (B, T, V)
-        loss = F.cross_entropy(logits.flatten(0, 1), y.to(device).flatten())
+        loss = F.cross_entropy(logits.flatten(0, 1), y.to(device).flatten(), ignore_index=IGNORE)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -169,10 +217,12 @@ def train(
         if show_progress and (step % 10 == 0 or step == end - 1):
             progress(step, len(steps), sum(losses[-10:]) / len(losses[-10:]), started)
         if checkpoint is not None and (time.time() - last_saved > checkpoint_every or step == end - 1):
-            save_checkpoint(checkpoint, model, optimizer, g, step + 1, losses)
+            save_checkpoint(checkpoint, model, optimizer, g, step + 1, losses, clocked())
             last_saved = time.time()
     if show_progress:
         print(file=sys.stderr)
+    if clock is not None:
+        clock.update(clocked())
     return model.eval(), losses
 
 
@@ -205,6 +255,66 @@ def measure_heads(model: Llama, val_data: torch.Tensor, vocab: int, seed: int = 
     return long_head_scores(maps(text), maps(probe.tolist()), period)
 
 
+def uniform_scores(length: int = MEASURE_LENGTH) -> dict[str, float]:
+    """The scores of a head that spreads its attention evenly over every key it may see (query i over i + 1
+    keys) at `length` tokens, as long_head_scores reads them: the chance level of each score."""
+    keys = np.arange(1, length + 1, dtype=np.float64)  # query i sees i + 1 keys
+    period = length // 2
+    # the induction score reads the probe's map after <s>: query i + 1 of the map, from i = period on
+    return {
+        "sink": float((1 / keys).mean()),
+        "previous_token": float((1 / keys[1:]).mean()),
+        "induction": float((1 / keys[period + 1 : length]).mean()),
+    }
+
+
+def head_report(scores: dict[str, np.ndarray], top: int = 3) -> str:
+    """A plain-text table per score: the best `top` heads (layer.head), the median over heads and the
+    uniform-attention level, then every head's score with layers as rows."""
+    chance = uniform_scores()
+    lines = []
+    for name, values in scores.items():
+        order = np.argsort(values, axis=None)[::-1][:top]
+        best = ", ".join(
+            f"L{i // values.shape[1]}.H{i % values.shape[1]} {values.flat[i]:.3f}" for i in order
+        )
+        lines.append(
+            f"{name}: best {best}; median {np.median(values):.4f}; uniform attention {chance[name]:.4f}"
+        )
+        lines.extend(
+            f"  layer {layer}: " + " ".join(f"{v:.3f}" for v in row) for layer, row in enumerate(values)
+        )
+    return "\n".join(lines)
+
+
+def held_out_split(files: list[tuple[str, str]]) -> tuple[list[str], list[str]]:
+    """(training texts, held-out texts): one file in 20 is held out."""
+    return [t for i, (_, t) in enumerate(files) if i % 20], [
+        t for i, (_, t) in enumerate(files) if i % 20 == 0
+    ]
+
+
+def measure(directory: Path, seed: int = 0) -> None:
+    """Print the held-out loss and the head scores of a trained directory (the README's numbers)."""
+    from models.llama_io import load_llama
+
+    loaded = load_llama(directory)
+    _, val_texts = held_out_split(stdlib_sources())
+    val_data = encode_files(loaded.tokenizer, val_texts)
+    chars_per_token = sum(map(len, val_texts)) / len(val_data)
+    val_loss = held_out_loss(loaded.model, val_data, MEASURE_LENGTH, "cpu")
+    print(
+        f"held-out loss {val_loss:.3f} nats/token, {val_loss / math.log(2) / chars_per_token:.3f} bits/char "
+        f"({len(val_data)} held-out tokens, {chars_per_token:.2f} characters a token; "
+        f"8 windows of {MEASURE_LENGTH})"
+    )
+    scores = measure_heads(loaded.model, val_data, loaded.config.vocab_size, seed=seed)
+    print(
+        f"per head at {MEASURE_LENGTH} tokens (induction: random block repeated {MEASURE_LENGTH // 2} later)"
+    )
+    print(head_report(scores))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -216,8 +326,14 @@ def main() -> None:
     parser.add_argument("--device", default=None, help="default: CUDA, then MPS, then CPU")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads (the default leaves cores free)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--p-tiled", type=float, default=P_TILED, help="share of tiled random windows")
+    parser.add_argument("--p-copy", type=float, default=P_COPY, help="share of windows with a copied span")
+    parser.add_argument("--measure", action="store_true", help="only measure the model in --out")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.measure:
+        measure(args.out, seed=args.seed)
+        return
     os.environ.setdefault("RAYON_NUM_THREADS", str(args.threads))  # the tokenizer trainer's threads
     device = args.device or default_device()
     config = PRESETS[args.preset]
@@ -226,8 +342,7 @@ def main() -> None:
 
     started = time.time()
     files = stdlib_sources()
-    train_texts = [text for i, (_, text) in enumerate(files) if i % 20]
-    val_texts = [text for i, (_, text) in enumerate(files) if i % 20 == 0]
+    train_texts, val_texts = held_out_split(files)
     tokenizer = train_tokenizer(train_texts, config.vocab_size)
     train_data, val_data = encode_files(tokenizer, train_texts), encode_files(tokenizer, val_texts)
     digest = hashlib.sha256("\x00".join(p + t for p, t in files).encode()).hexdigest()[:16]
@@ -237,13 +352,24 @@ def main() -> None:
         f"({chars_per_token:.2f} characters a token)",
         file=sys.stderr,
     )
-    model, losses = train(config, train_data, phases, args.lr, device, seed=args.seed, checkpoint=checkpoint)
+    clock: dict = {}
+    model, losses = train(
+        config,
+        train_data,
+        phases,
+        args.lr,
+        device,
+        p_copy=args.p_copy,
+        p_tiled=args.p_tiled,
+        seed=args.seed,
+        checkpoint=checkpoint,
+        clock=clock,
+    )
     model.cpu()
     val_loss = held_out_loss(model, val_data, MEASURE_LENGTH, "cpu")
     scores = measure_heads(model, val_data, config.vocab_size, seed=args.seed)
     minutes = (time.time() - started) / 60
-    for name, values in scores.items():
-        print(f"{name} per head (rows = layers):\n{values.round(3)}", file=sys.stderr)
+    print(head_report(scores), file=sys.stderr)
     print(f"held-out loss {val_loss:.3f} nats/token at {MEASURE_LENGTH}; {minutes:.1f} min", file=sys.stderr)
 
     def best(name: str) -> dict:
@@ -260,10 +386,15 @@ def main() -> None:
         "val_bits_per_char": round(val_loss / math.log(2) / chars_per_token, 4),
         "measured_at": MEASURE_LENGTH,
         "mean_sink_share": round(float(scores["sink"].mean()), 4),
+        "best_sink_head": best("sink"),
         "best_previous_token_head": best("previous_token"),
         "best_induction_head": best("induction"),
         "induction_distance": MEASURE_LENGTH // 2,
         "minutes": round(minutes, 1),
+        "training_wall_minutes": round(clock["wall_s"] / 60, 1),
+        "training_cpu_minutes": round(clock["cpu_s"] / 60, 1),
+        "p_tiled": args.p_tiled,
+        "p_copy": args.p_copy,
         "hardware": f"{device}, {args.threads} thread(s), {platform.processor() or platform.machine()}",
         "corpus": f"{len(files)} files of the Python {platform.python_version()} stdlib, sha256 {digest}",
     }

@@ -9,6 +9,7 @@ import torch
 from models.llama import PRESETS
 from models.llama_io import load_llama, save_llama
 from scripts.train_llama import (
+    IGNORE,
     encode_files,
     get_batch,
     held_out_loss,
@@ -99,3 +100,33 @@ def test_head_measures_refuse_a_probe_shorter_than_the_long_gap(monkeypatch):
     assert {name: values.shape for name, values in scores.items()} == {
         name: (CONFIG.n_layer, CONFIG.n_head) for name in ("sink", "previous_token", "induction")
     }
+
+
+def test_tiled_rows_repeat_one_random_block_and_ignore_its_first_copy():
+    text = torch.arange(1, 5001, dtype=torch.int32) % 250 + 5
+    x, y = get_batch(text, 16, 512, 300, 0.0, torch.Generator().manual_seed(0), p_tiled=1.0)
+    assert (x[:, 0] == 0).all()
+    periods = set()
+    for row, target in zip(x, y):
+        ignored = int((target == IGNORE).sum())
+        period = ignored - 1  # the first copy's targets and the next one (the copy's first id)
+        assert (
+            16 <= period <= 256 and (target[:ignored] == IGNORE).all() and (target[ignored:] != IGNORE).all()
+        )
+        ids = torch.cat([row[1:], target[-1:]])  # the window after <s>
+        assert torch.equal(ids[period:], ids[: len(ids) - period])  # one block repeated
+        periods.add(period)
+    assert len(periods) > 8  # the period varies from row to row
+
+
+def test_uniform_attention_levels_match_the_scores_of_a_uniform_map():
+    from models.head_scores import induction_score, previous_token_score
+    from scripts.train_llama import uniform_scores
+
+    t = 64
+    uniform = torch.tril(torch.ones(t, t, dtype=torch.float64))
+    uniform /= uniform.sum(-1, keepdim=True)
+    levels = uniform_scores(t)
+    assert levels["sink"] == pytest.approx(float(uniform[:, 0].mean()))
+    assert levels["previous_token"] == pytest.approx(float(previous_token_score(uniform)))
+    assert levels["induction"] == pytest.approx(float(induction_score(uniform[1:, 1:], t // 2)))
