@@ -13,6 +13,7 @@ import streamlit as st
 
 from models.attention import LAZY
 from models.bert import ModelLoadError, TextModel
+from models.hf_generic import HFModel
 from models.maps import STATISTICS, AttentionMaps
 from models.readout import readout
 from ui.export import chart
@@ -114,7 +115,9 @@ def text_input() -> str:
     return st.session_state.text_input
 
 
-def notices(result: TextAttention, model: TextModel) -> None:
+def notices(result: TextAttention, model: TextModel | HFModel) -> None:
+    if isinstance(model, HFModel):
+        st.info(model.notice)
     if result.n_dropped:
         limit = model.config.max_position_embeddings
         st.warning(

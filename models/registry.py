@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from models import bert, gpt_io, hub, llama_io, seq2seq
+from models import bert, gpt_io, hf_generic, hub, llama_io, seq2seq
 from models.detr import api as detr_api
 from models.detr import inspect as detr_inspect
 from models.detr.detr import DetrConfig
@@ -44,6 +44,7 @@ KINDS = {
     "detr": "a DETR detector",
 }
 DETR_FILE_SUFFIXES = (".pth", ".pt", ".safetensors")
+INSTRUMENTED = ("bert", "gpt2", gpt_io.OUR_MODEL_TYPE, *llama_io.MODEL_TYPES, "detr", None)  # model_types
 EXPECTED = (
     "a model directory with config.json (BERT, GPT-2, DETR, or ours) or a DETR checkpoint file "
     f"({', '.join(DETR_FILE_SUFFIXES)})"
@@ -110,15 +111,31 @@ EMBEDDED = {
 
 # kind -> the loader of a local path of that kind
 PATH_LOADERS: dict[str, Callable[[Path, str], object]] = {
-    "encoder": lambda path, device: bert.load_bert(path, device=device),
+    "encoder": lambda path, device: _load_encoder(path, device),
     "causal": lambda path, device: _load_causal(path, device),
     "seq2seq": lambda path, device: seq2seq.load_seq2seq(path, device=device),
     "detr": lambda path, device: detr_api.load_detr(path, device=device),
 }
 
 
+def _through_transformers(path: Path) -> bool:
+    """A transformers checkpoint of a model type we do not instrument (models.hf_generic reads it)."""
+    raw = bert.read_config(path)
+    return raw.get("model_type") not in INSTRUMENTED and bool(raw.get("architectures"))
+
+
+def _load_encoder(path: Path, device: str):
+    """A BERT directory through models.bert, another transformers encoder through models.hf_generic."""
+    if _through_transformers(path):
+        return hf_generic.load_hf(path, device=device)
+    return bert.load_bert(path, device=device)
+
+
 def _load_causal(path: Path, device: str):
-    """A Llama-family directory through models.llama_io, any other causal one through models.gpt_io."""
+    """A Llama-family directory through models.llama_io, GPT-2 and ours through models.gpt_io, another
+    transformers decoder through models.hf_generic."""
+    if _through_transformers(path):
+        return hf_generic.load_hf(path, device=device)
     if bert.read_config(path).get("model_type") in llama_io.MODEL_TYPES:
         return llama_io.load_llama(path, device=device)
     return gpt_io.load_gpt(path, device=device)
@@ -235,8 +252,12 @@ def _detect(path: Path) -> str | None:
         if "hidden_size" in raw and "num_attention_heads" in raw:
             return "encoder"  # an old BERT config.json, from before model_type was written
         return None
+    if raw.get("architectures") and hf_generic.available():  # any other transformers model, read by it
+        return "causal" if hf_generic.is_causal(raw) else "encoder"
     raise ModelLoadError(
-        f"{path / 'config.json'} has model_type {model_type!r}, which is not one this app loads; {CONFIGS}"
+        f"{path / 'config.json'} has model_type {model_type!r}, which is not one this app loads; {CONFIGS}. "
+        "A transformers checkpoint of another type (config.json with architectures) is read through "
+        "transformers when the hf extra is installed (pip install 'attention-lab[hf]')"
     )
 
 

@@ -17,20 +17,21 @@ import streamlit as st
 import torch
 
 from models.attention import LAZY
+from models.hf_generic import HFModel
 from models.llama_io import TextLlama
 from models.long_heads import SCORES, long_head_scores, repeated_block
 from models.maps import AttentionMaps
 from models.readout import readout
 from models.registry import names
 from ui.export import chart
-from ui.hub import model_field, named_model
+from ui.hf_causal import hf_sections
+from ui.hub import SUGGESTIONS, model_field, named_model
 from ui.llama_models import gqa_head_picker
 from ui.results import computed, digest
 from ui.widgets import head_name, matrix_view
 from viz.attention import head_statistic_heatmap
 
 LOCAL = "a Hugging Face name or a local directory…"
-LLAMA_NAMES = ["HuggingFaceTB/SmolLM2-135M", "Qwen/Qwen2.5-0.5B", "TinyLlama/TinyLlama-1.1B-Chat-v1.0"]
 MAX_LENGTH = 8192  # longest input the page offers, where the model's context allows
 DEFAULT_TEXT = Path(textwrap.__file__).read_text(encoding="utf-8")  # real Python, a few thousand tokens
 
@@ -45,7 +46,7 @@ def model_choice(default: str = "gpt-stdlib") -> str:
         return choice
     with right:
         name, _ = model_field(
-            "cd_model_path", LLAMA_NAMES, label="Llama, Mistral or Qwen2: name or directory"
+            "cd_model_path", SUGGESTIONS["llama"], label="Llama, Mistral or Qwen2: name or directory"
         )
     return name
 
@@ -206,6 +207,9 @@ def llama_page(name_or_path: str) -> None:
     revision = st.session_state.get("cd_model_path_revision", "").strip() or None
     model = named_model(name_or_path, revision, kind="causal")
     if model is None:
+        return
+    if isinstance(model, HFModel):  # another transformers decoder: its maps only
+        hf_sections(model)
         return
     if not isinstance(model, TextLlama):
         st.error(f"{name_or_path} is not a Llama-family model; this page shows those and gpt-stdlib.")
