@@ -36,6 +36,7 @@ EXAMPLE = "The cat sat on the mat because it was tired."
 MAX_CHARS = 600
 PRINT_VALUES_UP_TO = 16  # tokens: up to this many, the score grids print their values on the cells
 QUERY, KEY = "query (attending)", "key (attended to)"
+STAGES = ["1 · X", "2 · Q, K, V", "3 · Scores → softmax", "4 · A·V", "5 · Concat, W_o", "6 · Two conventions"]
 
 
 def tokenize(model, name: str, text: str) -> tuple[list[int], list[str]]:
@@ -309,12 +310,20 @@ def stage_view(name: str, model, ids: list[int], labels: list[str]) -> None:
     query_column.caption(f"query {query}: {labels[query]}")
     kept = layer_stages(model, ids, calls, layer)
     s, gaps = kept["stages"], kept["gaps"]
-    x_section(s, name, layer, labels, query)
-    qkv_section(s, head, labels, query)
-    scores_section(s, head, labels, query)
-    output_section(s, head, labels, query)
-    concat_section(s, labels)
-    conventions_section(s, head, labels, query, gaps)
+    sections = (
+        lambda: x_section(s, name, layer, labels, query),
+        lambda: qkv_section(s, head, labels, query),
+        lambda: scores_section(s, head, labels, query),
+        lambda: output_section(s, head, labels, query),
+        lambda: concat_section(s, labels),
+        lambda: conventions_section(s, head, labels, query, gaps),
+    )
+    # Stateful tabs: only the open stage is drawn (one to four figures, not nineteen), and opening another
+    # reruns this fragment only
+    for tab, section in zip(st.tabs(STAGES, key="sbs_stage", on_change="rerun"), sections, strict=True):
+        with tab:
+            if tab.open:
+                section()
     check_section(gaps)
 
 

@@ -9,6 +9,7 @@ from streamlit.testing.v1 import AppTest
 
 import models.bert
 import models.gpt
+from app_pages.step_by_step import STAGES
 from tests.conftest import count_calls, figure
 from viz.heatmap import MASK_GREY, masked_colour
 
@@ -40,6 +41,27 @@ def run_page(model=None, text=None):
     return at.run()
 
 
+def open_stage(at, label: str):
+    """Open a stage's tab as a click does: the stateful tabs draw only the open stage."""
+    at.session_state["sbs_stage"] = label
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+class EveryStage:
+    """The charts of every stage, each tab opened in turn; `figure` and `z` read them like an AppTest's."""
+
+    def __init__(self, at):
+        self.charts = []
+        for label in STAGES:
+            self.charts += list(open_stage(at, label).get("plotly_chart"))
+        open_stage(at, STAGES[0])
+
+    def get(self, kind: str) -> list:
+        return self.charts if kind == "plotly_chart" else []
+
+
 def query_box(at):
     return at.number_input(key="sbs_query")
 
@@ -52,36 +74,41 @@ def gaps(at) -> dict:
 def test_minilm_shows_every_stage_with_d_and_d_head():
     at = run_page(text="The cat sat on the mat.")
     assert not at.exception and not at.error
-    x = z(at, "-x")
+    assert len(at.get("plotly_chart")) == 1  # only the open stage is drawn: X
+    drawn = EveryStage(at)
+    x = z(drawn, "-x")
     t = x.shape[0]
     assert x.shape == (t, 384)
     for key in ("q_fig", "k_fig", "v_fig", "heads"):
-        assert z(at, key).shape == (t, 32)  # d_head = 384 / 12
-    assert z(at, "scores").shape == (t, t)
-    assert not np.isnan(z(at, "masked")).any()  # one unpadded text: MiniLM masks nothing
-    assert z(at, "concat").shape == (t, 384) and z(at, "output").shape == (t, 384)
-    assert z(at, "w_q_fig").shape == (384, 32)
-    w_o = figure(at, "w_o_fig")  # 147,456 cells: past the core's cell budget, drawn as a raster
+        assert z(drawn, key).shape == (t, 32)  # d_head = 384 / 12
+    assert z(drawn, "scores").shape == (t, t)
+    assert not np.isnan(z(drawn, "masked")).any()  # one unpadded text: MiniLM masks nothing
+    assert z(drawn, "concat").shape == (t, 384) and z(drawn, "output").shape == (t, 384)
+    assert z(drawn, "w_q_fig").shape == (384, 32)
+    w_o = figure(drawn, "w_o_fig")  # 147,456 cells: past the core's cell budget, drawn as a raster
     assert w_o["data"][0]["type"] == "image" and "384 × 384" in w_o["layout"]["title"]["text"]
-    assert z(at, "cols_a").shape == (t, t) and z(at, "cols_va").shape == (32, t)
-    np.testing.assert_allclose(z(at, "cols_a"), z(at, "rows_a").T, atol=1e-6)
+    assert z(drawn, "cols_a").shape == (t, t) and z(drawn, "cols_va").shape == (32, t)
+    np.testing.assert_allclose(z(drawn, "cols_a"), z(drawn, "rows_a").T, atol=1e-6)
     assert max(gaps(at).values()) < 1e-4
-    assert "d = 384" in figure(at, "-x")["layout"]["xaxis"]["title"]["text"]
-    assert "d_head = 32" in figure(at, "q_fig")["layout"]["xaxis"]["title"]["text"]
+    assert "d = 384" in figure(drawn, "-x")["layout"]["xaxis"]["title"]["text"]
+    assert "d_head = 32" in figure(drawn, "q_fig")["layout"]["xaxis"]["title"]["text"]
     for key in ("scores", "scaled", "masked", "probs", "rows_a", "cols_a"):  # values printed rounded
-        assert figure(at, key)["data"][0]["texttemplate"] == "%{z:.2f}"
-    assert "texttemplate" not in figure(at, "-x")["data"][0]  # 384 channels: no numbers on cells
+        assert figure(drawn, key)["data"][0]["texttemplate"] == "%{z:.2f}"
+    assert "texttemplate" not in figure(drawn, "-x")["data"][0]  # 384 channels: no numbers on cells
 
 
 def test_causal_model_masks_the_upper_triangle():
     at = run_page(GPT, text="abcabcabc")
     assert not at.exception and not at.error
+    assert z(at, "-x").shape == (9, 128)
+    open_stage(at, STAGES[1])
+    assert z(at, "q_fig").shape == (9, 32)
+    open_stage(at, STAGES[2])
     masked, probs, scores = z(at, "masked"), z(at, "probs"), z(at, "scores")
     upper = np.triu(np.ones((9, 9), dtype=bool), 1)
     assert np.isnan(masked[upper]).all() and np.isfinite(masked[~upper]).all()
     assert np.isnan(probs[upper]).all() and np.isfinite(scores).all()
     assert masked_colour(figure(at, "masked")["layout"]) == MASK_GREY  # masked cells: the core's grey
-    assert z(at, "-x").shape == (9, 128) and z(at, "q_fig").shape == (9, 32)
     assert "exactly 0" in next(m.value for m in at.markdown if "The mask removes" in m.value)
     assert max(gaps(at).values()) < 1e-4
     at.selectbox(key="sbs_layer").set_value(1).run()
@@ -131,6 +158,7 @@ def test_layer_head_and_query_never_rerun_the_model(forward_calls, model):
     at.selectbox(key="sbs_layer").set_value(0).run()
     assert not at.exception
     np.testing.assert_array_equal(z(at, "-x"), x)
+    open_stage(at, STAGES[1])  # another stage: no forward either
     assert "of head 2" in figure(at, "q_fig")["layout"]["xaxis"]["title"]["text"]
     assert len(forward_calls) == 1
 
