@@ -18,12 +18,19 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_app(log_path: Path, env: dict | None = None, timeout: float = 60, root: Path = ROOT):
+def running_app(
+    log_path: Path,
+    env: dict | None = None,
+    timeout: float = 60,
+    root: Path = ROOT,
+    launcher: str = "streamlit",
+):
     """Yields (url, server process) once /_stcore/health answers; the server's output goes to log_path.
-    `root` is the checkout whose app.py runs (another one, for a before/after benchmark)."""
+    `root` is the checkout whose app.py runs (another one, for a before/after benchmark); `launcher` is
+    the module run as `python -m launcher run app.py` (benchmarks.load_server times every script run)."""
     port = free_port()
     command = [
-        sys.executable, "-m", "streamlit", "run", str(Path(root) / "app.py"),
+        sys.executable, "-m", launcher, "run", str(Path(root) / "app.py"),
         "--server.address", "127.0.0.1", "--server.port", str(port), "--server.headless", "true",
         "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
     ]  # fmt: skip

@@ -1,0 +1,337 @@
+"""Many users at once: browser sessions drive every page with their own inputs, against one server.
+
+    .venv/bin/python -m benchmarks.bench_load                      # 1 session twice, then 8 for 90 s
+    .venv/bin/python -m benchmarks.bench_load --sessions 4 --seconds 60
+
+The app runs on 127.0.0.1 (benchmarks.load_server: every script run is timed inside the server) and
+Debian's chromium drives it, one browser per session. Three phases on one fresh server: one session
+visits every page once from cold (models load), once more warm with another input, then N sessions
+(8 by default) go round the pages concurrently, each starting on another page and each with its own
+inputs, until the time is up (a visit under way finishes; none starts after; at most two rounds each).
+A visit clicks the page in the navigation and waits for it to be idle, then gives the page its input
+(a sentence with the session's own word, a date, a seed, a size) and waits again. Idle: the last
+`script_finished` of the server has arrived, no rerun is pending, the running indicator is hidden and
+nothing has arrived for half a second.
+
+Reported: errors (exception boxes, the app's unexpected-error fallback, error messages), per page and
+step the time to idle (median, max) per phase, the server's own time per script run (median, 90th
+percentile, from inside the server: wall seconds and the script thread's CPU), the server process's CPU
+per visit (/proc), its resident memory before and after each phase and its peak, and cross-talk: every
+page each session sees is searched for the other sessions' words (and the session's own word must show
+on the pages that print tokens). Last, a session starts a long DETR run and closes its tab: the run
+should stop at once (ui.sessions), which the server's record of that run shows.
+
+The machine is shared (2 cores, and the browsers draw on the same cores as the server), so the times
+are those of this machine at that moment: compare phases of one run, not runs.
+"""
+
+import argparse
+import json
+import os
+import re
+import statistics
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from benchmarks.bench_views import Wire, cpu_seconds, peak_rss
+from benchmarks.timing import machine
+from tests.app_server import running_app
+from tests.conftest import CHROMIUM, CHROMIUM_FLAGS
+
+WORDS = ["volcano", "penguin", "lantern", "cactus", "trumpet", "meadow", "harbor", "squirrel", "tractor"]
+WORDS += ["dolphin"]  # one MiniLM wordpiece each, in no page's own text; the last two: the single session
+VISIT_TIMEOUT = 240  # seconds a step may take before it counts as a hang
+FIND_TIMEOUT = 30  # seconds to find a page's control once the page is idle
+QUIET = 0.5  # seconds without a frame from the server before a page counts as idle
+TOKEN_PAGES = {"Text attention", "Step by step", "Rollout, flow and value norms"}  # print the words
+
+
+def fill(page, label: str, value: str, submit: str = "Enter") -> None:
+    field = page.get_by_label(label, exact=True).first
+    field.fill(value)
+    field.press(submit)
+
+
+def sentence(k: int) -> str:
+    return f"The {WORDS[k]} crossed the road because the {WORDS[k]} was tired."
+
+
+# nav title -> the input a session gives the page (None: the defaults only)
+PAGES = {
+    "Text attention": lambda page, k: fill(page, "Text (any language)", sentence(k), "Control+Enter"),
+    "Step by step": lambda page, k: fill(page, "Text", sentence(k), "Control+Enter"),
+    "Causal decoder": lambda page, k: fill(page, "Your text (for sections 2, 3 and 5)", sentence(k)),
+    "Encoder–decoder": lambda page, k: fill(page, "A date written in English", f"{k + 1} March {1990 + k}"),
+    "Rollout, flow and value norms": lambda page, k: fill(page, "Text", sentence(k), "Control+Enter"),
+    "Relevance and head importance": lambda page, k: fill(page, "Text", sentence(k)),
+    "Positional encodings": lambda page, k: fill(page, "positions N", str(48 + 8 * k)),
+    "Receptive fields": None,
+    "DETR": lambda page, k: fill(page, "Scene seed", str(100 + k)),
+}
+
+
+def session_id_of(wire: Wire) -> str | None:
+    return getattr(wire, "session_id", None)
+
+
+class SessionWire(Wire):
+    """bench_views' record of the websocket, which also keeps the server's id of the session."""
+
+    def _record(self, direction: str, payload) -> None:
+        super()._record(direction, payload)
+        if direction == "received" and not hasattr(self, "session_id"):
+            from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+
+            msg = ForwardMsg()
+            try:
+                msg.ParseFromString(payload if isinstance(payload, bytes) else payload.encode())
+            except Exception:  # not a protobuf frame
+                return
+            if msg.WhichOneof("type") == "new_session":
+                self.session_id = msg.new_session.initialize.session_id
+
+
+def wait_idle(page, wire: Wire, mark: int, timeout: float = VISIT_TIMEOUT) -> float:
+    """perf_counter of the last script_finished after `mark`, once the page is idle (see the docstring)."""
+    deadline = time.perf_counter() + timeout
+    status = page.get_by_test_id("stStatusWidget")
+    while time.perf_counter() < deadline:
+        page.wait_for_timeout(100)
+        with wire.lock:
+            events = wire.events[mark:]
+        finished = [e[0] for e in events if e[1] == "received" and e[3] == "script_finished"]
+        requested = [e[0] for e in events if e[1] == "sent" and e[3] == "rerun_script"]
+        last_received = max((e[0] for e in events if e[1] == "received"), default=0.0)
+        if (
+            finished
+            and (not requested or finished[-1] > requested[-1])
+            and time.perf_counter() - last_received >= QUIET
+            and not status.is_visible()
+        ):
+            return finished[-1]
+    raise TimeoutError(f"not idle after {timeout:.0f} s")
+
+
+def problems(page) -> list[str]:
+    """What the page shows that a user should not see: exception boxes, the fallback, error messages."""
+    found = [f"exception: {t[:200]}" for t in page.get_by_test_id("stException").all_inner_texts()]
+    found += [f"error: {t[:200]}" for t in page.get_by_test_id("stAlertContentError").all_inner_texts()]
+    return found
+
+
+def words_shown(page) -> set[str]:
+    html = page.content()
+    return {w for w in WORDS if re.search(rf"\b{w}\b", html, re.IGNORECASE)}
+
+
+class Session(threading.Thread):
+    """One browser: visits pages in order from `first` until `deadline` or `max_visits`, recording each."""
+
+    verbose = False  # print each step as it ends
+
+    def __init__(self, k: int, url: str, order: list[str], deadline: float, max_visits: int, phase: str):
+        super().__init__(name=f"session {k}")
+        self.k, self.url, self.order, self.deadline, self.max_visits = k, url, order, deadline, max_visits
+        self.phase = phase
+        self.steps = []  # (page, "open" | "input", start, end)
+        self.errors, self.foreign, self.own_missing = [], [], []
+        self.session_id = None
+
+    def step(self, page, wire, title: str, what: str, act) -> None:
+        mark, start = wire.mark(), time.perf_counter()
+        try:
+            act()
+            end = wait_idle(page, wire, mark)
+        except Exception as err:  # a hang or a control that never came: an error of this visit
+            self.errors.append(f"{title} ({what}): {type(err).__name__}: {str(err)[:200]}")
+            if self.verbose:
+                print(f"{self.phase}, session {self.k}: {self.errors[-1]}", flush=True)
+            return
+        self.steps.append((title, what, start, end))
+        if self.verbose:
+            print(f"{self.phase}, session {self.k}: {title} {what} {end - start:.1f} s", flush=True)
+        self.errors += [f"{title} ({what}) {p}" for p in problems(page)]
+        seen = words_shown(page)
+        self.foreign += [f"{title}: {w}" for w in sorted(seen - {WORDS[self.k]})]
+        if what == "input" and title in TOKEN_PAGES and WORDS[self.k] not in seen:
+            self.own_missing.append(title)
+
+    def run(self) -> None:
+        from playwright.sync_api import sync_playwright
+
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+            page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+            page.set_default_timeout(FIND_TIMEOUT * 1000)
+            page.set_default_navigation_timeout(VISIT_TIMEOUT * 1000)
+            wire = SessionWire(page, 0)
+            self.step(page, wire, "(app)", "open", lambda: page.goto(self.url))
+            self.session_id = session_id_of(wire)
+            nav = page.get_by_test_id("stSidebarNav")
+            for visit in range(self.max_visits):
+                if time.perf_counter() > self.deadline:
+                    break
+                title = self.order[visit % len(self.order)]
+                self.step(page, wire, title, "open", lambda t=title: nav.get_by_text(t, exact=True).click())
+                if PAGES[title] is not None:
+                    self.step(page, wire, title, "input", lambda t=title: PAGES[t](page, self.k))
+            browser.close()
+
+
+def run_phase(url: str, pid: int, phase: str, ks: list[int], seconds: float, rounds: int) -> dict:
+    titles = list(PAGES)
+    rss_before, cpu_before, t0 = rss(pid), cpu_seconds(pid), time.perf_counter()
+    sessions = [
+        Session(k, url, titles[i:] + titles[:i], t0 + seconds, rounds * len(titles), phase)
+        for i, k in enumerate(ks)
+    ]
+    for s in sessions:
+        s.start()
+    for s in sessions:
+        s.join()
+    visits = sum(1 for s in sessions for step in s.steps if step[1] == "open" and step[0] != "(app)")
+    return {
+        "phase": phase,
+        "sessions": sessions,
+        "start": t0,
+        "end": time.perf_counter(),
+        "cpu": cpu_seconds(pid) - cpu_before,
+        "visits": visits,
+        "rss": (rss_before, rss(pid)),
+    }
+
+
+def rss(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def server_runs(log: Path, phase: dict) -> list[dict]:
+    """The server's script runs of this phase's sessions, each with the page its session was on."""
+    by_session = {s.session_id: s for s in phase["sessions"]}
+    runs = []
+    for line in log.read_text().splitlines() if log.exists() else []:
+        row = json.loads(line)
+        session = by_session.get(row["session"])
+        if session is None:
+            continue
+        row["page"] = next(
+            (t for t, _, start, end in session.steps if start - 0.05 <= row["start"] <= end + 0.05), None
+        )
+        runs.append(row)
+    return runs
+
+
+def gone_session(url: str, log: Path) -> str:
+    """A session starts DETR-R50 (random weights) on a 1024-pixel scene and closes its tab after 2 s."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        context = browser.new_context(viewport={"width": 1400, "height": 1000})
+        page = context.new_page()
+        page.set_default_timeout(VISIT_TIMEOUT * 1000)
+        wire = SessionWire(page, 0)
+        mark = wire.mark()
+        page.goto(url)
+        wait_idle(page, wire, mark)
+        mark = wire.mark()
+        page.get_by_test_id("stSidebarNav").get_by_text("DETR", exact=True).click()
+        wait_idle(page, wire, mark)
+        mark = wire.mark()
+        page.get_by_test_id("stSidebar").get_by_text("Untrained DETR-R50 (random weights)").click()
+        wait_idle(page, wire, mark)
+        fill(page, "Scene size (pixels)", "1024")
+        time.sleep(2.0)
+        closed = time.perf_counter()
+        context.close()
+        browser.close()
+    time.sleep(5.0)
+    rows = [json.loads(line) for line in log.read_text().splitlines()]
+    mine = [r for r in rows if r["session"] == session_id_of(wire) and r["start"] + r["wall"] > closed]
+    if not mine:
+        return "the closed session's run did not end within 5 s of closing its tab"
+    last = mine[-1]
+    ended = last["start"] + last["wall"] - closed
+    return f"{'stopped' if last['stopped'] else 'finished'} {ended:.2f} s after its tab closed"
+
+
+def percentile(values: list[float], q: float) -> float:
+    return statistics.quantiles(values, n=10)[int(q * 10) - 1] if len(values) > 1 else values[0]
+
+
+def report(phases: list[dict], log: Path, rss_start: int, peak: int, gone: str) -> None:
+    print(f"machine: {machine()}")
+    print(f"server memory: {rss_start / 2**20:.0f} MiB resident after start, peak {peak / 2**20:.0f} MiB")
+    for phase in phases:
+        sessions = phase["sessions"]
+        print(f"\n== {phase['phase']}: {len(sessions)} session(s), {phase['end'] - phase['start']:.0f} s")
+        errors = [e for s in sessions for e in s.errors]
+        foreign = [f"session {s.k}: {f}" for s in sessions for f in s.foreign]
+        missing = [f"session {s.k}: {m}" for s in sessions for m in s.own_missing]
+        print(f"errors: {len(errors)}" + "".join(f"\n  {e}" for e in errors))
+        print(f"cross-talk (another session's word seen): {len(foreign)}")
+        print("".join(f"  {f}\n" for f in foreign), end="")
+        if missing:
+            print("own word not shown: " + "; ".join(missing))
+        print(f"{'page':<32} {'step':<6} {'n':>3} {'median s':>9} {'max s':>7}")
+        steps = {}
+        for s in sessions:
+            for title, what, start, end in s.steps:
+                steps.setdefault((title, what), []).append(end - start)
+        for (title, what), times in steps.items():
+            median = statistics.median(times)
+            print(f"{title:<32} {what:<6} {len(times):>3} {median:>9.2f} {max(times):>7.2f}")
+        runs = server_runs(log, phase)
+        if runs:
+            walls, cpus = [r["wall"] for r in runs], [r["cpu"] for r in runs]
+            print(
+                f"server script runs: {len(runs)}, wall median {statistics.median(walls) * 1000:.0f} ms "
+                f"(90th percentile {percentile(walls, 0.9) * 1000:.0f} ms), script-thread CPU median "
+                f"{statistics.median(cpus) * 1000:.0f} ms; stopped early: {sum(r['stopped'] for r in runs)}"
+            )
+            per_page = {}
+            for r in runs:
+                per_page.setdefault(r["page"] or "(between visits)", []).append(r["wall"])
+            print("  per page, server wall per run (median / sum s): " + "; ".join(
+                f"{p} {statistics.median(w) * 1000:.0f} ms / {sum(w):.1f}" for p, w in per_page.items()
+            ))  # fmt: skip
+        visits = max(phase["visits"], 1)
+        print(
+            f"server CPU: {phase['cpu']:.1f} s over {phase['visits']} visits = {phase['cpu'] / visits:.2f} s "
+            f"per visit; resident memory {phase['rss'][0] / 2**20:.0f} -> {phase['rss'][1] / 2**20:.0f} MiB"
+        )
+    print(f"\na session that closes its tab during a DETR-R50 run: {gone}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sessions", type=int, default=8, help="concurrent sessions (at most 8)")
+    parser.add_argument("--seconds", type=float, default=90, help="how long the concurrent phase runs")
+    parser.add_argument("--rounds", type=int, default=2, help="at most this many rounds of the pages each")
+    parser.add_argument("--verbose", action="store_true", help="print each step as it ends")
+    args = parser.parse_args()
+    Session.verbose = args.verbose
+    n = min(args.sessions, len(WORDS) - 2)
+    with tempfile.TemporaryDirectory() as tmp:
+        log = Path(tmp) / "runs.jsonl"
+        env = dict(os.environ, ATTN_RUN_LOG=str(log))
+        server_log = Path(tmp) / "server.log"
+        with running_app(server_log, env=env, launcher="benchmarks.load_server") as (url, server):
+            rss_start = rss(server.pid)
+            phases = [
+                run_phase(url, server.pid, "one session, cold", [len(WORDS) - 2], 1e9, 1),
+                run_phase(url, server.pid, "one session, warm, new input", [len(WORDS) - 1], 1e9, 1),
+                run_phase(url, server.pid, f"{n} sessions", list(range(n)), args.seconds, args.rounds),
+            ]
+            gone = gone_session(url, log)
+            peak = peak_rss(server.pid)
+            report(phases, log, rss_start, peak, gone)
+
+
+if __name__ == "__main__":
+    main()
