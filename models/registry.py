@@ -186,7 +186,10 @@ def load_model(name_or_path: str, device: str = "cpu", kind: str | None = None, 
     if found is None:
         raise _no_kind(path)
     _refuse_another_kind(name_or_path, found, kind)
-    return PATH_LOADERS[found](path, device)
+    model = PATH_LOADERS[found](path, device)
+    if hub.is_name(name_or_path) and hasattr(model, "name"):  # the name asked for, not the snapshot's hash
+        model.name = name_or_path if revision is None else f"{name_or_path}@{revision}"
+    return model
 
 
 def _from_cache(name_or_path: str, revision: str | None) -> str:

@@ -277,3 +277,10 @@ def test_a_file_url_works_as_a_server(tmp_path, monkeypatch):
     monkeypatch.setitem(hub.DETR_URLS, "detr-r50", (tmp_path / name).as_uri())
     assert hub.download("detr-r50").read_bytes() == data
     assert [p.name for p in (tmp_path / "torch" / "hub" / "checkpoints").iterdir()] == [name]
+
+
+def test_a_model_loaded_by_name_is_called_by_its_name(fake, tmp_path):
+    fake.add_repo("org/tiny-bert", bert_files(tmp_path))
+    hub.download("org/tiny-bert")
+    assert load_model("org/tiny-bert", kind="encoder").name == "org/tiny-bert"
+    assert load_model("org/tiny-bert", kind="encoder", revision="main").name == "org/tiny-bert@main"

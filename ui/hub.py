@@ -34,7 +34,7 @@ MULTILINGUAL = "bert-base-multilingual-cased"
 
 
 def model_field(key: str, suggestions: list[str], label: str = "Hugging Face name or local path"):
-    """-> (name or path, revision or None): a text input (session key `key`), a revision beside it, and
+    """-> (name or path, revision or None): a text input (session key `key`), a revision under it, and
     the suggestions as pills that fill the input."""
 
     def fill() -> None:
@@ -42,10 +42,9 @@ def model_field(key: str, suggestions: list[str], label: str = "Hugging Face nam
         if picked:
             st.session_state[key] = picked
 
-    left, right = st.columns([3, 1])
-    name = left.text_input(label, key=key, placeholder=suggestions[0] if suggestions else "")
-    revision = right.text_input(
-        "Revision", key=f"{key}_revision", placeholder="main", help="A branch, tag or commit; empty for main."
+    name = st.text_input(label, key=key, placeholder=suggestions[0] if suggestions else "")
+    revision = st.text_input(
+        "Revision (optional)", key=f"{key}_revision", placeholder="main", help="A branch, tag or commit."
     )
     if suggestions:
         st.pills("Suggestions", suggestions, key=f"{key}_pick", on_change=fill)
