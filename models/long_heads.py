@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from models.head_scores import induction_score, previous_token_score
-from models.maps import AttentionMaps, head_statistics
+from models.maps import AttentionMaps
 
 SCORES = {
     "sink": "share of attention on the first token (<s>), mean over queries",
@@ -37,14 +37,17 @@ def repeated_block(length: int, low: int, high: int, bos: int, seed: int = 0) ->
 @torch.no_grad()
 def long_head_scores(on_text: AttentionMaps, on_probe: AttentionMaps, period: int) -> dict[str, np.ndarray]:
     """{score: (L, H)} of SCORES: the sink and previous-token scores read on `on_text` (an input that
-    starts with <s>), the induction score on `on_probe` (the maps of `repeated_block`'s ids)."""
+    starts with <s>), the induction score on `on_probe` (the maps of `repeated_block`'s ids).
+
+    Each head's map is computed from q and k, read for its three numbers and dropped: not converted, not
+    memoised (so that measuring every head leaves the maps a view memoised in place)."""
     shape = (on_text.n_layers, on_text.n_heads)
     scores = {name: np.zeros(shape) for name in SCORES}
     for layer in range(shape[0]):
         for head in range(shape[1]):
-            w = torch.from_numpy(on_text.head(layer, head).copy())  # maps are read-only
-            scores["sink"][layer, head] = float(head_statistics(w)["first_share"])
+            w = on_text.family.weights(layer, head)  # (T, T)
+            scores["sink"][layer, head] = float(w[:, 0].double().mean())
             scores["previous_token"][layer, head] = float(previous_token_score(w))
-            w = torch.from_numpy(on_probe.head(layer, head).copy())[1:, 1:]  # the repeated part, after <s>
+            w = on_probe.family.weights(layer, head)[1:, 1:]  # the repeated part, after <s>
             scores["induction"][layer, head] = float(induction_score(w, period))
     return scores
