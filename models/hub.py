@@ -350,6 +350,11 @@ def _explain(name: str, revision: str | None, err: Exception) -> ModelLoadError:
             f"{name} is not in the cache ({hf_cache()}) and the Hub cannot be reached. Connect to download "
             f"it. {LOCAL_PATH_HINT}"
         )
+    if any(c.__name__ == "TransportError" for c in type(err).__mro__):  # httpx: no connection, a timeout
+        return ModelLoadError(
+            f"the Hugging Face Hub cannot be reached ({type(err).__name__}: {err}), so {name} cannot be "
+            f"fetched. Connect and try again, or set HF_HUB_OFFLINE=1 to stop trying. {LOCAL_PATH_HINT}"
+        )
     if isinstance(err, HfHubHTTPError):
         return ModelLoadError(
             f"the Hub answered an error for {name}: {err}. Try again later. {LOCAL_PATH_HINT}"

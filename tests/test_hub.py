@@ -284,3 +284,9 @@ def test_a_model_loaded_by_name_is_called_by_its_name(fake, tmp_path):
     hub.download("org/tiny-bert")
     assert load_model("org/tiny-bert", kind="encoder").name == "org/tiny-bert"
     assert load_model("org/tiny-bert", kind="encoder", revision="main").name == "org/tiny-bert@main"
+
+
+def test_an_unreachable_hub_is_said_so():
+    httpx = pytest.importorskip("httpx2")  # huggingface_hub's HTTP client
+    message = str(hub._explain("org/x", None, httpx.ConnectError("[Errno 111] Connection refused")))
+    assert "the Hugging Face Hub cannot be reached (ConnectError" in message and "HF_HUB_OFFLINE=1" in message

@@ -70,17 +70,21 @@ def ask_for(key: str, name: str) -> None:
     st.session_state.hub_download_now = name
 
 
-@st.cache_data(ttl=600, max_entries=64, show_spinner="Asking for the size…")
-def plan_of(name: str, revision: str | None) -> hub.Plan:
-    return hub.plan(name, revision)
+@st.cache_data(ttl=300, max_entries=64, show_spinner="Asking for the size…")
+def plan_of(name: str, revision: str | None) -> hub.Plan | str:
+    """The name's download plan, or the message saying why there is none: kept either way for a few
+    minutes, so that a rerun does not ask the Hub again (and wait for its retries when it is unreachable)."""
+    try:
+        return hub.plan(name, revision)
+    except ModelLoadError as err:
+        return str(err)
 
 
 def offer_download(name: str, revision: str | None) -> None:
     """The size of a name that is not in the cache, and a button that downloads it."""
-    try:
-        plan = plan_of(name, revision)
-    except ModelLoadError as err:
-        st.error(str(err))
+    plan = plan_of(name, revision)
+    if isinstance(plan, str):
+        st.error(plan)
         return
     at = f" at revision {revision}" if revision else ""
     st.info(
