@@ -14,7 +14,7 @@ import torch
 
 from models.errors import ModelLoadError
 from models.explain.capture import Captured, InputError, capture_text
-from models.explain.flow import attention_flow
+from models.explain.flow import attention_flow, default_workers
 from models.explain.rollout import LayerGraph, layer_graph, reduce_heads
 from models.explain.value_norms import ValueNorms
 from models.hub import NotDownloaded
@@ -41,6 +41,7 @@ EXAMPLES = {
 }
 AUTO_FLOW_EDGES = 2**18  # flow runs on its own up to this many edges (MiniLM: about 200 tokens)
 SECONDS_PER_FLOW = 0.015  # one maximum flow through AUTO_FLOW_EDGES edges, measured on one CPU core
+FLOW_FIRST = 32  # past AUTO_FLOW_EDGES, flow first runs for this many inputs: those with the most rollout
 FAMILY_NAMES = {
     "encoder": "encoder self-attention",
     "decoder_self": "decoder masked self-attention",
@@ -64,8 +65,9 @@ reach the output rather than how much of it they make up (a row of flows does no
 Zuidema rescale rows to 1 for their plots). On long inputs the narrowest cut is often the input token's
 own edges into the first layer, and flow then says more about that layer than about the output token.
 Exact maximum flow (scipy, Dinic), one per input token, with capacities scaled by 2²⁴ and rounded to
-integers: past about 200 tokens it takes seconds to more than a minute per output token, so it runs
-when asked.
+integers, spread over the machine's cores: past about 200 tokens it takes seconds to a minute per output
+token, so it runs when asked, first to the 32 input tokens with the most rollout (each value exact, the
+others left grey) and to every input token on a second request.
 """
 CROSS_GRAPH = """
 For the encoder–decoder the graph joins the source characters and the decoder's own inputs (marked →):
@@ -185,36 +187,59 @@ def rolled_of(key: str, captured: Captured, head: str) -> Rolled:
     return computed(digest(key, "rollout", head), run, spinner="Rolling out every layer…")
 
 
-def flow_of(key: str, rolled: Rolled, head: str, output: int) -> np.ndarray:
-    """One output token's flow to every input token, with a progress bar while the N maximum flows run."""
+def flow_of(key: str, rolled: Rolled, head: str, output: int, inputs: list[int] | None = None) -> np.ndarray:
+    """One output token's flow to every input token (or to `inputs` only, NaN elsewhere), with a progress
+    bar while the maximum flows run."""
     graph = rolled.graph
 
     def run() -> np.ndarray:
         bar = st.progress(0.0, text="Maximum flow to each input token…")
-        step = max(1, graph.n_nodes // 50)
+        step = max(1, (graph.n_nodes if inputs is None else len(inputs)) // 50)
 
         def progress(done: int, total: int) -> None:
             if done % step == 0 or done == total:
                 bar.progress(done / total, text=f"Maximum flow to input token {done} of {total}…")
 
-        flows = attention_flow(graph.transitions, graph.outputs.start + output, progress=progress)
+        output_node = graph.outputs.start + output
+        workers = flow_workers(graph)
+        flows = attention_flow(
+            graph.transitions, output_node, progress=progress, workers=workers, inputs=inputs
+        )
         bar.empty()
         return flows
 
-    return computed(digest(key, "flow", head, output), run)
+    return computed(digest(key, "flow", head, output, inputs), run)
 
 
-def flow_wanted(graph: LayerGraph) -> bool:
-    """Flow runs on its own for small graphs; above AUTO_FLOW_EDGES the user asks for it."""
+def flow_workers(graph: LayerGraph) -> int:
+    """Processes for one output token's flows: every core once the flows take seconds, else this one (a
+    worker process costs more to start than a small graph's flows)."""
+    return default_workers() if len(graph.transitions) * graph.n_nodes**2 > AUTO_FLOW_EDGES else 1
+
+
+def flow_wanted(graph: LayerGraph) -> str | None:
+    """Which inputs flow runs for: "all" on its own for small graphs; above AUTO_FLOW_EDGES, when the user
+    asks, "first" (the FLOW_FIRST inputs with the most rollout), then "all" on a second request; None
+    while not asked."""
     edges = len(graph.transitions) * graph.n_nodes**2
     if edges <= AUTO_FLOW_EDGES:
-        return True
-    seconds = edges / AUTO_FLOW_EDGES * graph.n_nodes * SECONDS_PER_FLOW
-    return st.toggle(
-        f"Compute attention flow ({graph.n_nodes} maximum flows through up to {edges:,} edges, "
-        f"roughly {seconds:.0f} s for each output token)",
+        return "all"
+    workers = flow_workers(graph)
+    seconds = edges / AUTO_FLOW_EDGES * SECONDS_PER_FLOW / workers  # one maximum flow
+    cores = f" on {workers} cores" if workers > 1 else ""
+    first = min(FLOW_FIRST, graph.n_nodes)
+    if not st.toggle(
+        f"Compute attention flow to the {first} input tokens with the most rollout (maximum flows through "
+        f"up to {edges:,} edges{cores}, roughly {first * seconds:.0f} s)",
         key="rf_flow_on",
+    ):
+        return None
+    every = st.toggle(
+        f"… and to every input token ({graph.n_nodes} maximum flows, roughly {graph.n_nodes * seconds:.0f} s "
+        "for each output token)",
+        key="rf_flow_all",
     )
+    return "all" if every else "first"
 
 
 def side_by_side(n_cells: int):
@@ -279,13 +304,17 @@ def rollout_view(key: str, captured: Captured) -> None:
             key="rf_strip_raw",
         )
     chart(token_strip(rolled.rows[output], cols, "rollout", "Rollout", token_mask), key="rf_strip_rollout")
-    if not flow_wanted(rolled.graph):
+    scope = flow_wanted(rolled.graph)
+    if scope is None:
         return
-    flows = flow_of(key, rolled, head, output)
-    chart(
-        token_strip(flows, cols, "flow", "Attention flow (maximum flow to each input token)", token_mask),
-        key="rf_strip_flow",
-    )
+    title = "Attention flow (maximum flow to each input token)"
+    inputs = None
+    if scope == "first":  # the inputs this output's rollout draws on most; the others wait to be asked for
+        inputs = [int(j) for j in np.argsort(-rolled.rows[output], kind="stable")[:FLOW_FIRST]]
+        title = f"Attention flow to the {len(inputs)} inputs with the most rollout (grey: not computed)"
+    flows = flow_of(key, rolled, head, output, inputs)
+    drawn = token_mask if inputs is None else ~np.isnan(flows) & (True if token_mask is None else token_mask)
+    chart(token_strip(np.nan_to_num(flows), cols, "flow", title, drawn), key="rf_strip_flow")
 
 
 @dataclass

@@ -8,8 +8,8 @@ import torch
 
 from models.bert import load_bert
 from models.explain.capture import capture_text
-from models.explain.flow import SCALE, attention_flow, capacities, flow_graph
-from models.explain.rollout import layer_graph
+from models.explain.flow import CHUNK, SCALE, attention_flow, capacities, flow_graph
+from models.explain.rollout import layer_graph, with_residual
 
 
 def networkx_flow(transitions: list[np.ndarray], output: int) -> np.ndarray:
@@ -75,3 +75,40 @@ def test_minilm_flow_matches_networkx():
     n = graph.n_nodes
     np.testing.assert_allclose(ours, expected, atol=len(steps) * n * n / (2 * SCALE))
     assert expected.max() > 0.5  # a real flow, not a graph that carries nothing
+
+
+def test_worker_processes_give_the_same_flows_as_one_process():
+    """The parallel path (a pool of worker processes, each running the same Dinic on the same graph) against
+    the plain loop in this process, on a random 3-layer BERT and on a causal graph: equal to the last
+    integer unit, every input token reported to the progress callback once."""
+    from tests.test_explain_ablation import tiny_bert
+
+    model = tiny_bert(torch.float64)
+    ids = list(np.random.default_rng(3).integers(1, 40, size=30))
+    with torch.no_grad():
+        out = model(torch.tensor([ids]), capture=True)
+    steps = [with_residual(r.probs[0].mean(0)) for r in out.attentions]
+    causal = [torch.from_numpy(stochastic(np.random.default_rng(4), 30, causal=True)) for _ in range(3)]
+    for transitions, output, reachable in ((steps, 7, 30), (causal, 20, 21)):
+        plain = attention_flow(transitions, output)
+        seen: list[int] = []
+        pooled = attention_flow(
+            transitions, output, workers=2, progress=lambda done, _, seen=seen: seen.append(done)
+        )
+        np.testing.assert_array_equal(pooled, plain)
+        assert plain.max() > 0.2 and seen[-1] == 30 and seen == sorted(seen)
+        assert len(seen) == -(-reachable // CHUNK)  # chunk by chunk from the workers, not one by one here
+    assert (attention_flow(causal, 20, workers=2)[21:] == 0).all()
+
+
+def test_flow_to_chosen_inputs_only():
+    rng = np.random.default_rng(5)
+    steps = [torch.from_numpy(stochastic(rng, 12, causal=True)) for _ in range(3)]
+    full = attention_flow(steps, 8)
+    seen: list[int] = []
+    some = attention_flow(
+        steps, 8, inputs=[6, 2, 10], progress=lambda done, total: seen.append((done, total))
+    )
+    np.testing.assert_array_equal(some[[6, 2, 10]], full[[6, 2, 10]])  # 10 is unreachable: 0, not NaN
+    assert some[10] == 0 and full[6] > 0 and np.isnan(np.delete(some, [2, 6, 10])).all()
+    assert seen[-1] == (3, 3)

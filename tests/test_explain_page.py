@@ -104,6 +104,13 @@ def test_flow_of_a_long_input_waits_to_be_asked_for(monkeypatch):
     assert z(at, "rf_rollout_map").shape == (215, 215)
     assert not [c for c in at.get("plotly_chart") if "rf_strip_flow" in c.proto.id]
     at.toggle(key="rf_flow_on").set_value(True).run()
+    first = z(at, "rf_strip_flow")[0]  # the 32 inputs with the most rollout; the others masked
+    rollout = z(at, "rf_strip_rollout")[0]
+    shown = ~np.isnan(first)
+    assert first.shape == (215,) and shown.sum() == 32
+    assert rollout[shown].min() >= rollout[~shown].max()
+    at.toggle(key="rf_flow_all").set_value(True).run()
     flows = z(at, "rf_strip_flow")[0]
-    assert flows.shape == (215,) and 0.1 < flows.max() <= 1 + 1e-6
+    assert flows.shape == (215,) and not np.isnan(flows).any() and 0.1 < flows.max() <= 1 + 1e-6
+    np.testing.assert_array_equal(flows[shown], first[shown])  # the same exact flows, not estimates
     assert len(calls) == 1

@@ -13,20 +13,39 @@ that is 3e-8 per edge). Only the nodes the output token can reach are built (a c
 reaches tokens 0..o only).
 
 The cost is one maximum flow per input token through up to K·N² edges: for MiniLM at 512 wordpieces,
-1.3 M edges and 80 to 150 ms per input token on one core of our shared 2-core VM: 40 to 90 s per output
-token (`benchmarks/bench_explain.py`; the target was 5 s). On that benchmark's input (output token
-256), the flow to 27 of 28 sampled input tokens j equalled min(1, Σ_i Â_1[i, j]): the minimum cut was j's
-own edges into the first layer or the output's edges out of the last.
+1.3 M edges and 62 ms of CPU per input token, 32 s of CPU per output token (`benchmarks/bench_explain.py`;
+the target was 5 s). `workers` spreads the flows over processes (scipy's Dinic holds the GIL, so threads
+would not help): 5 s at 512 wordpieces takes about 7 free cores. On that benchmark's input (output token
+256) the flow to 502 of the 512 input tokens j equals min(row, column), the capacity of the output's own
+edges or of j's own edges into the first layer, but a certificate of that is a flow, and no cheaper one
+was found: Dinic's flows use 8 to 10 thousand of the 1.3 M edges, most of them small (97% lie outside
+each node's 16 strongest edges in the lower layers), and a maximum flow over each node's 8 to 16
+strongest edges in and out falls short by 0.1 to 0.3, so an exact search over a pruned graph that adds
+the edges a cut shows missing (tried) needs two or three rounds and grows to a third of the graph, no
+faster than the plain flow. What the page can make fast is fewer flows: the inputs with the most rollout
+first (`inputs`).
 """
 
+import os
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
+from multiprocessing import get_context
 
 import numpy as np
 import torch
 from scipy.sparse import csr_array
 from scipy.sparse.csgraph import maximum_flow
 
+from models.explain import flow_worker
+
 SCALE = 2**24  # integer capacity units per unit of attention; flows stay far below int32's 2^31
+CHUNK = 8  # sinks per task of the process pool: small enough for a smooth progress bar
+
+
+def default_workers() -> int:
+    """The CPU cores this process may use (the pool's size when a caller asks for every core)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def capacities(transitions: Sequence[torch.Tensor], scale: int = SCALE) -> list[np.ndarray]:
@@ -71,15 +90,58 @@ def attention_flow(
     output: int,
     scale: int = SCALE,
     progress: Callable[[int, int], None] | None = None,
+    workers: int = 1,
+    inputs: Sequence[int] | None = None,
 ) -> np.ndarray:
     """(N,) float64: the maximum flow from output token `output` after the last step to each input token
     before the first, in units of attention (0 where the output cannot reach the input). One maximum flow
-    per input token; `progress(done, total)` is called after each."""
+    per input token, in this process or, with `workers` > 1, spread over that many worker processes (the
+    same integer flows: each is one deterministic Dinic run on the same graph). With `inputs`, only those
+    input tokens' flows run, in that order, and the others are NaN. `progress(done, total)` is called as
+    they finish (total: the inputs asked for)."""
     graph, source, sinks = flow_graph(capacities(transitions, scale), output)
-    flows = np.zeros(len(sinks))
-    for j, sink in enumerate(sinks):
-        if sink >= 0:
-            flows[j] = maximum_flow(graph, source, int(sink), method="dinic").flow_value / scale
+    values = np.zeros(len(sinks))
+    wanted = list(range(len(sinks))) if inputs is None else [int(j) for j in inputs]
+    if inputs is not None:
+        values[:] = np.nan
+        values[wanted] = 0
+    todo = [j for j in wanted if sinks[j] >= 0]
+    done = len(wanted) - len(todo)  # unreachable inputs: flow 0, nothing to run
+    if progress is not None and not todo:
+        progress(done, len(wanted))
+
+    def finished(chunk: list[int], flows: list[int]) -> None:
+        nonlocal done
+        values[chunk] = np.asarray(flows) / scale
+        done += len(chunk)
         if progress is not None:
-            progress(j + 1, len(sinks))
-    return flows
+            progress(done, len(wanted))
+
+    if workers > 1 and len(todo) > CHUNK:
+        left = set(todo)
+        try:
+            for chunk, flows in _in_pool(graph, source, sinks, todo, workers):
+                finished(chunk, flows)
+                left.difference_update(chunk)
+        except (OSError, RuntimeError, BrokenProcessPool):  # no worker processes here: go on in this one
+            pass
+        todo = [j for j in todo if j in left]
+    for j in todo:
+        finished([j], [maximum_flow(graph, source, int(sinks[j]), method="dinic").flow_value])
+    return values
+
+
+def _in_pool(graph: csr_array, source: int, sinks: np.ndarray, todo: list[int], workers: int):
+    """Yield (input tokens, their integer flows) chunk by chunk as worker processes finish them.
+
+    The workers are forked: they inherit the graph without a copy through a pipe and import nothing
+    (a forkserver or spawned worker re-imports the main module, the Streamlit CLI or a script with torch:
+    seconds before the first flow). A forked child of a threaded server runs only scipy's Dinic on arrays
+    it owns and leaves through os._exit."""
+    args = (graph.data, graph.indices, graph.indptr, graph.shape[0], source)
+    context = get_context("fork")
+    with ProcessPoolExecutor(workers, context, initializer=flow_worker.start, initargs=args) as pool:
+        chunks = [todo[i : i + CHUNK] for i in range(0, len(todo), CHUNK)]
+        tasks = {pool.submit(flow_worker.flows, [int(sinks[j]) for j in chunk]): chunk for chunk in chunks}
+        for task in as_completed(tasks):
+            yield tasks[task], task.result()
