@@ -155,14 +155,19 @@ def shapes_detector():
 def test_detr_relevance_concentrates_inside_the_box(shapes_detector):
     """On generated scenes, the shipped detector's confident detections (the best three of each scene): the
     share of the relevance map inside the detection's box, with the page's definition (each feature cell's
-    mass spread over its pixels), against the box's share of the image (what a uniform map puts there).
+    mass spread over its pixels), against chance: the box's share of the image, what a map spread evenly
+    puts there.
 
-    Measured on seeds 0-11 (26 detections): relevance 0.47 on average (median 0.49, at least 3.2x the
-    area's share for every detection), the box's area 0.09, the raw head-mean cross-attention of the last
-    layer 0.58. Rule 10 passes half of each cell's relevance on through the encoder's relevance R̄_ii,
-    which spreads it over what the encoder mixed; without that term the decoder's relevance puts 0.73
-    inside the box."""
-    shares, areas, raw_shares = [], [], []
+    Measured on seeds 0-11 (26 detections, 8 x 8 feature cells): relevance 0.47 inside on average (median
+    0.49; 12 of the 26 above one half) against 0.086 for the area, 7.1x chance on average and at least 3.2x
+    for every detection; the most relevant cell lies inside the box for 24 of 26 (the pointing game). The
+    authors' notebook shows the map min-max normalised, which puts 0.50 inside. The raw head-mean
+    cross-attention of the last layer puts 0.58 inside. The rules are the authors' (tested above): rule 10
+    passes each cell's relevance on through the encoder's relevance R̄_ii, which spreads it over what the
+    encoder mixed; without that term the decoder's part alone puts 0.73 inside. So "most of the mass inside
+    the box" holds for the median detection only; the relevance is concentrated on the box several times
+    over chance for every one."""
+    shares, areas, raw_shares, hits = [], [], [], 0
     for seed in range(12):
         scene = make_scene(seed, 128)
         result = run_detr(shapes_detector, scene.image, threshold=0.7)
@@ -173,8 +178,13 @@ def test_detr_relevance_concentrates_inside_the_box(shapes_detector):
             shares.append(share_inside_box(rel.relevance, box, cell, result.image_size))
             raw_shares.append(share_inside_box(rel.raw, box, cell, result.image_size))
             areas.append(share_inside_box(np.ones_like(rel.relevance), box, cell, result.image_size))
+            row, col = np.unravel_index(rel.relevance.argmax(), rel.relevance.shape)
+            y, x = (row + 0.5) * cell[0], (col + 0.5) * cell[1]  # the most relevant cell's centre
+            hits += bool(box[0] <= x <= box[2] and box[1] <= y <= box[3])
     shares, areas = np.array(shares), np.array(areas)
     print(f"in the box: relevance {shares.mean():.2f} raw {np.mean(raw_shares):.2f} area {areas.mean():.2f}")
-    assert len(shares) >= 20
+    assert len(shares) == 26
     assert (shares > 3 * areas).all()  # every detection's relevance is concentrated on its box
-    assert shares.mean() > 0.4 and shares.mean() > 4 * areas.mean()
+    assert shares.mean() == pytest.approx(0.47, abs=0.01) and areas.mean() == pytest.approx(0.086, abs=0.002)
+    assert np.median(shares) > 0.48 and (shares / areas).mean() > 7
+    assert hits >= 24  # the pointing game

@@ -102,7 +102,11 @@ def relevance_section(detector: Detector, model_key: tuple, image_key: str, imag
     for column, (title, (attn, chart_key)) in zip(st.columns(2), maps.items(), strict=True):
         chart(attention_overlay(bg, attn, cell, opacity, box=box, title=title), key=chart_key, where=column)
         share = share_inside_box(attn, box, cell, result.image_size)
-        column.caption(f"{share:.0%} of this map lies inside the detection's box.")
+        area = share_inside_box(np.ones_like(attn), box, cell, result.image_size)  # a uniform map's share
+        column.caption(
+            f"{share:.0%} of this map lies inside the detection's box, which covers {area:.0%} of the image "
+            "(what a map spread evenly would put there)."
+        )
     ablation_part(detector, model_key, image_key, result, bg, features, query)
 
 
