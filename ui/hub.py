@@ -67,7 +67,8 @@ def ask_for(key: str, name: str) -> None:
     at once if it is not cached (the click is the user's request)."""
     st.session_state[key] = name
     st.session_state[f"{key}_revision"] = ""
-    st.session_state.hub_download_now = name
+    if hub.cached(name) is None:
+        st.session_state.hub_download_now = name
 
 
 @st.cache_data(ttl=300, max_entries=64, show_spinner="Asking for the size…")
