@@ -193,8 +193,8 @@ def main() -> None:
                 rss_start = peak_rss(server.pid)
                 label = f"MiniLM, {len(ids_512)} tokens"
                 text_page(page, wire, label, TEXT_512, len(ids_512), base_512, rows)
-                page.get_by_test_id("stSidebar").get_by_text("Local BERT directory").click()
-                field = page.get_by_label("Directory with config.json, model.safetensors and tokenizer.json")
+                page.get_by_test_id("stSidebar").get_by_text("A BERT-family model by name or path").click()
+                field = page.get_by_label("Hugging Face name or local path")
                 field.fill(str(long_dir))
                 field.press("Enter")
                 settle(page)
