@@ -5,10 +5,11 @@ import networkx as nx
 import numpy as np
 import pytest
 import torch
+from scipy.sparse.csgraph import maximum_flow
 
 from models.bert import load_bert
 from models.explain.capture import capture_text
-from models.explain.flow import CHUNK, SCALE, attention_flow, capacities, flow_graph
+from models.explain.flow import CHUNK, SCALE, attention_flow, capacities, flow_graph, sink_graphs
 from models.explain.rollout import layer_graph, with_residual
 
 
@@ -77,10 +78,17 @@ def test_minilm_flow_matches_networkx():
     assert expected.max() > 0.5  # a real flow, not a graph that carries nothing
 
 
-def test_worker_processes_give_the_same_flows_as_one_process():
-    """The parallel path (a pool of worker processes, each running the same Dinic on the same graph) against
-    the plain loop in this process, on a random 3-layer BERT and on a causal graph: equal to the last
-    integer unit, every input token reported to the progress callback once."""
+def plain_flow(transitions, output: int) -> np.ndarray:
+    """The plain path: `flow_graph` (every input token a node at the bottom) and one scipy Dinic per input
+    token, in this process."""
+    graph, source, sinks = flow_graph(capacities(transitions), output)
+    return np.array([maximum_flow(graph, source, int(t)).flow_value if t >= 0 else 0 for t in sinks]) / SCALE
+
+
+def test_the_fast_path_equals_the_plain_path():
+    """`attention_flow` (one sink per input token's graph, shared arrays; in this process or over worker
+    processes) against the plain path, on a random 3-layer BERT, a random causal graph and one step: equal
+    to the last integer unit; the workers report chunk by chunk."""
     from tests.test_explain_ablation import tiny_bert
 
     model = tiny_bert(torch.float64)
@@ -88,9 +96,10 @@ def test_worker_processes_give_the_same_flows_as_one_process():
     with torch.no_grad():
         out = model(torch.tensor([ids]), capture=True)
     steps = [with_residual(r.probs[0].mean(0)) for r in out.attentions]
-    causal = [torch.from_numpy(stochastic(np.random.default_rng(4), 30, causal=True)) for _ in range(3)]
-    for transitions, output, reachable in ((steps, 7, 30), (causal, 20, 21)):
-        plain = attention_flow(transitions, output)
+    causal = [torch.from_numpy(stochastic(np.random.default_rng(4), 30, causal=True)) for _ in range(4)]
+    for transitions, output, reachable in ((steps, 7, 30), (causal, 20, 21), (causal[:1], 12, 13)):
+        plain = plain_flow(transitions, output)
+        np.testing.assert_array_equal(attention_flow(transitions, output), plain)
         seen: list[int] = []
         pooled = attention_flow(
             transitions, output, workers=2, progress=lambda done, _, seen=seen: seen.append(done)
@@ -98,7 +107,9 @@ def test_worker_processes_give_the_same_flows_as_one_process():
         np.testing.assert_array_equal(pooled, plain)
         assert plain.max() > 0.2 and seen[-1] == 30 and seen == sorted(seen)
         assert len(seen) == -(-reachable // CHUNK)  # chunk by chunk from the workers, not one by one here
-    assert (attention_flow(causal, 20, workers=2)[21:] == 0).all()
+        assert (plain[reachable:] == 0).all() and (plain[:reachable] > 0).all()
+    graphs = sink_graphs(capacities(causal), 20)
+    assert graphs.sink == 1 + 3 * 21 and graphs.bottom.shape == (21, 30)  # no input token is a node
 
 
 def test_flow_to_chosen_inputs_only():

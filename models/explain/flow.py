@@ -30,6 +30,7 @@ import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
 from multiprocessing import get_context
 
 import numpy as np
@@ -85,6 +86,77 @@ def flow_graph(caps: Sequence[np.ndarray], output: int) -> tuple[csr_array, int,
     return graph, 0, ids
 
 
+@dataclass
+class SinkGraphs:
+    """One output token's flow graphs with a single sink, one per input token, sharing their arrays.
+
+    The nodes are the output (the source, 0), the tokens it reaches at each level above the inputs, and one
+    sink (the last node). Every edge above the first step is shared; the first step gives each level-1
+    node one edge into the sink, whose capacity is that node's capacity into input token j: input j's
+    graph is the shared arrays with `bottom[:, j]` as those edges' capacities. The other N - 1 input
+    tokens, dead ends that `flow_graph` keeps as nodes, are left out: a fifth fewer edges (N² of K·N²) and
+    about a third less time per maximum flow for MiniLM at 512 wordpieces, for the same flows.
+    """
+
+    indptr: np.ndarray  # (nodes + 1,) int32
+    indices: np.ndarray  # (edges,) int32; the level-1 nodes' edges, one each, come last
+    upper: np.ndarray  # (edges - level-1 nodes,) int32: the capacities of the shared edges
+    bottom: np.ndarray  # (level-1 nodes, N) int32: each level-1 node's capacity into each input token
+
+    @property
+    def sink(self) -> int:
+        return len(self.indptr) - 2
+
+    @property
+    def reaches(self) -> np.ndarray:
+        """(N,) bool: the input tokens the output reaches (some level-1 node has an edge into them)."""
+        return (self.bottom > 0).any(0)
+
+    def graph(self, j: int) -> csr_array:
+        """Input token j's graph (csr capacities, int32): source 0, sink `self.sink`."""
+        size = len(self.indptr) - 1
+        graph = csr_array((np.concatenate([self.upper, self.bottom[:, j]]), self.indices, self.indptr),
+                          shape=(size, size))  # fmt: skip
+        graph.has_sorted_indices = True  # each row's targets ascend (the builder sorted them)
+        return graph
+
+
+def sink_graphs(caps: Sequence[np.ndarray], output: int) -> SinkGraphs:
+    """The graphs of `SinkGraphs` for output token `output` and the K steps' integer capacities."""
+    n = caps[0].shape[0]
+    if not 0 <= output < n:
+        raise IndexError(f"output token {output} is outside 0..{n - 1}")
+    tokens, ids = np.array([output]), np.array([0])  # the level below the last step: the output alone
+    rows, cols, data, next_id = [], [], [], 1
+    for cap in reversed(caps[1:]):  # every step but the first, from the top down
+        sub = cap[tokens]  # (nodes at this level, N)
+        below = np.flatnonzero((sub > 0).any(0))
+        below_ids = next_id + np.arange(below.size)
+        next_id += below.size
+        r, c = np.nonzero(sub[:, below])
+        rows.append(ids[r])
+        cols.append(below_ids[c])
+        data.append(sub[:, below][r, c])
+        tokens, ids = below, below_ids
+    sink, level1 = next_id, tokens.size  # the level-1 nodes are the ids just below the sink
+    shared = csr_array(
+        (np.concatenate([*data, np.zeros(0, np.int64)]),
+         (np.concatenate([*rows, np.zeros(0, np.int64)]), np.concatenate([*cols, np.zeros(0, np.int64)]))),
+        shape=(sink + 1, sink + 1),
+    )  # fmt: skip
+    shared.sort_indices()
+    bottom = caps[0][tokens]
+    if max(shared.data.max(initial=0), bottom.max(initial=0)) >= 2**31:
+        raise ValueError("capacities do not fit scipy's int32; lower the scale")
+    start = shared.indptr[sink - level1]  # == shared.nnz: the level-1 rows are empty in `shared`
+    indptr = np.concatenate(
+        [shared.indptr[: sink - level1 + 1], start + np.arange(1, level1 + 1), [start + level1]]
+    )
+    indices = np.concatenate([shared.indices, np.full(level1, sink)])
+    return SinkGraphs(indptr.astype(np.int32), indices.astype(np.int32), shared.data.astype(np.int32),
+                      np.ascontiguousarray(bottom, dtype=np.int32))  # fmt: skip
+
+
 def attention_flow(
     transitions: Sequence[torch.Tensor],
     output: int,
@@ -99,13 +171,14 @@ def attention_flow(
     same integer flows: each is one deterministic Dinic run on the same graph). With `inputs`, only those
     input tokens' flows run, in that order, and the others are NaN. `progress(done, total)` is called as
     they finish (total: the inputs asked for)."""
-    graph, source, sinks = flow_graph(capacities(transitions, scale), output)
-    values = np.zeros(len(sinks))
-    wanted = list(range(len(sinks))) if inputs is None else [int(j) for j in inputs]
+    graphs = sink_graphs(capacities(transitions, scale), output)
+    values = np.zeros(graphs.bottom.shape[1])
+    wanted = list(range(len(values))) if inputs is None else [int(j) for j in inputs]
     if inputs is not None:
         values[:] = np.nan
         values[wanted] = 0
-    todo = [j for j in wanted if sinks[j] >= 0]
+    reaches = graphs.reaches
+    todo = [j for j in wanted if reaches[j]]
     done = len(wanted) - len(todo)  # unreachable inputs: flow 0, nothing to run
     if progress is not None and not todo:
         progress(done, len(wanted))
@@ -120,28 +193,27 @@ def attention_flow(
     if workers > 1 and len(todo) > CHUNK:
         left = set(todo)
         try:
-            for chunk, flows in _in_pool(graph, source, sinks, todo, workers):
+            for chunk, flows in _in_pool(graphs, todo, workers):
                 finished(chunk, flows)
                 left.difference_update(chunk)
         except (OSError, RuntimeError, BrokenProcessPool):  # no worker processes here: go on in this one
             pass
         todo = [j for j in todo if j in left]
     for j in todo:
-        finished([j], [maximum_flow(graph, source, int(sinks[j]), method="dinic").flow_value])
+        finished([j], [maximum_flow(graphs.graph(j), 0, graphs.sink, method="dinic").flow_value])
     return values
 
 
-def _in_pool(graph: csr_array, source: int, sinks: np.ndarray, todo: list[int], workers: int):
+def _in_pool(graphs: SinkGraphs, todo: list[int], workers: int):
     """Yield (input tokens, their integer flows) chunk by chunk as worker processes finish them.
 
-    The workers are forked: they inherit the graph without a copy through a pipe and import nothing
+    The workers are forked: they inherit the graphs without a copy through a pipe and import nothing
     (a forkserver or spawned worker re-imports the main module, the Streamlit CLI or a script with torch:
     seconds before the first flow). A forked child of a threaded server runs only scipy's Dinic on arrays
     it owns and leaves through os._exit."""
-    args = (graph.data, graph.indices, graph.indptr, graph.shape[0], source)
     context = get_context("fork")
-    with ProcessPoolExecutor(workers, context, initializer=flow_worker.start, initargs=args) as pool:
+    with ProcessPoolExecutor(workers, context, initializer=flow_worker.start, initargs=(graphs,)) as pool:
         chunks = [todo[i : i + CHUNK] for i in range(0, len(todo), CHUNK)]
-        tasks = {pool.submit(flow_worker.flows, [int(sinks[j]) for j in chunk]): chunk for chunk in chunks}
+        tasks = {pool.submit(flow_worker.flows, chunk): chunk for chunk in chunks}
         for task in as_completed(tasks):
             yield tasks[task], task.result()

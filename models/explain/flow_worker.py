@@ -1,26 +1,20 @@
-"""The worker side of `models.explain.flow`'s parallel maximum flows: numpy and scipy only (no torch), so a
-fresh worker process starts in a fraction of a second.
+"""The worker side of `models.explain.flow`'s parallel maximum flows: numpy and scipy only.
 
-A worker keeps one graph (set by `start`, the pool's initializer) and answers chunks of sink ids with their
-integer maximum flows from the graph's source.
+A worker keeps one output token's `SinkGraphs` (set by `start`, the pool's initializer; a forked worker
+inherits them) and answers chunks of input tokens with their integer maximum flows.
 """
 
-import numpy as np
-from scipy.sparse import csr_array
 from scipy.sparse.csgraph import maximum_flow
 
-_GRAPH: csr_array | None = None
-_SOURCE = 0
+_GRAPHS = None
 
 
-def start(data: np.ndarray, indices: np.ndarray, indptr: np.ndarray, size: int, source: int) -> None:
-    """Keep the graph (csr capacities, int32) that this worker's flows run on."""
-    global _GRAPH, _SOURCE
-    _GRAPH = csr_array((data, indices, indptr), shape=(size, size))
-    _GRAPH.has_sorted_indices = True
-    _SOURCE = source
+def start(graphs) -> None:
+    """Keep the graphs (`models.explain.flow.SinkGraphs`) that this worker's flows run on."""
+    global _GRAPHS
+    _GRAPHS = graphs
 
 
-def flows(sinks: list[int]) -> list[int]:
-    """The integer maximum flow from the source to each sink."""
-    return [int(maximum_flow(_GRAPH, _SOURCE, sink, method="dinic").flow_value) for sink in sinks]
+def flows(inputs: list[int]) -> list[int]:
+    """The integer maximum flow from the output token to each of these input tokens."""
+    return [int(maximum_flow(_GRAPHS.graph(j), 0, _GRAPHS.sink, method="dinic").flow_value) for j in inputs]
