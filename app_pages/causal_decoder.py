@@ -139,9 +139,12 @@ def heads_section(gpt: TextGPT) -> tuple[int, int]:
 def text_choice() -> tuple[str, bool]:
     st.session_state.setdefault("cd_text", EXAMPLE)
     st.text_input(
-        "Your text (for sections 2, 3 and 5)", key="cd_text", persist_state="session", max_chars=1000
+        "Your text (for sections 2, 3 and 5)", key="cd_text", persist_state="session", max_chars=1000,
+        bind="query-params",
+    )  # fmt: skip
+    repeat = st.checkbox(
+        "Repeat it twice in sections 2 and 3", value=True, key="cd_repeat", bind="query-params"
     )
-    repeat = st.checkbox("Repeat it twice in sections 2 and 3", value=True, key="cd_repeat")
     return st.session_state.cd_text, repeat
 
 
@@ -243,7 +246,7 @@ def generation_section(gpt: TextGPT, layer: int, head: int) -> None:
 def chosen_head_view(gpt: TextGPT, text: str, repeat: bool, best: tuple[int, int]) -> None:
     """Sections 2–4 for one head: a layer, head or prompt change reruns this fragment only."""
     layer, head = layer_head_picker(
-        gpt.config.n_layer, gpt.config.n_head, key="cd", reductions=False, default=best
+        gpt.config.n_layer, gpt.config.n_head, key="cd", reductions=False, default=best, bind=True
     )
     if text.strip():
         own_text_section(gpt, text, repeat, layer, head)
@@ -261,7 +264,7 @@ def encoder_side(text: str) -> None:
         return
     enc = bert.encode(text)
     maps = attention_of(bert, enc.ids)
-    layer, head = layer_head_picker(maps.n_layers, maps.n_heads, key="cd_enc")
+    layer, head = layer_head_picker(maps.n_layers, maps.n_heads, key="cd_enc", bind=True)
     probs = maps.head(layer, head)
     fig = attention_heatmap(probs, enc.tokens, enc.tokens, title=f"MiniLM L{layer} {short_head(head)}")
     chart(overlay_causal_mask(fig, len(enc.ids), "what a causal mask would hide"), key="vs_encoder")
@@ -272,7 +275,7 @@ def encoder_side(text: str) -> None:
 def decoder_side(gpt: TextGPT, text: str, best: tuple[int, int]) -> None:
     ids, labels = encode(gpt, text, quiet=True)
     maps = attention_of(gpt, ids)
-    layer, head = layer_head_picker(maps.n_layers, maps.n_heads, key="cd_dec", default=best)
+    layer, head = layer_head_picker(maps.n_layers, maps.n_heads, key="cd_dec", default=best, bind=True)
     probs = maps.head(layer, head)
     fig = attention_heatmap(probs, labels, labels, title=f"{gpt.name} L{layer} {short_head(head)}")
     chart(overlay_causal_mask(fig, len(ids)), key="vs_decoder")

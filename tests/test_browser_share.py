@@ -6,6 +6,7 @@ from urllib.parse import parse_qs, urlparse
 import numpy as np
 import pytest
 from PIL import Image
+from playwright.sync_api import expect
 
 from models.attention import LAZY
 from models.maps import AttentionMaps
@@ -97,3 +98,31 @@ def test_a_view_config_reopens_its_view(page, tmp_path):
     page.get_by_text("Layer 2, head 4").first.wait_for()
     assert page.get_by_label("Text (any language)").input_value() == TEXT
     assert not page.get_by_test_id("stException").count()
+
+
+@pytest.mark.parametrize(
+    ("path", "query", "shown"),
+    [
+        ("causal_decoder", "cd_text=abcabc+xyz&cd_layer=layer+1&cd_head=head+2",
+         {"Layer": "layer 1", "Head": "head 2"}),
+        ("detr", "dp_seed=7&dp_layer=layer+2&dp_head=head+3", {"Layer": "layer 2", "Head": "head 3"}),
+    ],
+)  # fmt: skip
+def test_links_reopen_the_causal_and_detr_views(browser, app_url, path, query, shown):
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    try:
+        page = context.new_page()
+        page.set_default_timeout(90_000)
+        page.goto(f"{app_url}/{path}?{query}")
+        for label, value in shown.items():
+            box = page.get_by_test_id("stSelectbox").filter(has_text=label).first
+            expect(box.locator("input")).to_have_value(value, timeout=90_000)
+        if path == "detr":
+            expect(page.get_by_label("Scene seed")).to_have_value("7", timeout=90_000)
+        else:
+            expect(page.get_by_label("Your text (for sections 2, 3 and 5)")).to_have_value(
+                "abcabc xyz", timeout=90_000
+            )
+        assert not page.get_by_test_id("stException").count()
+    finally:
+        context.close()

@@ -35,7 +35,7 @@ def cross_attention_section(result: DetrResult, bg: Background, image) -> None:
         "of the image (S14); the head mixes the two, and the query's attention lands on its object (S16)."
     )
     c1, c2 = st.columns(2)
-    layer, head = layer_head_picker(n_layers, n_heads, key="dp", container=c1)
+    layer, head = layer_head_picker(n_layers, n_heads, key="dp", container=c1, bind=True)
     c3, c4 = c2.columns(2)
     opacity = c3.slider(
         "Opacity", 0.0, 1.0, step=0.05, key="dp_opacity", persist_state="session", on_change=redraw_opacity

@@ -16,7 +16,7 @@ def decoder_self_section(result: DetrResult) -> None:
         "The N object queries attend to one another (S18): this is how DETR avoids predicting one object "
         "twice without NMS (S17)."
     )
-    layer, head = layer_head_picker(n_layers, n_heads, key="dp_dself")
+    layer, head = layer_head_picker(n_layers, n_heads, key="dp_dself", bind=True)
     names = query_names(result)  # numbered by the heatmap: "3 circle 0.91"
     chart(
         attention_heatmap(

@@ -98,6 +98,7 @@ def query_table(result: DetrResult) -> None:
         range(n),
         key="dp_query",
         persist_state="session",
+        bind="query-params",
         format_func=lambda q: labels_text[q],
         on_change=redraw_query,
     )

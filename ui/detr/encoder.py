@@ -31,7 +31,7 @@ def encoder_section(result: DetrResult, bg: Background) -> None:
     c1, c2, c3, c4 = st.columns([1, 1, 2, 1])
     x = clamped_int("x (feature column)", "dp_enc_x", 0, result.w - 1, result.w // 2, c1)
     y = clamped_int("y (feature row)", "dp_enc_y", 0, result.h - 1, result.h // 2, c2)
-    layer, head = layer_head_picker(family.n_layers, family.n_heads, key="dp_enc", container=c3)
+    layer, head = layer_head_picker(family.n_layers, family.n_heads, key="dp_enc", container=c3, bind=True)
     direction = c4.radio("Direction", [WHERE_TO, WHO_FROM], key="dp_enc_direction", persist_state="session")
     maps = encoder_maps(result, y, x, reverse=direction == WHO_FROM)  # (E, nh, h, w)
     cell = cell_extent(result)

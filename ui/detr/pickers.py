@@ -35,7 +35,9 @@ REGISTRY = {DEFAULT: "detr-shapes", SMALL: "detr-small-untrained", R50: "detr-r5
 def model_picker() -> tuple[Detector, tuple] | None:
     """-> (detector, a key naming it), or None with a message shown."""
     with st.sidebar:
-        source = st.radio("DETR model", [DEFAULT, PATH, UPLOAD, SMALL, R50], key="dp_model_source")
+        source = st.radio(
+            "DETR model", [DEFAULT, PATH, UPLOAD, SMALL, R50], key="dp_model_source", bind="query-params"
+        )
         try:
             if source == PATH:
                 path, revision = model_field(
@@ -109,12 +111,13 @@ def model_caption(detector: Detector, model_key: tuple) -> None:
 
 def image_picker():
     """-> (image key, (H, W, 3) uint8 image, scene or None), or None with a message shown."""
-    source = st.radio("Image", [SCENE, IMAGE], key="dp_image_source", horizontal=True)
+    source = st.radio("Image", [SCENE, IMAGE], key="dp_image_source", horizontal=True, bind="query-params")
     if source == SCENE:
         c1, c2 = st.columns(2)
         seed = c1.number_input(
-            "Scene seed", min_value=0, max_value=2**31 - 1, key="dp_seed", persist_state="session"
-        )
+            "Scene seed", min_value=0, max_value=2**31 - 1, key="dp_seed", persist_state="session",
+            bind="query-params",
+        )  # fmt: skip
         size = c2.number_input(
             "Scene size (pixels)",
             min_value=64,
@@ -122,6 +125,7 @@ def image_picker():
             step=32,
             key="dp_scene_size",
             persist_state="session",
+            bind="query-params",
         )
         scene = make_scene(int(seed), int(size))
         return f"scene-{seed}-{size}", scene.image, scene
