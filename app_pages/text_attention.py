@@ -21,7 +21,7 @@ from ui.hub import MULTILINGUAL, SUGGESTIONS, model_field, named_model
 from ui.links import explain_link
 from ui.models import get_text_model
 from ui.results import computed, digest
-from ui.share import seed_text, share_text, text_digest, view_state
+from ui.share import seed_text, share_param, share_text, text_digest, url_once, view_state
 from ui.uploads import UPLOAD_MB, UploadError, decode_text
 from ui.widgets import clicked, device, head_name, layer_head_picker, matrix_view
 from viz.attention import head_overview, head_statistic_heatmap, token_strip_html
@@ -75,6 +75,9 @@ def read_upload() -> None:
 
 
 def model_picker() -> TextModel | None:
+    linked = url_once("model")  # a link's ?model= (a name or path) picks that model
+    if linked:
+        st.session_state.model_source, st.session_state.model_path = BY_NAME, linked
     with st.sidebar:
         source = st.radio("Model", [EMBEDDED, BY_NAME], key="model_source")
         if source == BY_NAME:
@@ -233,6 +236,8 @@ def main() -> None:
     if model is None:
         return
     st.session_state.ta_model = model.name
+    by_name = st.session_state.get("model_source") == BY_NAME
+    share_param("model", st.session_state.get("model_path", "").strip() if by_name else None)
     text = text_input()
     share_text("text_input", text, EXAMPLE)
     if not text.strip():

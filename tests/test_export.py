@@ -124,3 +124,20 @@ def test_the_text_pages_npz_is_the_displayed_matrix(monkeypatch):
     whole = export["whole"]()
     assert whole["maps"].shape == (6, 12, shown.shape[0], shown.shape[0])
     np.testing.assert_array_equal(whole["maps"][3, 5], data["matrix"])
+
+
+def test_a_link_names_the_model_and_the_text(tmp_path):
+    from scripts.make_long_bert import make_long_bert
+
+    path = str(make_long_bert(tmp_path / "small-bert", positions=64))
+    at = AppTest.from_file(PAGE, default_timeout=120)
+    at.query_params["model"] = path
+    at.query_params["text"] = "Opened from a link."
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.session_state["model_path"] == path
+    assert at.session_state["text_input"] == "Opened from a link."
+    assert at.query_params["model"] == path  # and the page keeps them in its URL
+    assert at.query_params["text"] == "Opened from a link."
+    at.text_area(key="text_input").set_value("x" * 2500).run()
+    assert "text" not in at.query_params and len(at.query_params["digest"]) == 16

@@ -91,3 +91,21 @@ def open_view_picker() -> None:
         return
     st.session_state.view_config_opened = upload.file_id
     open_view(config)
+
+
+def url_once(param: str) -> str | None:
+    """The link's value of `param` on the page's first run in this session, else None."""
+    flag = f"__from_url_{param}"
+    if st.session_state.get(flag):
+        return None
+    st.session_state[flag] = True
+    return st.query_params.get(param)
+
+
+def share_param(param: str, value: str | None) -> None:
+    """Write `param` into the URL, or take it out when value is None."""
+    if value is None:
+        if param in st.query_params:
+            del st.query_params[param]
+    elif st.query_params.get(param) != value:
+        st.query_params[param] = value
