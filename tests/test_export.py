@@ -141,3 +141,17 @@ def test_a_link_names_the_model_and_the_text(tmp_path):
     assert at.query_params["text"] == "Opened from a link."
     at.text_area(key="text_input").set_value("x" * 2500).run()
     assert "text" not in at.query_params and len(at.query_params["digest"]) == 16
+
+
+def test_a_digest_link_asks_for_its_text_until_it_is_pasted():
+    from ui.share import text_digest
+
+    long_text = "A text too long for a link. " * 100
+    at = AppTest.from_file(PAGE, default_timeout=120)
+    at.query_params["digest"] = text_digest(long_text)
+    at.run()
+    assert any("names its text by digest" in w.value for w in at.warning)
+    assert at.query_params["digest"] == text_digest(long_text)  # kept while the text is missing
+    at.text_area(key="text_input").set_value(long_text).run()
+    assert not any("names its text by digest" in w.value for w in at.warning)
+    assert at.query_params["digest"] == text_digest(long_text) and "text" not in at.query_params

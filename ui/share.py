@@ -26,15 +26,11 @@ def text_digest(text: str) -> str:
 def seed_text(state_key: str) -> None:
     """On the page's first run in a session: the link's ?text= into the text box's state; a ?digest= is
     remembered, for `share_text` to ask for the text."""
-    flag = f"{state_key}__from_url"
-    if st.session_state.get(flag):
-        return
-    st.session_state[flag] = True
-    params = st.query_params
-    if "text" in params:
-        st.session_state[state_key] = params["text"]
-    elif "digest" in params:
-        st.session_state[f"{state_key}__wanted"] = params["digest"]
+    text, wanted = url_once("text"), url_once("digest")
+    if text is not None:
+        st.session_state[state_key] = text
+    elif wanted:
+        st.session_state[f"{state_key}__wanted"] = wanted
 
 
 def share_text(state_key: str, text: str, default: str) -> None:
@@ -48,16 +44,10 @@ def share_text(state_key: str, text: str, default: str) -> None:
         )
         return
     st.session_state.pop(f"{state_key}__wanted", None)
-    params = st.query_params
-    for name in ("text", "digest"):
-        if name in params:
-            del params[name]
-    if text == default:
-        return
-    if len(text) <= URL_TEXT_LIMIT:
-        params["text"] = text
-    else:
-        params["digest"] = text_digest(text)
+    short = len(text) <= URL_TEXT_LIMIT
+    share_param("text", text if short and text != default else None)
+    share_param("digest", None if short else text_digest(text))
+    if not short:
         st.caption(
             f"The text has {len(text):,} characters, more than a link carries ({URL_TEXT_LIMIT:,}): the link "
             "names it by digest, and whoever opens it is asked to paste the text."
