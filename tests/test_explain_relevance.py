@@ -159,14 +159,14 @@ def test_detr_relevance_concentrates_inside_the_box(shapes_detector):
     puts there.
 
     Measured on seeds 0-11 (26 detections, 8 x 8 feature cells): relevance 0.47 inside on average (median
-    0.49; 12 of the 26 above one half) against 0.086 for the area, 7.1x chance on average and at least 3.2x
+    0.49; 12 of the 26 above one half) against 0.086 for the area, 7.1x chance on average and at least 3.18x
     for every detection; the most relevant cell lies inside the box for 24 of 26 (the pointing game). The
     authors' notebook shows the map min-max normalised, which puts 0.50 inside. The raw head-mean
     cross-attention of the last layer puts 0.58 inside. The rules are the authors' (tested above): rule 10
     passes each cell's relevance on through the encoder's relevance R̄_ii, which spreads it over what the
     encoder mixed; without that term the decoder's part alone puts 0.73 inside. So "most of the mass inside
-    the box" holds for the median detection only; the relevance is concentrated on the box several times
-    over chance for every one."""
+    the box" holds for 12 of the 26 detections, not on average; the relevance is concentrated on the box
+    several times over chance for every one."""
     shares, areas, raw_shares, hits = [], [], [], 0
     for seed in range(12):
         scene = make_scene(seed, 128)
