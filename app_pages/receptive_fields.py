@@ -397,7 +397,7 @@ def image_section(device: str) -> None:
     depths = sorted(depths)
     if gradient_work(size, kernel, depths) > MAX_GRADIENT_WORK:
         st.error(
-            f"Kernel size {kernel} at depths {depths} would take more than about 10 s; the largest that "
+            f"Kernel size {kernel} at depths {depths} would take more than about 6 s; the largest that "
             f"fits is {largest_kernel(size, depths)}. Lower the kernel or drop the deepest depths."
         )
         return
