@@ -13,17 +13,18 @@ that is 3e-8 per edge). Only the nodes the output token can reach are built (a c
 reaches tokens 0..o only).
 
 The cost is one maximum flow per input token through up to K·N² edges: for MiniLM at 512 wordpieces,
-1.3 M edges and 62 ms of CPU per input token, 32 s of CPU per output token (`benchmarks/bench_explain.py`;
-the target was 5 s). `workers` spreads the flows over processes (scipy's Dinic holds the GIL, so threads
-would not help): 5 s at 512 wordpieces takes about 7 free cores. On that benchmark's input (output token
+1.05 M edges in an input token's one-sink graph (`SinkGraphs`) and 41 to 46 ms of CPU per maximum flow
+(62 ms on `flow_graph`'s 1.31 M edges): 21 s of CPU per output token (`benchmarks/bench_explain.py`; the
+target was 5 s). `workers` spreads the flows over processes (scipy's Dinic holds the GIL, so threads
+would not help): 5 s at 512 wordpieces takes about 5 free cores. On that benchmark's input (output token
 256) the flow to 502 of the 512 input tokens j equals min(row, column), the capacity of the output's own
 edges or of j's own edges into the first layer, but a certificate of that is a flow, and no cheaper one
 was found: Dinic's flows use 8 to 10 thousand of the 1.3 M edges, most of them small (97% lie outside
 each node's 16 strongest edges in the lower layers), and a maximum flow over each node's 8 to 16
 strongest edges in and out falls short by 0.1 to 0.3, so an exact search over a pruned graph that adds
-the edges a cut shows missing (tried) needs two or three rounds and grows to a third of the graph, no
-faster than the plain flow. What the page can make fast is fewer flows: the inputs with the most rollout
-first (`inputs`).
+the edges a cut shows missing (tried) needs two or three rounds and grows to 0.5 M edges, no faster than
+the plain flow. What the page can make fast is fewer flows: the inputs with the most rollout first
+(`inputs`).
 """
 
 import os
