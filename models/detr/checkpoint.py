@@ -206,8 +206,9 @@ def _check_dims(state: dict) -> None:
             )
 
 
-def load_state_strict(model: DETR, state: dict, source: str) -> None:
-    """Load, or raise CheckpointError listing missing, unexpected and mis-shaped tensors by name."""
+def load_state_strict(model: DETR, state: dict, source: str, load: bool = True) -> None:
+    """Load, or raise CheckpointError listing missing, unexpected and mis-shaped tensors by name. With
+    load False only check: `state` may then hold meta tensors (shapes read from a safetensors header)."""
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(k for k in set(state) - set(expected) if not k.endswith("num_batches_tracked"))
@@ -228,7 +229,21 @@ def load_state_strict(model: DETR, state: dict, source: str) -> None:
             + listing("unexpected", unexpected)
             + listing("wrong shape", shapes)
         )
-    model.load_state_dict(state, strict=False)  # all names checked above; num_batches_tracked is dropped
+    if load:
+        model.load_state_dict(state, strict=False)  # all names checked above; num_batches_tracked dropped
+
+
+def _header_shapes(path: Path) -> dict[str, tuple[int, ...]]:
+    """name -> shape from a safetensors file's header, without reading the tensors."""
+    try:
+        return {
+            name: shape
+            for name, (_, shape) in validate.safetensors_header(regular_file(path, MAX_WEIGHTS_BYTES)).items()
+        }
+    except ModelLoadError as e:
+        raise CheckpointError(
+            f"{path.name}: could not be read as a checkpoint (truncated, or not a safetensors file): {e}"
+        ) from e
 
 
 def _hf_config(cfg: dict) -> tuple[int, bool, list[str] | None]:
@@ -278,6 +293,9 @@ def load_checkpoint(
             except (TypeError, ValueError) as e:
                 raise CheckpointError(f"{cfg_file}: neither our DETR config nor Hugging Face's: {e}") from e
             model = _build(config, cfg_file, device)
+            if weights.suffix == ".safetensors":  # names and shapes from the header, before any data
+                meta = {k: torch.empty(shape, device="meta") for k, shape in _header_shapes(weights).items()}
+                load_state_strict(model, meta, str(weights), load=False)
             load_state_strict(model, read_tensors(weights), str(weights))
             return model.eval().to(device), config
         try:
