@@ -41,7 +41,6 @@ from ui.widgets import clamped_int, device, head_name, layer_head_picker
 from viz.heatmap import heatmap, index_labels
 
 WHOLE = "the whole embedding (its length along its own direction)"
-AUTO_IMPORTANCE_TOKENS = 128  # longer inputs rank the heads when asked: one batch row per head
 
 
 def model_key(model) -> tuple:
@@ -141,9 +140,9 @@ def relevance_section(name: str, model, s: Subject) -> None:
 @st.fragment
 def importance_section(name: str, model, s: Subject) -> None:
     n_heads = sum(a * b for a, b in families(model, s.kind).values())
-    if len(s.ids) > AUTO_IMPORTANCE_TOKENS and not st.toggle(
-        f"Ablate each of the {n_heads} heads on these {len(s.ids)} tokens", key="ra_imp_on"
-    ):
+    # On demand: ranking the heads runs the model once more per head (9 to 22 s a new input on the shared
+    # VM, the page's heaviest step), and the relevance above is what a visit comes for
+    if not st.toggle(f"Ablate each of the {n_heads} heads on these {len(s.ids)} tokens", key="ra_imp_on"):
         return
     left, right = st.columns([1, 2])
     fill = left.radio("Measure with the head", list(FILLS), key="ra_imp_fill", format_func=FILLS.get)

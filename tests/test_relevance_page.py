@@ -47,9 +47,10 @@ def forwards(monkeypatch) -> list:
     return calls
 
 
-def page(model: str, text: str) -> AppTest:
+def page(model: str, text: str, importance: bool = True) -> AppTest:
     at = AppTest.from_file(PAGE, default_timeout=180)
     at.session_state["ra_model"] = model
+    at.session_state["ra_imp_on"] = importance  # the head importance is computed when asked
     kind = {"all-MiniLM-L6-v2": "encoder", "gpt-stdlib": "causal", "seq2seq-dates": "seq2seq"}[model]
     at.session_state[f"ra_text_{kind}"] = text
     return at.run()
@@ -87,6 +88,17 @@ def test_each_model_draws_and_controls_never_rerun_it(forwards, model, text, n_t
     at.radio(key="ra_imp_fill").set_value("zero").run()  # already computed: kept
     at.selectbox(key="ra_raw_head").set_value("mean").run()
     assert len(forwards) == runs
+
+
+def test_head_importance_waits_until_asked(forwards):
+    at = page("all-MiniLM-L6-v2", "Importance is ranked only when asked.", importance=False)
+    assert not at.exception and not at.error
+    assert z(at, "ra_relevance").shape[0] == 2
+    assert not [c for c in at.get("plotly_chart") if "ra_imp_measured" in c.proto.id]
+    runs = len(forwards)  # the forward and the relevance's
+    at.toggle(key="ra_imp_on").set_value(True).run()
+    assert not at.exception and z(at, "ra_imp_measured").shape == (6, 12)
+    assert len(forwards) > runs  # the ablations ran now
 
 
 def test_causal_page_explains_a_chosen_prediction(forwards):
