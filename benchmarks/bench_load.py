@@ -49,7 +49,7 @@ WORDS += ["dolphin"]  # one MiniLM wordpiece each, in no page's own text; the la
 VISIT_TIMEOUT = 240  # seconds a step may take before it counts as a hang
 FIND_TIMEOUT = 120  # seconds to click or fill a control: 8 browsers drawing on 2 cores answer slowly
 QUIET = 0.5  # seconds without a frame from the server before a page counts as idle
-TOKEN_PAGES = {"Text attention", "Step by step", "Rollout, flow and value norms"}  # print the words
+TOKEN_PAGES = {"Text attention", "Step by step", "Rollout, flow and value norms", "Compare"}  # print words
 
 
 def fill(page, label: str, value: str, submit: str = "Enter") -> None:
@@ -73,6 +73,7 @@ PAGES = {
     "Positional encodings": lambda page, k: fill(page, "positions N", str(48 + 8 * k)),
     "Receptive fields": None,
     "DETR": lambda page, k: fill(page, "Scene seed", str(100 + k)),
+    "Compare": lambda page, k: fill(page, "Text B", sentence(k), "Control+Enter"),
 }
 
 
