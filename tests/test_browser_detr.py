@@ -96,6 +96,8 @@ def test_detr_page_in_chromium(page):
     page.get_by_text(re.compile(rf"^query {best}: .* · layer {layer}, head {head}$")).first.wait_for()
     page.get_by_role("tab", name="Encoder self-attention").click()
     encoder = page.locator(".js-plotly-plot", has_text="where it attends, layer").locator(".hm image")
+    scroll_to(page, encoder)  # the figures' Export buttons push it below the fold
+    settle(page)
     area = encoder.bounding_box()
     page.mouse.click(area["x"] + area["width"] * 0.9, area["y"] + area["height"] * 0.1)
     page.get_by_text(re.compile(r"^\(0, 7\): where it attends, layer")).first.wait_for()

@@ -92,9 +92,9 @@ def test_a_view_config_reopens_its_view(page, tmp_path):
     state = {"text_input": TEXT, "ta_layer": 2, "ta_head": 4, "ta_tab": "Heads"}
     config = tmp_path / "view.json"
     config.write_text(config_json({"page": "text_attention", "layer": 2, "head": 4, "state": state}))
-    page.get_by_test_id("stFileUploader").filter(has_text="Open a view").locator(
-        "input[type=file]"
-    ).set_input_files(str(config))
+    page.get_by_role("button", name="Open a view (.json)").click()
+    uploader = page.get_by_test_id("stFileUploader").filter(has_text="View config")
+    uploader.locator("input[type=file]").set_input_files(str(config))
     page.get_by_text("Layer 2, head 4").first.wait_for()
     assert page.get_by_label("Text (any language)").input_value() == TEXT
     assert not page.get_by_test_id("stException").count()
@@ -126,3 +126,33 @@ def test_links_reopen_the_causal_and_detr_views(browser, app_url, path, query, s
         assert not page.get_by_test_id("stException").count()
     finally:
         context.close()
+
+
+def test_any_figures_view_config_reopens_its_page(browser, app_url, tmp_path):
+    """A page that passes no view config of its own (DETR) saves its page and URL-bound state."""
+    contexts = [browser.new_context(viewport={"width": 1400, "height": 1000}) for _ in range(2)]
+    try:
+        page, other = (context.new_page() for context in contexts)
+        page.set_default_timeout(90_000)
+        other.set_default_timeout(90_000)
+        page.goto(f"{app_url}/detr?dp_seed=7")
+        expect(page.get_by_label("Scene seed")).to_have_value("7", timeout=90_000)
+        idle(page)
+        page.get_by_role("button", name="Export").first.click()
+        with page.expect_download() as download:
+            page.get_by_role("button", name="View config (.json)").click()
+        saved = tmp_path / download.value.suggested_filename
+        download.value.save_as(saved)
+        assert saved.suffix == ".json"
+        view = read_config(saved.read_text(encoding="utf-8"))
+        assert view["page"] == "detr" and view["state"]["dp_seed"] == 7
+        other.goto(app_url)
+        other.get_by_text("Layer 0, head 0").first.wait_for()
+        other.get_by_role("button", name="Open a view (.json)").click()
+        uploader = other.get_by_test_id("stFileUploader").filter(has_text="View config")
+        uploader.locator("input[type=file]").set_input_files(str(saved))
+        expect(other.get_by_label("Scene seed")).to_have_value("7", timeout=90_000)
+        assert not other.get_by_test_id("stException").count()
+    finally:
+        for context in contexts:
+            context.close()

@@ -12,6 +12,7 @@ from functools import partial
 
 import streamlit as st
 
+from ui.share import current_view
 from viz.export import (
     config_json,
     figure_arrays,
@@ -49,6 +50,7 @@ def export_menu(fig, key: str, where, *, arrays=None, view=None, whole=None) -> 
     )
     if not menu.open:
         return
+    view = view if view is not None else current_view()
     stem = file_stem(key, view)
     download = partial(menu.download_button, on_click="ignore", width="stretch")
     if static_export_available():
@@ -71,9 +73,8 @@ def export_menu(fig, key: str, where, *, arrays=None, view=None, whole=None) -> 
     if whole is not None:
         download("Whole input (.npz)", partial(whole_npz, whole, view), f"{stem}_all.npz",
                  "application/octet-stream", key=f"{key}__all")  # fmt: skip
-    if view is not None:
-        download("View config (.json)", partial(config_json, view), f"{stem}.json", "application/json",
-                 key=f"{key}__json")  # fmt: skip
+    download("View config (.json)", partial(config_json, view), f"{stem}.json", "application/json",
+             key=f"{key}__json")  # fmt: skip
 
 
 def figure_npz(fig, view) -> bytes:

@@ -10,6 +10,7 @@ Files: a view config (viz.export.config_json) names the page and the session sta
 """
 
 import hashlib
+from urllib.parse import urlparse
 
 import streamlit as st
 
@@ -17,6 +18,7 @@ from viz.export import read_config
 
 URL_TEXT_LIMIT = 2000  # characters of input text carried in a link; longer texts go by digest
 PAGES = "app_pages/{}.py"
+DEFAULT_PAGE = "text_attention"  # the page served at "/"
 
 
 def text_digest(text: str) -> str:
@@ -59,6 +61,15 @@ def view_state(*keys: str) -> dict:
     return {key: st.session_state[key] for key in keys if key in st.session_state}
 
 
+def current_view() -> dict:
+    """The view config of a page that passes none: the page (its URL path, which is its file's name) and the
+    state of its widgets bound to the URL, which is what a link carries."""
+    path = urlparse(st.context.url or "").path.rstrip("/").rsplit("/", 1)[-1]
+    state = {key: st.session_state[key] for key in st.query_params if key in st.session_state}
+    state = {key: value for key, value in state.items() if isinstance(value, (str, int, float, bool, list))}
+    return {"page": path or DEFAULT_PAGE, "state": state, "link_query": st.query_params.to_dict()}
+
+
 def open_view(config: dict) -> None:
     """Write a view config's state and switch to its page (does not return)."""
     for key, value in config.get("state", {}).items():
@@ -66,21 +77,34 @@ def open_view(config: dict) -> None:
     st.switch_page(PAGES.format(config["page"]))
 
 
-def open_view_picker() -> None:
-    """Sidebar uploader of a view config (.json): opens the view it describes."""
-    upload = st.sidebar.file_uploader(
-        "Open a view (.json)", type=["json"], key="view_config", max_upload_size=1,
-        help="A view config saved from a figure's Export menu.",
-    )  # fmt: skip
-    if upload is None or st.session_state.get("view_config_opened") == upload.file_id:
+def read_view_upload() -> None:
+    """on_change of the view uploader: keep the config for the next run to open, and close the popover."""
+    upload = st.session_state.get("view_config")
+    if upload is None:
         return
     try:
-        config = read_config(upload.getvalue())
+        st.session_state.view_pending = read_config(upload.getvalue())
+        st.session_state.view_open = False
     except ValueError as err:
-        st.sidebar.error(str(err))
+        st.session_state.view_error = str(err)
+
+
+def open_view_picker() -> None:
+    """A sidebar popover with an uploader of a view config (.json) that opens the view it describes. The
+    uploader exists only while the popover is open, so no page carries a second file input."""
+    pending = st.session_state.pop("view_pending", None)
+    if pending is not None:
+        open_view(pending)
+    menu = st.sidebar.popover("Open a view (.json)", icon=":material/file_open:", key="view_open",
+                              on_change="rerun")  # fmt: skip
+    if not menu.open:
         return
-    st.session_state.view_config_opened = upload.file_id
-    open_view(config)
+    menu.file_uploader(
+        "View config", type=["json"], key="view_config", max_upload_size=1, on_change=read_view_upload,
+        help="A view config saved from a figure's Export menu.",
+    )  # fmt: skip
+    if st.session_state.get("view_error"):
+        menu.error(st.session_state.pop("view_error"))
 
 
 def url_once(param: str) -> str | None:
