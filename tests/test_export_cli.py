@@ -75,3 +75,9 @@ def test_a_bad_view_is_a_message_not_a_traceback(tmp_path):
     with pytest.raises(SystemExit) as exit_:
         main(["--model", "all-MiniLM-L6-v2", "--text", str(source), "--views", "9:0", "--out", str(tmp_path)])
     assert exit_.value.code == 2
+
+
+def test_the_command_line_imports_no_streamlit():
+    probe = "import sys, scripts.export; print('streamlit' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True)
+    assert result.stdout.strip() == "False", result.stderr
