@@ -122,8 +122,23 @@ class AttentionMaps:
 
     @torch.no_grad()
     def layer(self, layer: int) -> np.ndarray:
-        """(H, Tq, Tk) every head of one layer: for short inputs and for figures that show all heads."""
-        return np.stack([self.head(layer, h) for h in range(self.n_heads)])
+        """(H, Tq, Tk) every head of one layer: for short inputs and for figures that show all heads.
+
+        Each head's softmax is written straight into the result (a memoised head is copied in), so that a
+        layer costs its H maps and nothing more: no per-head array and no stacking copy (at 4,096 tokens
+        the stack of 8 maps was a third of the time)."""
+        self._check(layer, 0)
+        out = torch.empty((self.n_heads, *self.shape), dtype=torch.float32)
+        for h in range(self.n_heads):
+            with self._lock:
+                kept = self._memo.get((layer, h))
+            if kept is not None:
+                out[h] = torch.from_numpy(kept.copy())
+            elif self.family.probs is not None or self.family.q.device.type != "cpu":
+                out[h] = self.family.weights(layer, h).float().cpu()  # kept weights, or from a GPU
+            else:
+                torch.softmax(self.family.scores(layer, h).float(), dim=-1, out=out[h])
+        return out.numpy()
 
     @torch.no_grad()
     def summary(self, thumbnail: int = 32) -> dict:

@@ -58,6 +58,22 @@ def test_reductions_and_layers_stream_heads(bert_outputs):
         maps.head(3, 0)
     with pytest.raises(IndexError):
         maps.head(0, "median")
+
+
+def test_a_layer_reads_memoised_heads_and_kept_weights_alike(bert_outputs):
+    full, lazy = bert_outputs
+    probs = torch.stack([r.probs[0] for r in full.attentions]).numpy()  # (L, H, T, T)
+    maps = AttentionMaps(readout(encoder=lazy.attentions)["encoder"])
+    memoised = maps.head(1, 2)  # one head already in the memo, the others computed into the layer
+    layer = maps.layer(1)
+    np.testing.assert_array_equal(layer[2], memoised)
+    np.testing.assert_allclose(layer, probs[1], atol=1e-6)
+    kept = AttentionMaps(readout(encoder=full.attentions)["encoder"])  # the forward kept the weights
+    np.testing.assert_array_equal(kept.layer(1), probs[1])
+    layer[0, 0, 0] = -1.0  # the result is the caller's own: the memo is untouched
+    assert maps.head(1, 2)[0, 0] == memoised[0, 0]
+    with pytest.raises(IndexError):
+        maps.layer(3)
     assert not maps.head(0, 0).flags.writeable  # shared between sessions: read-only
 
 
