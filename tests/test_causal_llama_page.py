@@ -76,4 +76,4 @@ def test_an_empty_path_and_a_wrong_directory_get_messages(tmp_path):
     assert not at.exception and "Type a Hugging Face name" in at.info[0].value
     (tmp_path / "config.json").write_text('{"model_type": "llama"}')
     at = run_with(cd_model=LOCAL, cd_model_path=str(tmp_path))
-    assert not at.exception and "lacks 'hidden_size'" in at.error[0].value
+    assert not at.exception and "field 'hidden_size' is missing" in at.error[0].value
