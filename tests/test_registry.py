@@ -16,11 +16,12 @@ from models.detr.detr import build_detr
 from models.errors import ModelLoadError
 from models.gpt import GPTConfig, build_gpt
 from models.gpt_io import ALPHABET, TextGPT, save_gpt
+from models.llama_io import TextLlama
 from models.registry import describe, kind_of, load_model, names
 from models.seq2seq import PRESETS, Seq2Seq, Seq2SeqConfig, Seq2SeqLoadError, build_seq2seq, save_seq2seq
 from tests.conftest import TINY_DETR
 
-TYPES = {"encoder": TextModel, "causal": TextGPT, "seq2seq": tuple, "detr": Detector}
+TYPES = {"encoder": TextModel, "causal": (TextGPT, TextLlama), "seq2seq": tuple, "detr": Detector}
 
 
 def state_of(module: torch.nn.Module) -> dict:
