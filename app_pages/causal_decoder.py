@@ -11,7 +11,7 @@ import torch
 from models.attention import LAZY
 from models.errors import ModelLoadError
 from models.gpt import generate
-from models.gpt_io import TextGPT, encoding_notices
+from models.gpt_io import TextGPT
 from models.head_scores import (
     induction_share,
     induction_targets,
@@ -72,11 +72,11 @@ def generation_of(gpt: TextGPT, ids: list[int], n_new: int, temperature: float):
 
 
 def encode(gpt: TextGPT, text: str, quiet: bool = False) -> tuple[list[int], list[str]]:
-    """Character ids and display labels; warns (unless quiet) about truncation and unknown characters."""
-    enc = gpt.tokenizer.encode(text, max_len=gpt.config.block_size)
-    for notice in [] if quiet else encoding_notices(enc, gpt.config.block_size):
+    """Token ids and display labels; warns (unless quiet) about truncation and unknown characters."""
+    ids, tokens, notices = gpt.encode(text)
+    for notice in [] if quiet else notices:
         st.warning(notice)
-    return enc.ids, char_labels(enc.tokens)
+    return ids, char_labels(tokens)
 
 
 def future_share(probs: np.ndarray) -> float:
@@ -101,7 +101,7 @@ def model_summary(gpt: TextGPT) -> None:
     bpc = (gpt.training or {}).get("val_bits_per_char")
     st.markdown(
         f"**{gpt.name}**: {gpt.config.n_layer} layers × {gpt.config.n_head} heads, d = {gpt.config.n_embd}, "
-        f"context {gpt.config.block_size} characters"
+        f"context {gpt.config.block_size} {gpt.unit}s"
         + (f"; validation {bpc:.2f} bits per character." if bpc is not None else ".")
     )
 
@@ -111,7 +111,7 @@ def heads_section(gpt: TextGPT) -> tuple[int, int]:
     st.header("1 · Heads that copy: previous-token and induction scores")
     with st.expander("How the scores are measured"):
         st.markdown(
-            f"16 sequences of {PERIOD} random characters, each followed by itself. **Previous-token "
+            f"16 sequences of {PERIOD} random {gpt.unit}s, each followed by itself. **Previous-token "
             "score**: mean weight from each character to the one just before it. **Induction score**: mean "
             "weight from each character of the second copy to the character that *followed* its first copy: "
             "the head has found “last time this came, what came next?”, which predicts the rest of the "
@@ -167,8 +167,8 @@ def own_text_section(gpt: TextGPT, text: str, repeat: bool, layer: int, head: in
     if n_marked:
         share = float(induction_share(torch.tensor(probs), targets))
         st.markdown(
-            f"{len(ids)} characters. Weight this head puts on the induction target (circles), averaged over "
-            f"the {n_marked} characters that have one: **{share:.2f}**."
+            f"{len(ids)} {gpt.unit}s. Weight this head puts on the induction target (circles), averaged "
+            f"over the {n_marked} {gpt.unit}s that have one: **{share:.2f}**."
         )
     else:
         st.markdown("Nothing repeats in this text, so there are no induction targets to mark.")
@@ -232,7 +232,7 @@ def generation_section(gpt: TextGPT, layer: int, head: int) -> None:
         )
     all_ids, rows = generation_of(gpt, prompt_ids, n_new, float(temperature))
     st.code(gpt.tokenizer.decode(all_ids), language=None)
-    labels = char_labels([gpt.tokenizer.vocab[i] for i in all_ids])
+    labels = char_labels(gpt.tokens(all_ids))
     title = f"Layer {layer}, head {head}: each step's new row"
     rows_fig = generation_rows([row[layer, head] for row in rows], labels, len(prompt_ids), title)
     chart(rows_fig, key="generation")
@@ -297,16 +297,23 @@ def encoder_vs_decoder_section(gpt: TextGPT, text: str, best: tuple[int, int]) -
         decoder_side(gpt, text, best)
 
 
+def gpt_stdlib() -> TextGPT | None:
+    try:
+        return get_model("gpt-stdlib", device(), kind="causal")
+    except ModelLoadError as err:
+        st.error(f"Cannot load the causal model: {err}. Make its weights with `python -m scripts.train_gpt`.")
+        return None
+
+
 def main() -> None:
     intro()
     choice = model_choice()
-    if choice != "gpt-stdlib":
-        llama_page(choice)
+    # llama_page shows a Llama-family or another transformers model; a GPT-2 comes back for the sections
+    gpt = gpt_stdlib() if choice == "gpt-stdlib" else llama_page(choice)
+    if gpt is None:
         return
-    try:
-        gpt = get_model("gpt-stdlib", device(), kind="causal")
-    except ModelLoadError as err:
-        st.error(f"Cannot load the causal model: {err}. Make its weights with `python -m scripts.train_gpt`.")
+    if gpt.tokenizer is None:
+        st.error(f"{gpt.name} has no tokenizer.json, so text cannot be turned into its tokens.")
         return
     model_summary(gpt)
     best = heads_section(gpt)

@@ -90,6 +90,33 @@ class TextGPT:
     device: str = "cpu"
     training: dict | None = None  # how our scripts trained it (config.json "training"), None for GPT-2
 
+    @property
+    def unit(self) -> str:
+        """What one token is: "character" for ours, "token" for GPT-2's byte-level BPE."""
+        return "character" if isinstance(self.tokenizer, CharTokenizer) else "token"
+
+    def encode(self, text: str) -> tuple[list[int], list[str], list[str]]:
+        """ids, tokens and notices (truncation, unknown characters) of `text`, the last block_size kept."""
+        context = self.config.block_size
+        if isinstance(self.tokenizer, CharTokenizer):
+            enc = self.tokenizer.encode(text, max_len=context)
+            return enc.ids, enc.tokens, encoding_notices(enc, context)
+        if self.tokenizer is None:
+            raise ValueError(f"{self.name} has no tokenizer.json, so text cannot be turned into its tokens")
+        enc = self.tokenizer.encode(text)
+        dropped = max(0, len(enc.ids) - context)
+        notices = [
+            f"The text is longer than the model's context of {context} tokens: the first {dropped} were "
+            f"dropped and the last {context} kept."
+        ]
+        return enc.ids[dropped:], enc.tokens[dropped:], notices if dropped else []
+
+    def tokens(self, ids: list[int]) -> list[str]:
+        """The token string of each id."""
+        if isinstance(self.tokenizer, CharTokenizer):
+            return [self.tokenizer.vocab[i] for i in ids]
+        return [self.tokenizer.id_to_token(i) for i in ids]
+
     @torch.no_grad()
     def run(self, ids: list[int], capture: bool = True) -> GPTOutput:
         return self.model(torch.tensor([ids], device=self.device), capture=capture)

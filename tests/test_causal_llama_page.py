@@ -77,3 +77,39 @@ def test_an_empty_path_and_a_wrong_directory_get_messages(tmp_path):
     (tmp_path / "config.json").write_text('{"model_type": "llama"}')
     at = run_with(cd_model=LOCAL, cd_model_path=str(tmp_path))
     assert not at.exception and "field 'hidden_size' is missing" in at.error[0].value
+
+
+@pytest.fixture(scope="module")
+def gpt2_dir(tmp_path_factory):
+    torch.manual_seed(0)
+    config = transformers.GPT2Config(
+        vocab_size=TOKENIZER.get_vocab_size(),
+        n_positions=256,
+        n_embd=32,
+        n_layer=2,
+        n_head=4,
+        attn_implementation="eager",
+    )
+    model = transformers.GPT2LMHeadModel(config).eval()
+    with torch.no_grad():  # GPT-2 initialises biases and LayerNorms trivially; perturb them so the test bites
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    directory = tmp_path_factory.mktemp("gpt2")
+    model.save_pretrained(directory)
+    TOKENIZER.save(str(directory / "tokenizer.json"))
+    return directory, model
+
+
+def test_a_gpt2_directory_gets_the_pages_own_sections(gpt2_dir):
+    directory, reference = gpt2_dir
+    at = run_with(cd_model=LOCAL, cd_model_path=str(directory), cd_text=TEXT, cd_repeat=False)
+    assert not at.exception and not at.error
+    assert "context 256 tokens" in " ".join(m.value for m in at.markdown)
+    ids = TOKENIZER.encode(TEXT).ids
+    layer, head = at.session_state["cd_layer"], at.session_state["cd_head"]
+    with torch.no_grad():
+        expected = reference(torch.tensor([ids]), output_attentions=True).attentions[layer][0, head].numpy()
+    shown = z(at, "own_text")
+    assert shown.shape == (len(ids), len(ids))
+    np.testing.assert_allclose(shown, expected, atol=1e-5)
+    assert (shown[np.triu_indices(len(ids), 1)] == 0).all()  # the causal mask: exactly 0 above the diagonal

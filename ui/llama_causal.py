@@ -17,6 +17,7 @@ import streamlit as st
 import torch
 
 from models.attention import LAZY
+from models.gpt_io import TextGPT
 from models.hf_generic import HFModel
 from models.llama_io import TextLlama
 from models.long_heads import SCORES, long_head_scores, repeated_block
@@ -46,7 +47,9 @@ def model_choice(default: str = "gpt-stdlib") -> str:
         return choice
     with right:
         name, _ = model_field(
-            "cd_model_path", SUGGESTIONS["llama"], label="Llama, Mistral or Qwen2: name or directory"
+            "cd_model_path",
+            [*SUGGESTIONS["llama"], "gpt2", "distilgpt2"],
+            label="GPT-2, Llama, Mistral or Qwen2: name or directory",
         )
     return name
 
@@ -196,22 +199,23 @@ def llama_sections(model: TextLlama) -> None:
     heads_section(model, ids)
 
 
-def llama_page(name_or_path: str) -> None:
-    """The page for a model other than gpt-stdlib: loaded through the registry, shown if Llama-family."""
+def llama_page(name_or_path: str) -> TextGPT | None:
+    """The page for a model other than gpt-stdlib, loaded through the registry: a Llama-family model or
+    another transformers decoder is shown here; a GPT-2 is returned for the page's own sections."""
     if not name_or_path:
         st.info(
-            "Type a Hugging Face name (such as HuggingFaceTB/SmolLM2-135M) or the directory of a local "
-            "Llama, Mistral or Qwen2 checkpoint."
+            "Type a Hugging Face name (such as HuggingFaceTB/SmolLM2-135M or gpt2) or the directory of a "
+            "local GPT-2, Llama, Mistral or Qwen2 checkpoint."
         )
-        return
+        return None
     revision = st.session_state.get("cd_model_path_revision", "").strip() or None
     model = named_model(name_or_path, revision, kind="causal")
     if model is None:
-        return
+        return None
     if isinstance(model, HFModel):  # another transformers decoder: its maps only
         hf_sections(model)
-        return
-    if not isinstance(model, TextLlama):
-        st.error(f"{name_or_path} is not a Llama-family model; this page shows those and gpt-stdlib.")
-        return
+        return None
+    if isinstance(model, TextGPT):  # a GPT-2: the page's own sections show it
+        return model
     llama_sections(model)
+    return None

@@ -10,13 +10,12 @@ kernel's per-head outputs A·V (to check the value decomposition against).
 from dataclasses import dataclass, field
 
 import torch
-from tokenizers import Tokenizer
 from torch import Tensor
 
 from models.attention import LAZY, MultiHeadAttention
 from models.bert import TextModel
 from models.date_task import EOS, TGT_LEN, TGT_VOCAB, encode_sources, validate
-from models.gpt_io import CharTokenizer, TextGPT, encoding_notices
+from models.gpt_io import TextGPT
 from models.readout import Family, readout
 from models.seq2seq import Seq2Seq, greedy_generate
 
@@ -83,18 +82,10 @@ def _encoder(model: TextModel, text: str) -> Captured:
 
 
 def _causal(model: TextGPT, text: str) -> Captured:
-    context = model.config.block_size
-    if isinstance(model.tokenizer, CharTokenizer):
-        enc = model.tokenizer.encode(text, max_len=context)
-        ids, tokens, notices = enc.ids, enc.tokens, encoding_notices(enc, context)
-    elif isinstance(model.tokenizer, Tokenizer):
-        enc = model.tokenizer.encode(text)
-        ids, tokens = enc.ids[-context:], enc.tokens[-context:]
-        dropped = len(enc.ids) - len(ids)
-        notices = [f"The text is longer than the model's context: the first {dropped} tokens were dropped."]
-        notices = notices if dropped else []
-    else:
-        raise InputError(f"{model.name} has no tokenizer.json, so text cannot be turned into its tokens")
+    try:
+        ids, tokens, notices = model.encode(text)
+    except ValueError as err:  # a GPT-2 directory without tokenizer.json
+        raise InputError(str(err)) from err
     records = model.run(ids, capture=LAZY).attentions
     return Captured(
         kind="causal",
