@@ -1,10 +1,11 @@
 """Receptive-field lab: what RNNs, CNNs and self-attention see, measured on the same input (S1-S3, S7-S9).
 
-Each tab is a fragment, so a control reruns its own section only. Two pairs of sections share an input:
-the model settings feed the sequence and the parallelism sections, the sentences feed the norms and the
-residual sections; changing one reruns both sections of its pair (`st.rerun` with their fragment keys,
-from the widget's callback) and nothing else. Results are kept per input: the gradient maps and
-MiniLM's activations once per process without copies (`ui.results`), the small ones in `st.cache_data`.
+The tabs are stateful: a visit draws (and computes) the open tab's section only, and opening another tab
+draws that one. Each section is a fragment, so a control reruns its own section only. Two pairs of
+sections share an input: the model settings feed the sequence and the parallelism sections, the sentences
+feed the norms and the residual sections; the other section of a pair reads the input when its tab is
+opened. Results are kept per input: the gradient maps and MiniLM's activations once per process without
+copies (`ui.results`), the small ones in `st.cache_data`.
 """
 
 from dataclasses import dataclass
@@ -71,8 +72,7 @@ from viz.receptive import (
 MAX_SENTENCES = 16
 MAX_SENTENCE_TOKENS = 48
 MAX_SEED = 2**31 - 1
-SEQUENCE_PAIR = ["sequence_section", "parallelism_section"]  # fragment keys: both read the model settings
-TEXT_PAIR = ["norms_section", "residual_section"]  # both read the sentences
+TAB_KEY = "rf_tab"  # the open tab's label; only that tab's section runs
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
@@ -152,16 +152,6 @@ def init_state() -> None:
         st.session_state.setdefault(key, value)
 
 
-def settings_changed() -> None:
-    """on_change of a model setting: the two sections that use the settings rerun, no other."""
-    st.rerun(SEQUENCE_PAIR)
-
-
-def sentences_changed() -> None:
-    """on_change of the sentences: the norms and residual sections rerun, no other."""
-    st.rerun(TEXT_PAIR)
-
-
 def whole(label: str, key: str, low: int, high: int, note: str = "", container=None, on_change=None) -> int:
     """A number input kept in [low, high] (ui.widgets.clamped_int), its help naming the limit. A value
     the session holds outside the range (set before the widget was drawn, or a range that shrank) is
@@ -199,34 +189,60 @@ def session_settings() -> SeqConfig:
     return SeqConfig(**held)
 
 
+def held_config() -> SeqConfig | None:
+    """The model settings for the parallelism section: as the sequence section last kept them
+    (st.session_state.rf_cfg), or, before it has run in this session, the settings the session holds within
+    the limits the sequence section's widgets would apply; None when they break a limit."""
+    if "rf_cfg" in st.session_state:
+        return st.session_state.rf_cfg
+    held = session_settings()
+    fit = {field: largest_fitting(held, field, low, high) for field, (_, low, high) in SETTINGS.items()}
+    fitted = {field: min(getattr(held, field), fit[field]) for field in SETTINGS}
+    fitted["n_heads"] = min(fitted["n_heads"], fitted["d_model"])
+
+    def setting(key: str, high: int) -> int:
+        value = st.session_state.get(key, DEFAULTS[key])
+        return int(min(max(value, 1), high)) if isinstance(value, (int, float)) else DEFAULTS[key]
+
+    cfg = SeqConfig(
+        **fitted,
+        kernel_size=setting("rf_kernel", LIMITS.max_kernel),
+        dilation=setting("rf_dilation", LIMITS.max_dilation),
+        causal=bool(st.session_state.get("rf_causal", False)),
+    )
+    try:
+        check_config(cfg)
+    except ValueError:
+        return None
+    return cfg
+
+
 def sequence_controls() -> tuple[SeqConfig | None, list[str], int, bool]:
     """The model settings and the sequence section's own controls. The settings are kept in
     st.session_state.rf_cfg for the parallelism section: None, with the error shown, when they break a
     limit."""
-    shared = {"on_change": settings_changed}
     held = session_settings()
     fit = {field: largest_fitting(held, field, low, high) for field, (_, low, high) in SETTINGS.items()}
     cols = st.columns(4)
     with cols[0]:
-        length = whole("sequence length T", "rf_length", 2, fit["length"], **shared)
-        width = whole("width d", "rf_width", 2, fit["d_model"], "even", **shared)
+        length = whole("sequence length T", "rf_length", 2, fit["length"])
+        width = whole("width d", "rf_width", 2, fit["d_model"], "even")
         n_inits = whole("random initialisations", "rf_inits", 1, LIMITS.max_inits, "each sees 4 inputs")
     with cols[1]:
-        cnn_layers = whole("CNN depth", "rf_cnn_layers", 1, fit["cnn_layers"], **shared)
-        kernel = whole("CNN kernel size k", "rf_kernel", 1, LIMITS.max_kernel, **shared)
-        dilation = whole("CNN dilation", "rf_dilation", 1, LIMITS.max_dilation, **shared)
+        cnn_layers = whole("CNN depth", "rf_cnn_layers", 1, fit["cnn_layers"])
+        kernel = whole("CNN kernel size k", "rf_kernel", 1, LIMITS.max_kernel)
+        dilation = whole("CNN dilation", "rf_dilation", 1, LIMITS.max_dilation)
     with cols[2]:
-        attn_layers = whole("attention layers", "rf_attn_layers", 1, fit["attn_layers"], **shared)
-        heads = whole("attention heads", "rf_heads", 1, min(width, fit["n_heads"]), "must divide d", **shared)
-        radius = whole("local window radius r", "rf_radius", 0, fit["radius"], "sees |t − s| ≤ r", **shared)
+        attn_layers = whole("attention layers", "rf_attn_layers", 1, fit["attn_layers"])
+        heads = whole("attention heads", "rf_heads", 1, min(width, fit["n_heads"]), "must divide d")
+        radius = whole("local window radius r", "rf_radius", 0, fit["radius"], "sees |t − s| ≤ r")
     with cols[3]:
-        rnn_layers = whole("recurrent layers", "rf_rnn_layers", 1, fit["rnn_layers"], **shared)
+        rnn_layers = whole("recurrent layers", "rf_rnn_layers", 1, fit["rnn_layers"])
         causal = st.checkbox(
             "causal CNN and attention",
             key="rf_causal",
             persist_state="session",
             help="see only s ≤ t",
-            **shared,
         )
         log = st.checkbox("log scale", key="rf_log", persist_state="session")
     models = st.multiselect("models", MODEL_NAMES, key="rf_models", persist_state="session")
@@ -318,7 +334,7 @@ def cnn_depth_curve(cfg: SeqConfig, n_inits: int, device: str) -> None:
 
 @st.fragment(key="parallelism_section")
 def parallelism_section(device: str) -> None:
-    cfg = st.session_state.get("rf_cfg")  # the sequence section, which runs first, keeps it
+    cfg = held_config()
     if cfg is None:
         st.warning("Fix the sequence settings in the first tab.")
         return
@@ -488,7 +504,6 @@ def norms_section(device: str) -> None:
         key="rf_sentences",
         persist_state="session",
         help=f"1 to {MAX_SENTENCES} sentences",
-        on_change=sentences_changed,
     )
     sentences = sentence_lines()
     if not sentences:
@@ -580,19 +595,21 @@ def main() -> None:
             "- **S9** The residual connection keeps a deep network from degrading: a deep attention "
             "stack with and without it."
         )
-    tabs = st.tabs(["Sequences", "Parallelism", "Images", "CNN = attention", "Norms", "Residuals"])
-    with tabs[0]:
-        sequence_section(device())
-    with tabs[1]:
-        parallelism_section(device())
-    with tabs[2]:
-        image_section(device())
-    with tabs[3]:
-        construction_section()
-    with tabs[4]:
-        norms_section(device())
-    with tabs[5]:
-        residual_section(device())
+    sections = {
+        "Sequences": lambda: sequence_section(device()),
+        "Parallelism": lambda: parallelism_section(device()),
+        "Images": lambda: image_section(device()),
+        "CNN = attention": construction_section,
+        "Norms": lambda: norms_section(device()),
+        "Residuals": lambda: residual_section(device()),
+    }
+    # Stateful tabs: only the open tab's section runs, so a visit computes one section; opening another
+    # tab reruns the page and computes that one
+    tabs = st.tabs(list(sections), key=TAB_KEY, on_change="rerun")
+    for tab, section in zip(tabs, sections.values(), strict=True):
+        with tab:
+            if tab.open:
+                section()
 
 
 if __name__ == "__main__":  # Streamlit runs a page as __main__; the benchmark imports its defaults

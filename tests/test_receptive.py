@@ -38,6 +38,7 @@ from models.receptive.sequence import (
     theoretical_field,
     windowed_attention,
 )
+from tests.conftest import count_calls
 from viz.heatmap import MARGIN, MASK_GREY, masked_colour
 from viz.norms import norm_axes_figure, residual_figure
 from viz.receptive import effective_field_figure, field_maps_figure, head_maps_figure
@@ -346,6 +347,12 @@ def test_the_lab_heatmaps_are_drawn_by_the_core():
     assert [t.showlegend for t in fig.data] == [True, False, False] * 2
 
 
+def open_tab(at: AppTest, label: str) -> AppTest:
+    """Open the lab's tab `label` as a click does (the page reruns with that tab open)."""
+    at.session_state["rf_tab"] = label
+    return at.run()
+
+
 def small_page(**state) -> AppTest:
     at = AppTest.from_file(PAGE, default_timeout=180)
     small = {
@@ -380,32 +387,43 @@ def test_page_runs_and_draws_every_section():
     at = small_page()
     assert not at.exception, at.exception
     assert not at.error
+    assert [t.label for t in at.tabs] == TABS
+    text = " ".join(m.value for m in at.markdown) + " ".join(c.value for c in at.caption)
     erf = figure(at, "rf_erf_chart")
     assert len(erf["data"]) == 2 * len(MODEL_NAMES)  # a profile and a theoretical bar per model
     assert len(values(erf["data"][0]["x"])) == 16
+    fields = at.dataframe[0].value
+    assert list(fields["model"]) == list(MODEL_NAMES)
+    assert fields["theoretical field"][6] == "s = 4..12 (9 positions)"  # CNN: 4 layers of k = 3 around t = 8
+    open_tab(at, "Parallelism")
+    assert not at.exception and not at.error
     timing = figure(at, "rf_timing")
     assert (
         len(timing["data"]) == 2 * len(MODEL_NAMES) and len(values(timing["data"][0]["x"])) == 2
     )  # lengths 16, 32
-    assert len(figure(at, "rf_maps")["data"]) == 3  # the image and two depths
-    span = figure(at, "rf_span")["data"]
-    detr_missing = any("trained detector" in i.value for i in at.info)
-    assert len(span) == 1 if detr_missing else len(span) > 1  # the CNN curve, then one trace per DETR head
-    assert len(figure(at, "rf_head_maps")["data"]) == 9
-    axes = figure(at, "rf_norm_axes")
-    assert len(axes["data"]) == 3
-    assert len(figure(at, "rf_residual")["data"]) == 6
-    fields = at.dataframe[0].value
-    assert list(fields["model"]) == list(MODEL_NAMES)
-    assert fields["theoretical field"][6] == "s = 4..12 (9 positions)"  # CNN: 4 layers of k = 3 around t = 8
-    table = at.dataframe[1].value
+    table = at.dataframe[0].value
     assert list(table["layer type"]) == [
         "Self-attention",
         "Recurrent",
         "Convolutional",
         "Self-attention (restricted)",
     ]
-    text = " ".join(m.value for m in at.markdown) + " ".join(c.value for c in at.caption)
+    text += " ".join(c.value for c in at.caption)
+    open_tab(at, "Images")
+    assert not at.exception and not at.error
+    assert len(figure(at, "rf_maps")["data"]) == 3  # the image and two depths
+    span = figure(at, "rf_span")["data"]
+    detr_missing = any("trained detector" in i.value for i in at.info)
+    assert len(span) == 1 if detr_missing else len(span) > 1  # the CNN curve, then one trace per DETR head
+    open_tab(at, "CNN = attention")
+    assert len(figure(at, "rf_head_maps")["data"]) == 9
+    text += " ".join(c.value for c in at.caption)
+    open_tab(at, "Norms")
+    axes = figure(at, "rf_norm_axes")
+    assert len(axes["data"]) == 3
+    open_tab(at, "Residuals")
+    assert len(figure(at, "rf_residual")["data"]) == 6
+    assert not at.exception and not at.error
     for claim in ("S1", "S2", "S3", "S7", "S8", "S9"):
         assert claim in text
 
@@ -414,14 +432,21 @@ def test_page_runs_and_draws_every_section():
 def test_page_names_the_limit_and_keeps_working():
     at = small_page(rf_length=1, rf_heads=3, rf_img_size=4000, rf_res_depth=500)
     assert not at.exception
-    warnings = " ".join(w.value for w in at.warning)
-    assert "sequence length T = 1 is outside the limit [2, 512]; 2 is used" in warnings
-    assert "image side (pixels) = 4000 is outside the limit [8, 128]; 128 is used" in warnings
-    assert "attention layers = 500 is outside the limit [1, 64]; 64 is used" in warnings
-    assert "Fix the sequence settings" in warnings
+    assert "sequence length T = 1 is outside the limit [2, 512]; 2 is used" in [w.value for w in at.warning]
     assert [e.value for e in at.error] == ["width d = 32 is not divisible by 3 heads; use a divisor of d"]
+    open_tab(at, "Parallelism")
+    assert "Fix the sequence settings" in " ".join(w.value for w in at.warning)
+    open_tab(at, "Images")
+    assert "image side (pixels) = 4000 is outside the limit [8, 128]; 128 is used" in [
+        w.value for w in at.warning
+    ]
+    open_tab(at, "CNN = attention")
     assert figure(at, "rf_head_maps")  # the other sections still draw
+    open_tab(at, "Residuals")
+    assert "attention layers = 500 is outside the limit [1, 64]; 64 is used" in [w.value for w in at.warning]
     assert len(values(figure(at, "rf_residual")["data"][0]["y"])) == 65  # the input and 64 layers
+    assert not at.exception and not at.error
+    open_tab(at, "Sequences")
     at.number_input(key="rf_heads").set_value(4).run()
     assert not at.exception and not at.error  # the sequence error is gone
     assert len(values(figure(at, "rf_erf_chart")["data"][0]["x"])) == 2
@@ -435,6 +460,10 @@ COMPUTATIONS = {  # the function computing each section's results: counted, to s
     "stacks": ("models.receptive.norms", "residual_trace"),
     "minilm": ("models.bert", "BertModel.forward"),
 }
+TABS = ["Sequences", "Parallelism", "Images", "CNN = attention", "Norms", "Residuals"]
+DRAWN = dict(
+    zip(TABS, ["sequences", "parallelism", "images", "construction", "norms", "residuals"], strict=True)
+)
 DRAWINGS = {  # a figure of each section: counted, to see which sections ran
     "sequences": ("viz.receptive", "effective_field_figure"),
     "parallelism": ("viz.receptive", "timing_figure"),
@@ -480,39 +509,91 @@ def test_a_control_recomputes_only_its_own_section(counted):
         return {name: counted[name] - before[name] for name in names if counted[name] != before[name]}
 
     at = small_page()
+    for tab in TABS[1:]:
+        open_tab(at, tab)
     assert not at.exception and all(counted.values())  # every section computed once
     changes = [
-        ("slider", "rf_alpha", 20.0, {}),  # CNN = attention: its error curve is kept per kernel
-        ("slider", "rf_t", 5, {"fields": len(MODEL_NAMES)}),  # not the CNN's depth curve
-        ("number_input", "rf_img_kernel", 5, {"maps": 2}),  # two depths
-        ("slider", "rf_norm_channel", 7, {}),  # MiniLM is not run again
-        ("number_input", "rf_res_depth", 4, {"stacks": 2}),  # with and without the skip
-        ("number_input", "rf_timing_max", 64, {"timings": len(MODEL_NAMES)}),  # the new length only
+        ("CNN = attention", "slider", "rf_alpha", 20.0, {}),  # its error curve is kept per kernel
+        ("Sequences", "slider", "rf_t", 5, {"fields": len(MODEL_NAMES)}),  # not the CNN's depth curve
+        ("Images", "number_input", "rf_img_kernel", 5, {"maps": 2}),  # two depths
+        ("Norms", "slider", "rf_norm_channel", 7, {}),  # MiniLM is not run again
+        ("Residuals", "number_input", "rf_res_depth", 4, {"stacks": 2}),  # with and without the skip
+        ("Parallelism", "number_input", "rf_timing_max", 64, {"timings": len(MODEL_NAMES)}),  # new length
     ]
-    for kind, key, value, computed in changes:
+    for tab, kind, key, value, computed in changes:
+        open_tab(at, tab)
         before = dict(counted)
         getattr(at, kind)(key=key).set_value(value).run()
         assert not at.exception, key
         assert since(before, COMPUTATIONS) == computed, key
+        assert since(before, DRAWINGS) == {DRAWN[tab]: 1}, key  # its own section only
 
-    # a setting two sections share reruns those two, and no other
+    # a setting two sections share reruns its own section; the other reads it when its tab is opened
+    open_tab(at, "Sequences")
     before = dict(counted)
     at.number_input(key="rf_kernel").set_value(5).run()
-    assert since(before, DRAWINGS) == {"sequences": 1, "parallelism": 1}
-    assert set(since(before, COMPUTATIONS)) == {"fields", "timings"}
-    at.run()  # AppTest's tree holds only what the fragments drew; the browser keeps the other sections
+    assert since(before, DRAWINGS) == {"sequences": 1}
+    assert set(since(before, COMPUTATIONS)) == {"fields"}
+    before = dict(counted)
+    open_tab(at, "Parallelism")
+    assert since(before, DRAWINGS) == {"parallelism": 1}
+    assert set(since(before, COMPUTATIONS)) == {"timings"}  # the new kernel's timings
+    open_tab(at, "Norms")
     before = dict(counted)
     at.text_area(key="rf_sentences").set_value("A dog.\nTwo small dogs ran.").run()
-    assert since(before, DRAWINGS) == {"norms": 1, "residuals": 1}
-    assert since(before, COMPUTATIONS) == {"minilm": 2, "stacks": 2}  # the batch and its first sentence
+    assert since(before, DRAWINGS) == {"norms": 1}
+    assert since(before, COMPUTATIONS) == {"minilm": 1}  # the batch
+    before = dict(counted)
+    open_tab(at, "Residuals")
+    assert since(before, DRAWINGS) == {"residuals": 1}
+    assert since(before, COMPUTATIONS) == {"minilm": 1, "stacks": 2}  # the new first sentence
+    assert "A dog." in " ".join(c.value for c in at.caption)
     assert not at.exception
 
 
 @pytest.mark.slow
+def test_a_visit_computes_only_the_open_tab(monkeypatch):
+    """A default visit draws the Sequences tab and computes nothing of the other sections; opening a tab
+    computes that one."""
+    import streamlit as st
+
+    import models.bert
+    import models.receptive.conv_attention
+    import models.receptive.image
+    import models.receptive.norms
+    import models.receptive.parallelism
+    import models.receptive.sequence
+
+    calls = count_calls(
+        monkeypatch,
+        (models.receptive.sequence, "effective_field"),
+        (models.receptive.parallelism, "time_forward"),
+        (models.receptive.image, "cnn_field_2d"),
+        (models.receptive.conv_attention, "error_vs_alpha"),
+        (models.receptive.norms, "residual_trace"),
+        (models.bert.BertModel, "forward"),
+    )
+    st.cache_data.clear()
+    st.cache_resource.clear()  # ui.results keeps its results there
+    try:
+        at = small_page()
+        assert not at.exception, at.exception
+        assert set(calls) == {"effective_field"}
+        assert [c for c in at.get("plotly_chart") if "rf_" in c.proto.id]  # the sequence section drew
+        del calls[:]
+        open_tab(at, "Images")
+        assert not at.exception
+        assert set(calls) == {"cnn_field_2d"}  # the image section alone
+    finally:
+        st.cache_data.clear()
+        st.cache_resource.clear()
+
+
+@pytest.mark.slow
 def test_page_rejects_empty_and_too_many_sentences():
-    at = small_page(rf_sentences="   \n")
+    at = small_page(rf_sentences="   \n", rf_tab="Norms")
     assert not at.exception and any("at least one sentence" in w.value for w in at.warning)
-    at = small_page(rf_sentences="\n".join(["word"] * 20))
+    at = small_page(rf_sentences="\n".join(["word"] * 20), rf_tab="Norms")
     assert any("exceed the limit of 16" in e.value for e in at.error)
 
 
@@ -557,7 +638,7 @@ def test_page_draws_the_detr_encoder_span(monkeypatch):
     st.cache_resource.clear()
     st.cache_data.clear()
     try:
-        at = small_page()
+        at = small_page(rf_tab="Images")
         assert not at.exception, at.exception
         span = figure(at, "rf_span")["data"]
         assert len(span) == 1 + 2  # the CNN curve and one trace per encoder head
