@@ -7,6 +7,7 @@ The sections live in `ui/detr/`.
 
 import streamlit as st
 
+from ui.detr.common import TAB_KEY, TABS
 from ui.detr.cross_attention import RAW, cross_attention_section
 from ui.detr.decoder_self import decoder_self_section
 from ui.detr.detections import detections_section
@@ -33,14 +34,6 @@ DEFAULTS = {
     "dp_scene_size": 128,
     "dp_enc_direction": WHERE_TO,
 }
-TABS = [
-    "Cross-attention",
-    "Per-layer predictions",
-    "Encoder self-attention",
-    "Decoder self-attention",
-    "Matching (ground truth)",
-    "Positional encoding",
-]
 
 
 def main() -> None:
@@ -71,19 +64,20 @@ def main() -> None:
     reset_for(result, (model_key, image_key))
 
     detections_section(result, bg)
-    cross, predictions, encoder, decoder_self, matching, positional = st.tabs(TABS)
-    with cross:
-        cross_attention_section(result, bg, image)
-    with predictions:
-        layer_predictions_section(result, bg)
-    with encoder:
-        encoder_section(result, bg)
-    with decoder_self:
-        decoder_self_section(result)
-    with matching:
-        matching_section(result, bg, scene)
-    with positional:
-        positional_section(result, detector.config.d_model)
+    sections = (
+        lambda: cross_attention_section(result, bg, image),
+        lambda: layer_predictions_section(result, bg),
+        lambda: encoder_section(result, bg),
+        lambda: decoder_self_section(result),
+        lambda: matching_section(result, bg, scene),
+        lambda: positional_section(result, detector.config.d_model),
+    )
+    # Stateful tabs: a visit draws the open tab's section only; opening another reruns the page, whose
+    # model result is kept, and draws that one
+    for tab, section in zip(st.tabs(list(TABS), key=TAB_KEY, on_change="rerun"), sections, strict=True):
+        with tab:
+            if tab.open:
+                section()
     relevance_section(detector, model_key, image_key, image, result, bg)
 
 

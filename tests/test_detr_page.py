@@ -32,6 +32,7 @@ from models.detr.preprocess import postprocess, preprocess
 from models.detr.scenes import make_scene
 from tests.conftest import count_calls
 from tests.test_images import png_bomb
+from ui.detr.common import TABS
 from viz.detr import (
     attention_overlay,
     background,
@@ -248,6 +249,12 @@ def forwards(monkeypatch) -> list:
     return count_calls(monkeypatch, (models.detr.detr.DETR, "forward"))
 
 
+def open_tab(at: AppTest, label: str) -> AppTest:
+    """Open the page's tab `label` as a click does (the page reruns with that tab open)."""
+    at.session_state["dp_tab"] = label
+    return at.run()
+
+
 @pytest.fixture
 def app() -> AppTest:
     at = AppTest.from_file(PAGE, default_timeout=120)
@@ -290,12 +297,16 @@ def test_upload_choose_detection_change_layer_and_head(app):
     assert z_shape(chart(at, "dp_grid")) == (n_layers * (h + 1) - 1, (n_heads + 1) * (w + 1) - 1)
     at.radio(key="dp_resolution").set_value("upsampled (bilinear)").run()
     assert z_shape(chart(at, "dp_overlay")) == (8 * h, 8 * w)
+    open_tab(at, "Encoder self-attention")
     at.number_input(key="dp_enc_x").set_value(2)
     at.radio(key="dp_enc_direction").set_value("which positions attend to it").run()
     assert not at.exception
     assert z_shape(chart(at, "dp_enc_click")) == (h, w)
+    open_tab(at, "Decoder self-attention")
     assert z_shape(chart(at, "dp_dself")) == (SMALL_CONFIG.num_queries,) * 2
+    open_tab(at, "Per-layer predictions")
     assert "S22" in " ".join(c.value for c in at.caption)
+    assert not at.exception
 
 
 @pytest.mark.parametrize(
@@ -320,6 +331,7 @@ def test_scene_shows_the_matching_and_a_broken_checkpoint_gets_a_message(tmp_pat
     at.run()
     at.sidebar.radio(key="dp_model_source").set_value(SMALL).run()
     assert not at.exception
+    open_tab(at, "Matching (ground truth)")
     n_objects = len(make_scene(0, 128).labels)
     for key in ("dp_match_class", "dp_match_l1", "dp_match_giou", "dp_match_sum"):
         assert z_shape(chart(at, key)) == (SMALL_CONFIG.num_queries, n_objects)
@@ -358,15 +370,56 @@ def test_clicks_and_controls_never_rerun_the_model(app, forwards):
     assert title(at, "dp_overlay").endswith("· layer 1, mean over heads")
     click(at, "dp_grid", [2, 3, 0.5])
     assert title(at, "dp_overlay").endswith("· layer 2, head 3")
-    at.run()  # a full run: every section is in the tree again
+    open_tab(at, "Encoder self-attention")  # a full run: the detections and the encoder's section
     click(at, "dp_enc_click", {"0": 2, "1": 5, "2": 0.01})  # a numpy row arrives as a dict
     assert title(at, "dp_enc_click").startswith("(2, 5): where it attends")
     at.selectbox(key="dp_enc_head").set_value("max").run()
     at.radio(key="dp_enc_direction").set_value("which positions attend to it").run()
+    open_tab(at, "Decoder self-attention")
     at.selectbox(key="dp_dself_layer").set_value(1).run()
+    open_tab(at, "Per-layer predictions")
     at.select_slider(key="dp_pred_layer").set_value(0).run()
+    open_tab(at, "Positional encoding")
     at.slider(key="dp_pos_channel").set_value(3).run()
-    at.slider(key="dp_opacity").set_value(0.3).run()
+    open_tab(at, "Cross-attention")
+    at.slider(key="dp_opacity").set_value(0.3).run()  # reruns the sections on screen; the encoder's is closed
     assert not at.exception
+    open_tab(at, "Encoder self-attention")
     assert title(at, "dp_enc_click") == "(2, 5): which positions attend to it, layer 2, max over heads"
+    assert not at.exception
     assert len(forwards) == 1  # the model ran once for this image, whatever the user changed
+
+
+def test_a_visit_draws_the_open_tab_only(monkeypatch):
+    """A visit computes the detections and the open tab's section; the other tabs' maps are computed when
+    their tab is opened, one section each time."""
+    import ui.detr.encoder
+    import ui.detr.matching
+    import ui.detr.positional
+
+    calls = count_calls(
+        monkeypatch,
+        (ui.detr.encoder, "encoder_maps"),
+        (ui.detr.matching, "match_ground_truth"),
+        (ui.detr.positional, "positional_encoding"),
+    )
+    at = AppTest.from_file(PAGE, default_timeout=120)
+    at.run()
+    at.sidebar.radio(key="dp_model_source").set_value(SMALL).run()  # a generated scene
+    assert not at.exception and not at.error
+    assert [t.label for t in at.tabs] == list(TABS)
+    assert chart(at, "dp_overlay") and calls == []  # the cross-attention tab, and nothing of the others
+    with pytest.raises(KeyError):
+        chart(at, "dp_match_sum")
+    for label, computed, key in [
+        ("Matching (ground truth)", "match_ground_truth", "dp_match_sum"),
+        ("Encoder self-attention", "encoder_maps", "dp_enc_click"),
+        ("Positional encoding", "positional_encoding", "dp_pos"),
+    ]:
+        del calls[:]
+        open_tab(at, label)
+        assert not at.exception and not at.error, label
+        assert calls == [computed], label
+        assert chart(at, key), label
+        with pytest.raises(KeyError):
+            chart(at, "dp_overlay")  # the cross-attention tab is closed

@@ -13,12 +13,31 @@ from viz.detr import Background, map_grid
 # fragment keys: a callback reruns the sections a change concerns, and only those
 DETECTIONS, CROSS, ENCODER = "detr_detections", "detr_cross", "detr_encoder"
 PREDICTIONS, DECODER_SELF, POSITIONAL = "detr_predictions", "detr_decoder_self", "detr_positional"
+MATCHING = "detr_matching"  # not a fragment: its tab reruns with the page
+# the page's stateful tabs (st.session_state[TAB_KEY] is the open one's label) and the section each draws;
+# only the open tab's section runs
+TAB_KEY = "dp_tab"
+TABS = {
+    "Cross-attention": CROSS,
+    "Per-layer predictions": PREDICTIONS,
+    "Encoder self-attention": ENCODER,
+    "Decoder self-attention": DECODER_SELF,
+    "Matching (ground truth)": MATCHING,
+    "Positional encoding": POSITIONAL,
+}
+
+
+def rerun_shown(*sections: str) -> None:
+    """From a callback: rerun those of these fragments that are on screen, the sections above and below
+    the tabs and the open tab's (a closed tab's section is not drawn, and draws the change when opened)."""
+    open_tab = TABS.get(st.session_state.get(TAB_KEY), CROSS)
+    st.rerun([s for s in sections if s not in TABS.values() or s == open_tab])
 
 
 def show_query(query: int) -> None:
     """From a callback: make `query` the inspected one and redraw the two sections that show it."""
     st.session_state.dp_query = int(query)
-    st.rerun([DETECTIONS, CROSS])
+    rerun_shown(DETECTIONS, CROSS)
 
 
 def as_head(value) -> int | str:

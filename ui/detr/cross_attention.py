@@ -4,7 +4,16 @@ import streamlit as st
 
 from models.detr.api import DetrResult
 from models.detr.inspect import cell_extent, share_inside_box, upsample
-from ui.detr.common import CROSS, DETECTIONS, ENCODER, as_head, grid_chart, one_head, query_labels
+from ui.detr.common import (
+    CROSS,
+    DETECTIONS,
+    ENCODER,
+    as_head,
+    grid_chart,
+    one_head,
+    query_labels,
+    rerun_shown,
+)
 from ui.detr.downloads import download_buttons
 from ui.export import chart
 from ui.widgets import clicked, head_name, layer_head_picker
@@ -23,7 +32,7 @@ def pick_tile() -> None:
 
 def redraw_opacity() -> None:
     """on_change of the opacity: every section that lays a map over the image."""
-    st.rerun([DETECTIONS, CROSS, ENCODER])
+    rerun_shown(DETECTIONS, CROSS, ENCODER)
 
 
 @st.fragment(key=CROSS)

@@ -7,7 +7,7 @@ import streamlit as st
 
 from models.detr.api import DetrResult
 from models.detr.inspect import cell_extent, detections, is_object, scores_labels
-from ui.detr.common import CROSS, DETECTIONS, query_labels, show_query
+from ui.detr.common import CROSS, DETECTIONS, query_labels, rerun_shown, show_query
 from ui.export import chart
 from ui.widgets import clicked
 from viz.detr import Background, detections_figure, map_grid
@@ -38,7 +38,7 @@ def pick_strip_tile() -> None:
 
 def redraw_query() -> None:
     """on_change of the query select box: the cross-attention section shows the new query too."""
-    st.rerun([DETECTIONS, CROSS])
+    rerun_shown(DETECTIONS, CROSS)
 
 
 @st.fragment(key=DETECTIONS)
