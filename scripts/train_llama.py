@@ -367,6 +367,7 @@ def main() -> None:
     config = PRESETS[args.preset]
     phases = [(t, b, max(1, round(s * args.scale))) for t, b, s in PHASES]
     checkpoint = args.out.with_name(args.out.name + ".resume.pt")
+    checkpoint.parent.mkdir(parents=True, exist_ok=True)
 
     started = time.time()
     files = stdlib_sources()
