@@ -19,7 +19,7 @@ from models import rope_probe
 from models.llama_io import TextLlama
 from ui.llama_models import gqa_head_picker, model_key
 from ui.results import computed, digest
-from ui.widgets import clamped_int
+from ui.widgets import query_key_picker
 from viz.attention import attention_heatmap
 from viz.rope import pair_rotation
 
@@ -87,12 +87,8 @@ def llama_steps(model: TextLlama, text: str) -> None:
 @st.fragment
 def llama_view(model: TextLlama, ids: list[int], tokens: list[str]) -> None:
     s = steps_of(model, ids)
-    t = len(ids)
     layer, head = gqa_head_picker(model, key="sbs_llama")
-    c1, c2 = st.columns(2)
-    i = clamped_int("Query token (position)", "sbs_llama_i", 0, t - 1, t - 1, c1)
-    j = clamped_int("Key token (position, at most the query)", "sbs_llama_j", 0, i, max(0, i - 1), c2)
-    st.caption(f"query {i}: {tokens[i]!r} · key {j}: {tokens[j]!r}")
+    i, j = query_key_picker(tokens, key="sbs_llama")
     rope_steps(model, s, layer, head, i, j)
     gqa_steps(model, s, layer, head, tokens)
 

@@ -24,7 +24,7 @@ from models.maps import AttentionMaps
 from models.readout import readout
 from ui.llama_models import gqa_head_picker, llama_choice, model_key
 from ui.results import computed, digest
-from ui.widgets import clamped_int
+from ui.widgets import query_key_picker
 from viz.rope import decay_and_attention, offset_scores
 
 MAX_TOKENS = 4096
@@ -97,12 +97,8 @@ def real_rope_section() -> None:
 @st.fragment
 def rope_views(model: TextLlama, ids: list[int], tokens: list[str]) -> None:
     run = rope_run(model, ids)
-    t = len(ids)
     layer, head = gqa_head_picker(model, key="rope_real")
-    c1, c2 = st.columns(2)
-    i = clamped_int("Query token", "rope_real_i", 0, t - 1, t - 1, c1)
-    j = clamped_int("Key token (at most the query)", "rope_real_j", 0, i, max(0, i - 1), c2)
-    st.caption(f"query {i}: {tokens[i]!r} · key {j}: {tokens[j]!r}")
+    i, j = query_key_picker(tokens, key="rope_real")
     offsets_section(model, run, layer, head, i, j)
     decay_section(model, run, layer)
 

@@ -107,6 +107,16 @@ def clamped_int(
     )
 
 
+def query_key_picker(tokens: list[str], key: str) -> tuple[int, int]:
+    """A causal pair of positions: a query (the last token first) and a key at most the query (the one
+    before it first), with the pair's tokens in a caption."""
+    left, right = st.columns(2)
+    i = clamped_int("Query token (position)", f"{key}_i", 0, len(tokens) - 1, len(tokens) - 1, left)
+    j = clamped_int("Key token (position, at most the query)", f"{key}_j", 0, i, max(0, i - 1), right)
+    st.caption(f"query {i}: {tokens[i]!r} · key {j}: {tokens[j]!r}")
+    return i, j
+
+
 def matrix_view(
     matrix: np.ndarray,
     row_tokens: list[str],
