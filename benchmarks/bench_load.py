@@ -58,22 +58,25 @@ def fill(page, label: str, value: str, submit: str = "Enter") -> None:
     field.press(submit)
 
 
-def sentence(k: int) -> str:
-    return f"The {WORDS[k]} crossed the road because the {WORDS[k]} was tired."
+def sentence(k: int, r: int = 0) -> str:
+    return f"The {WORDS[k]} crossed the road because the {WORDS[k]} was tired." + " Again." * r
 
 
-# nav title -> the input a session gives the page (None: the defaults only)
+# nav title -> the input session k gives the page in its round r (None: the defaults only). Each round's
+# input differs: a widget keeps its value across visits, and the same value again would start no rerun.
 PAGES = {
-    "Text attention": lambda page, k: fill(page, "Text (any language)", sentence(k), "Control+Enter"),
-    "Step by step": lambda page, k: fill(page, "Text", sentence(k), "Control+Enter"),
-    "Causal decoder": lambda page, k: fill(page, "Your text (for sections 2, 3 and 5)", sentence(k)),
-    "Encoder–decoder": lambda page, k: fill(page, "A date written in English", f"{k + 1} March {1990 + k}"),
-    "Rollout, flow and value norms": lambda page, k: fill(page, "Text", sentence(k), "Control+Enter"),
-    "Relevance and head importance": lambda page, k: fill(page, "Text", sentence(k)),
-    "Positional encodings": lambda page, k: fill(page, "positions N", str(48 + 8 * k)),
+    "Text attention": lambda page, k, r: fill(page, "Text (any language)", sentence(k, r), "Control+Enter"),
+    "Step by step": lambda page, k, r: fill(page, "Text", sentence(k, r), "Control+Enter"),
+    "Causal decoder": lambda page, k, r: fill(page, "Your text (for sections 2, 3 and 5)", sentence(k, r)),
+    "Encoder–decoder": lambda page, k, r: fill(
+        page, "A date written in English", f"{k + 1} March {1990 + k + 20 * r}"
+    ),
+    "Rollout, flow and value norms": lambda page, k, r: fill(page, "Text", sentence(k, r), "Control+Enter"),
+    "Relevance and head importance": lambda page, k, r: fill(page, "Text", sentence(k, r)),
+    "Positional encodings": lambda page, k, r: fill(page, "positions N", str(48 + 8 * k + 4 * r)),
     "Receptive fields": None,
-    "DETR": lambda page, k: fill(page, "Scene seed", str(100 + k)),
-    "Compare": lambda page, k: fill(page, "Text B", sentence(k), "Control+Enter"),
+    "DETR": lambda page, k, r: fill(page, "Scene seed", str(100 + k + 50 * r)),
+    "Compare": lambda page, k, r: fill(page, "Text B", sentence(k, r), "Control+Enter"),
 }
 
 
@@ -181,7 +184,8 @@ class Session(threading.Thread):
                 title = self.order[visit % len(self.order)]
                 self.step(page, wire, title, "open", lambda t=title: nav.get_by_text(t, exact=True).click())
                 if PAGES[title] is not None:
-                    self.step(page, wire, title, "input", lambda t=title: PAGES[t](page, self.k))
+                    r = visit // len(self.order)
+                    self.step(page, wire, title, "input", lambda t=title, r=r: PAGES[t](page, self.k, r))
             browser.close()
 
 
