@@ -25,6 +25,7 @@ from models.bert import default_model_path
 from models.detr.detr import build_detr
 from models.seq2seq import PRESETS, build_seq2seq, save_seq2seq
 from tests.conftest import TINY_DETR
+from tests.test_receptive import SMALL_LAB
 
 ROOT = Path(__file__).parents[1]
 LIMIT_S = 30  # seconds one run of a page may take
@@ -499,16 +500,7 @@ def test_hostile_input_gets_a_message(name, files):
 
 # --- the receptive-field lab: every numeric widget past both ends ---------------------------------------
 
-SMALL_LAB = {  # the lab's cheap settings, so that one widget at its extreme is what costs
-    "rf_length": 16,
-    "rf_t": 8,
-    "rf_inits": 1,
-    "rf_timing_max": 32,
-    "rf_img_size": 16,
-    "rf_img_depths": [1, 2],
-    "rf_res_depth": 3,
-    "rf_sentences": "A cat.\nTwo small dogs ran.",
-}
+# SMALL_LAB (tests.test_receptive): the lab's cheap settings, so that one widget at its extreme is what costs
 LAB_WIDGETS = [
     "rf_length",
     "rf_width",

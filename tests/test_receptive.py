@@ -353,19 +353,21 @@ def open_tab(at: AppTest, label: str) -> AppTest:
     return at.run()
 
 
+SMALL_LAB = {  # the lab's cheap settings
+    "rf_length": 16,
+    "rf_t": 8,
+    "rf_inits": 1,
+    "rf_timing_max": 32,
+    "rf_img_size": 16,
+    "rf_img_depths": [1, 2],
+    "rf_res_depth": 3,
+    "rf_sentences": "A cat.\nTwo small dogs ran.",
+}
+
+
 def small_page(**state) -> AppTest:
     at = AppTest.from_file(PAGE, default_timeout=180)
-    small = {
-        "rf_length": 16,
-        "rf_t": 8,
-        "rf_inits": 1,
-        "rf_timing_max": 32,
-        "rf_img_size": 16,
-        "rf_img_depths": [1, 2],
-        "rf_res_depth": 3,
-        "rf_sentences": "A cat.\nTwo small dogs ran.",
-    }
-    for key, value in (small | state).items():
+    for key, value in (SMALL_LAB | state).items():
         at.session_state[key] = value
     return at.run()
 
