@@ -2,6 +2,7 @@
 
     .venv/bin/python -m benchmarks.bench_load                      # 1 session twice, then 8 for 120 s
     .venv/bin/python -m benchmarks.bench_load --sessions 4 --seconds 60
+    .venv/bin/python -m benchmarks.bench_load --think 0            # back to back, no reading time
 
 The app runs on 127.0.0.1 (benchmarks.load_server: every script run is timed inside the server) and
 Debian's chromium drives it, one browser per session. Three phases on one fresh server: one session
@@ -11,15 +12,26 @@ inputs, until the time is up (a visit under way finishes; none starts after; at 
 A visit clicks the page in the navigation and waits for it to be idle, then gives the page its input
 (a sentence with the session's own word, a date, a seed, a size) and waits again. Idle: the last
 `script_finished` of the server has arrived, no rerun is pending, the running indicator is hidden and
-nothing has arrived for half a second.
+nothing has arrived for half a second. After every step the session reads what it sees for a while (think
+time, every phase): a pause drawn uniformly from 0.5x to 1.5x of `--think` (4 s by default: 2-6 s) by a
+random generator seeded with the session's number, so every run pauses alike. Real users read a view for
+seconds before the next click; with `--think 0` the sessions click back to back, and on 2 cores 8 reruns
+then queue behind each other, so the wall time per run measures the queue more than the server's work.
 
 Reported: errors (exception boxes, the app's unexpected-error fallback, error messages), per page and
-step the time to idle (median, max) per phase, the server's own time per script run (median, 90th
-percentile, from inside the server: wall seconds and the script thread's CPU), the server process's CPU
-per visit (/proc), its resident memory before and after each phase and its peak, and cross-talk: every
-page each session sees is searched for the other sessions' words (and the session's own word must show
-on the pages that print tokens). Last, a session starts a long DETR run and closes its tab: the run
-should stop at once (ui.sessions), which the server's record of that run shows.
+step the time to idle (median, max) per phase, per script run (timed inside the server) its wall seconds
+and its script thread's CPU seconds, per page the script thread's CPU per visit, the server process's CPU
+per visit (/proc) split into script threads, the main thread (the event loop: websockets, serialising
+messages) and the other threads (torch's workers), its resident memory before and after each phase and
+its peak, and cross-talk: every page each session sees is searched for the other sessions' words (and the
+session's own word must show on the pages that print tokens). Last, the N-session phase against the warm
+single session: the script thread's CPU per run is the server's own work for a run, the measure the target
+"time per rerun within 2x one session's" compares; the wall time per run adds the waiting for a core (the
+browsers share the machine's cores) and for Python's lock, which the sessions of one process share. The
+process's CPU per visit is also compared with what the N-session phase's steps cost in the single phase
+(the phases visit other mixes of pages: a time-bounded phase ends anywhere in its rounds). Last, a
+session starts a long DETR run and closes its tab: the run should stop at once (ui.sessions), which the
+server's record of that run shows.
 
 The machine is shared (2 cores, and the browsers draw on the same cores as the server), so the times
 are those of this machine at that moment: compare phases of one run, not runs. Users' browsers run on
@@ -30,9 +42,9 @@ when the browsers do not compete with it (the browsers' steps then take longer).
 import argparse
 import json
 import os
+import random
 import re
 import signal
-import statistics
 import sys
 import tempfile
 import threading
@@ -40,7 +52,7 @@ import time
 from pathlib import Path
 
 from benchmarks.bench_views import Wire, cpu_seconds, peak_rss
-from benchmarks.timing import machine
+from benchmarks.load_report import report
 from tests.app_server import running_app
 from tests.conftest import CHROMIUM, CHROMIUM_FLAGS
 
@@ -135,20 +147,25 @@ def words_shown(page) -> set[str]:
 
 
 class Session(threading.Thread):
-    """One browser: visits pages in order from `first` until `deadline` or `max_visits`, recording each."""
+    """One browser: visits pages in order from `first` until `deadline` or `max_visits`, recording each,
+    and pausing `think` seconds on average (0.5x to 1.5x, seeded by k) after each step."""
 
     verbose = False  # print each step as it ends
+    think = 4.0  # mean seconds a user reads a view before the next click
 
-    def __init__(self, k: int, url: str, order: list[str], deadline: float, max_visits: int, phase: str):
+    def __init__(
+        self, k: int, url: str, order: list[str], deadline: float, max_visits: int, phase: str, pid: int
+    ):
         super().__init__(name=f"session {k}")
         self.k, self.url, self.order, self.deadline, self.max_visits = k, url, order, deadline, max_visits
-        self.phase = phase
-        self.steps = []  # (page, "open" | "input", start, end)
+        self.phase, self.pid = phase, pid
+        self.steps = []  # (page, "open" | "input", start, end, server CPU at start, at end)
         self.errors, self.foreign, self.own_missing = [], [], []
         self.session_id = None
+        self.pauses = random.Random(k)
 
     def step(self, page, wire, title: str, what: str, act) -> None:
-        mark, start = wire.mark(), time.perf_counter()
+        mark, start, cpu = wire.mark(), time.perf_counter(), cpu_seconds(self.pid)
         try:
             act()
             end = wait_idle(page, wire, mark)
@@ -156,8 +173,9 @@ class Session(threading.Thread):
             self.errors.append(f"{title} ({what}): {type(err).__name__}: {str(err).splitlines()[0][:200]}")
             if self.verbose:
                 print(f"{self.phase}, session {self.k}: {self.errors[-1]}", flush=True)
+            self.read(page)
             return
-        self.steps.append((title, what, start, end))
+        self.steps.append((title, what, start, end, cpu, cpu_seconds(self.pid)))
         if self.verbose:
             print(f"{self.phase}, session {self.k}: {title} {what} {end - start:.1f} s", flush=True)
         self.errors += [f"{title} ({what}) {p}" for p in problems(page)]
@@ -165,6 +183,14 @@ class Session(threading.Thread):
         self.foreign += [f"{title}: {w}" for w in sorted(seen - {WORDS[self.k]})]
         if what == "input" and title in TOKEN_PAGES and WORDS[self.k] not in seen:
             self.own_missing.append(title)
+        self.read(page)
+
+    def read(self, page) -> None:
+        """The user's think time; none past the deadline. The page keeps receiving frames meanwhile."""
+        pause = self.pauses.uniform(0.5, 1.5) * self.think
+        pause = min(pause, self.deadline - time.perf_counter())
+        if pause > 0:
+            page.wait_for_timeout(pause * 1000)
 
     def run(self) -> None:
         from playwright.sync_api import sync_playwright
@@ -215,8 +241,9 @@ def lower_the_browsers(nice: int, server_pid: int, stop: threading.Event) -> Non
 def run_phase(url: str, pid: int, phase: str, ks: list[int], seconds: float, rounds: int) -> dict:
     titles = list(PAGES)
     rss_before, cpu_before, t0 = rss(pid), cpu_seconds(pid), time.perf_counter()
+    main_before = main_thread_cpu(pid)
     sessions = [
-        Session(k, url, titles[i:] + titles[:i], t0 + seconds, rounds * len(titles), phase)
+        Session(k, url, titles[i:] + titles[:i], t0 + seconds, rounds * len(titles), phase, pid)
         for i, k in enumerate(ks)
     ]
     for s in sessions:
@@ -230,9 +257,16 @@ def run_phase(url: str, pid: int, phase: str, ks: list[int], seconds: float, rou
         "start": t0,
         "end": time.perf_counter(),
         "cpu": cpu_seconds(pid) - cpu_before,
+        "main cpu": main_thread_cpu(pid) - main_before,
         "visits": visits,
         "rss": (rss_before, rss(pid)),
     }
+
+
+def main_thread_cpu(pid: int) -> float:
+    """User + system CPU time of the server's main thread (its event loop) so far, from /proc."""
+    fields = Path(f"/proc/{pid}/task/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def rss(pid: int) -> int:
@@ -240,22 +274,6 @@ def rss(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) * 1024
     return 0
-
-
-def server_runs(log: Path, phase: dict) -> list[dict]:
-    """The server's script runs of this phase's sessions, each with the page its session was on."""
-    by_session = {s.session_id: s for s in phase["sessions"]}
-    runs = []
-    for line in log.read_text().splitlines() if log.exists() else []:
-        row = json.loads(line)
-        session = by_session.get(row["session"])
-        if session is None:
-            continue
-        row["page"] = next(
-            (t for t, _, start, end in session.steps if start - 0.05 <= row["start"] <= end + 0.05), None
-        )
-        runs.append(row)
-    return runs
 
 
 def gone_session(url: str, log: Path) -> str:
@@ -297,54 +315,6 @@ def gone_session(url: str, log: Path) -> str:
     return f"{'stopped' if last['stopped'] else 'finished'} {ended:.2f} s after its tab closed"
 
 
-def percentile(values: list[float], q: float) -> float:
-    return statistics.quantiles(values, n=10)[int(q * 10) - 1] if len(values) > 1 else values[0]
-
-
-def report(phases: list[dict], log: Path, rss_start: int, peak: int, gone: str) -> None:
-    print(f"machine: {machine()}")
-    print(f"server memory: {rss_start / 2**20:.0f} MiB resident after start, peak {peak / 2**20:.0f} MiB")
-    for phase in phases:
-        sessions = phase["sessions"]
-        print(f"\n== {phase['phase']}: {len(sessions)} session(s), {phase['end'] - phase['start']:.0f} s")
-        errors = [e for s in sessions for e in s.errors]
-        foreign = [f"session {s.k}: {f}" for s in sessions for f in s.foreign]
-        missing = [f"session {s.k}: {m}" for s in sessions for m in s.own_missing]
-        print(f"errors: {len(errors)}" + "".join(f"\n  {e}" for e in errors))
-        print(f"cross-talk (another session's word seen): {len(foreign)}")
-        print("".join(f"  {f}\n" for f in foreign), end="")
-        if missing:
-            print("own word not shown: " + "; ".join(missing))
-        print(f"{'page':<32} {'step':<6} {'n':>3} {'median s':>9} {'max s':>7}")
-        steps = {}
-        for s in sessions:
-            for title, what, start, end in s.steps:
-                steps.setdefault((title, what), []).append(end - start)
-        for (title, what), times in steps.items():
-            median = statistics.median(times)
-            print(f"{title:<32} {what:<6} {len(times):>3} {median:>9.2f} {max(times):>7.2f}")
-        runs = server_runs(log, phase)
-        if runs:
-            walls, cpus = [r["wall"] for r in runs], [r["cpu"] for r in runs]
-            print(
-                f"server script runs: {len(runs)}, wall median {statistics.median(walls) * 1000:.0f} ms "
-                f"(90th percentile {percentile(walls, 0.9) * 1000:.0f} ms), script-thread CPU median "
-                f"{statistics.median(cpus) * 1000:.0f} ms; stopped early: {sum(r['stopped'] for r in runs)}"
-            )
-            per_page = {}
-            for r in runs:
-                per_page.setdefault(r["page"] or "(between visits)", []).append(r["wall"])
-            print("  per page, server wall per run (median / sum s): " + "; ".join(
-                f"{p} {statistics.median(w) * 1000:.0f} ms / {sum(w):.1f}" for p, w in per_page.items()
-            ))  # fmt: skip
-        visits = max(phase["visits"], 1)
-        print(
-            f"server CPU: {phase['cpu']:.1f} s over {phase['visits']} visits = {phase['cpu'] / visits:.2f} s "
-            f"per visit; resident memory {phase['rss'][0] / 2**20:.0f} -> {phase['rss'][1] / 2**20:.0f} MiB"
-        )
-    print(f"\na session that closes its tab during a DETR-R50 run: {gone}")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sessions", type=int, default=8, help="concurrent sessions (at most 8)")
@@ -352,10 +322,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="at most this many rounds of the pages each")
     parser.add_argument("--verbose", action="store_true", help="print each step as it ends")
     parser.add_argument(
+        "--think", type=float, default=Session.think, help="mean seconds a user reads after a step (0: none)"
+    )
+    parser.add_argument(
         "--browser-nice", type=int, default=0, help="run the browsers at this niceness (19: the server first)"
     )
     args = parser.parse_args()
-    Session.verbose = args.verbose
+    Session.verbose, Session.think = args.verbose, args.think
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the server and browsers on a kill
     n = min(args.sessions, len(WORDS) - 2)
     with tempfile.TemporaryDirectory() as tmp:
