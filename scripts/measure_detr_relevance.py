@@ -1,11 +1,12 @@
 """Why DETR's gradient relevance puts about half its mass inside the detection's box (issue 14).
 
-    .venv/bin/python -m scripts.measure_detr_relevance [--seeds 60] [--r50 2]
+    .venv/bin/python -m scripts.measure_detr_relevance [--seeds 60] [--first 1000000000] [--r50 2]
 
 For the shipped `detr-shapes` detector's best three detections (score >= 0.7) of generated scenes
-(`make_scene(seed, 128)`, 8 x 8 feature cells of 16 x 16 pixels), prints each map's share inside the
-detection's box under three measures, by box size and by score, and the same for the shapes architecture and
-DETR-R50 with random weights (the control: their "detections" mean nothing, so the measure must give chance).
+(`make_scene(seed, 128)`, 8 x 8 feature cells of 16 x 16 pixels; by default held-out scenes), prints each
+map's share inside the detection's box under three measures, by box size and by score, and the same for the
+shapes architecture and DETR-R50 with random weights (the control: their "detections" mean nothing, so the
+measure must give chance).
 
 Maps (the detection query's row of R_qi, or of one attention):
   chefer     Chefer et al.'s rules, `models/explain/relevance.py` (their `generate_ours`, use_lrp=False)
@@ -31,7 +32,7 @@ import torch
 
 from models.detr.api import Detector, run_detr
 from models.detr.inspect import cell_extent, share_inside_box, upsample
-from models.detr.scenes import make_scene
+from models.detr.scenes import EVAL_SEED_OFFSET, make_scene
 from models.explain.inputs import DetrFeatures, detr_features
 from models.explain.relevance import detr_target, normalise_residual, self_relevance, weighted_maps
 from models.registry import load_model
@@ -171,7 +172,8 @@ def table(rows: list[dict], title: str) -> None:
     for name in MAPS:
         cells = []
         for m in MEASURES:
-            s, ratio = values(rows, (name, m)), values(rows, (name, m)) / chance[m]
+            s = values(rows, (name, m))
+            ratio = (s / chance[m])[chance[m] > 0]  # a box may hold no cell's centre
             cells.append(f"{s.mean():.3f} ({np.median(s):.2f}; {(s > 0.5).sum():>3}; {ratio.mean():4.1f}x; "
                          f"{ratio.min():4.2f}x)")  # fmt: skip
         hits = values(rows, (name, "argmax_in")).sum()
@@ -203,18 +205,21 @@ def breakdown(rows: list[dict], key: str, bins, label: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seeds", type=int, default=60, help="scenes 0..seeds-1 for detr-shapes")
+    parser.add_argument("--seeds", type=int, default=60, help="how many scenes for detr-shapes")
+    held_out = "default: the held-out scenes, which training never draws; 0: the first training scenes"
+    parser.add_argument("--first", type=int, default=EVAL_SEED_OFFSET, help=f"the first seed ({held_out})")
     parser.add_argument("--r50", type=int, default=2, help="scenes for DETR-R50 with random weights; 0 skips")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    rows = detection_rows(load_model("detr-shapes", kind="detr"), range(args.seeds))
-    table(rows, f"detr-shapes, seeds 0-{args.seeds - 1}, the best three detections of each")
+    seeds = range(args.first, args.first + args.seeds)
+    rows = detection_rows(load_model("detr-shapes", kind="detr"), seeds)
+    table(rows, f"detr-shapes, seeds {seeds[0]} to {seeds[-1]}, the best three detections of each")
     breakdown(rows, "side", SIZE_BINS, "the box's shorter side in feature cells")
     breakdown(rows, "score", ((0.7, 0.9), (0.9, 0.97), (0.97, 0.99), (0.99, 1.01)), "score")
     big = [r for r in rows if r["side"] >= 3]
     table(big, "detr-shapes, the detections whose box spans at least 3 feature cells each way")
     untrained = load_model("detr-small-untrained", kind="detr")
-    table(detection_rows(untrained, range(args.seeds), threshold=0.0), "detr-shapes' shape, random weights")
+    table(detection_rows(untrained, seeds, threshold=0.0), "detr-shapes' shape, random weights")
     if args.r50:
         r50 = load_model("detr-r50-untrained", kind="detr")
         table(detection_rows(r50, range(args.r50), threshold=0.0), "DETR-R50 random weights, best 3 queries")
