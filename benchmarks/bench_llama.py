@@ -10,15 +10,18 @@ downloaded). Our weights are saved with `models.llama_io.save_llama` and read by
 the same numbers. Per model, length and thread count, every timing in the same process, interleaved:
 
 - fast: our forward, capture off (fused attention);
-- first view: the causal page's first head view: one forward with capture=LAZY, the readout, one head's
-  (T × T) map from q and k, and its figures (the raster of the whole map and a 128 × 128 zoom heatmap);
+- first view: the causal page's first head view, through the page's own functions without Streamlit
+  (`head_view` below): one forward with capture=LAZY and the readout (`ui.llama_causal.lazy_maps`), layer 0
+  head 0's (T × T) map from q and k and its mask (`head_map`), the figures `ui.widgets.matrix_view` draws
+  (`matrix_figure`: cells, or a raster of the whole map beside a 128 × 128 `zoom_figure`), and each figure
+  turned into JSON as st.plotly_chart does (`sent`);
 - hf eager: transformers' LlamaForCausalLM with attn_implementation="eager" and output_attentions=True
   (every layer's (H, T, T) weights kept); above MAX_HF_KEPT bytes of maps (4,096 tokens for the 30-layer
   model: 18 GB), the same eager forward with output_attentions=False, which builds the same weights per
   layer and drops them, so that it fits in memory (and is, if anything, faster);
 - layer: every head's map of one layer on demand (`AttentionMaps.layer`, from the kept q and k) ÷ that
   layer's own time inside transformers' eager forward (a forward hook on the decoder layer);
-- head switch: one more head's map and its figures, from the kept q and k;
+- head switch: another head of layer 0 in the same view, from the kept q and k;
 - head scores: what the page measures once per input besides (`models.long_heads`: every head on the
   text and on the repeated-block probe, plus the probe's forward), as a ratio to the fast forward;
 - peak RSS: the process's peak resident memory during each step (VmHWM, reset per step through
@@ -34,6 +37,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import plotly.io
+import plotly.tools
 import torch
 
 from benchmarks.timing import machine
@@ -45,10 +50,13 @@ from models.long_heads import long_head_scores, repeated_block
 from models.maps import AttentionMaps
 from models.readout import readout
 from models.registry import load_model, names
-from viz.heatmap import heatmap, index_labels, raster
+from ui.llama_causal import head_map, lazy_maps
+from ui.widgets import MAX_ZOOM_WIDTH, ZOOM_WIDTH
+from viz.export import matrix_figure, zoom_figure
+from viz.heatmap import CELL_BUDGET
 
 MAX_HF_KEPT = 4 * 2**30  # bytes of attention maps transformers may keep with output_attentions=True
-ZOOM = 128
+AXES = ("query (attending)", "key (attended to)")  # matrix_view's axis titles
 
 
 def rss_peak_reset() -> None:
@@ -85,12 +93,22 @@ def models_to_run(which: list[str], directory: Path) -> list[tuple[str, Path]]:
     return out
 
 
-def figures(probs, labels) -> None:
-    """The head view's figures: the whole map as a raster (or cells when small) and a zoom window."""
-    if probs.size > 256 * 256:
-        raster(probs, labels, labels, title="map")
-    zoom = probs[:ZOOM, :ZOOM]
-    heatmap(zoom, labels[:ZOOM], labels[:ZOOM], title="zoom")
+def sent(fig) -> str:
+    """What st.plotly_chart does with a figure before it leaves the server: a dict, then JSON."""
+    return plotly.io.to_json(plotly.tools.return_figure_from_figure_or_data(fig, True), validate=False)
+
+
+def head_view(maps: AttentionMaps, layer: int, head: int, tokens: list[str]) -> None:
+    """ui.llama_causal.head_view's work on the page's first visit, without Streamlit: the head's map and its
+    mask, the figures of ui.widgets.matrix_view with the zoom window at its default place, their JSON."""
+    probs, allowed = head_map(maps, layer, head)
+    title = f"layer {layer}, head {head}"
+    if probs.size <= CELL_BUDGET:
+        sent(matrix_figure(probs, tokens, tokens, title, *AXES, mask=allowed))
+        return
+    sent(matrix_figure(probs, tokens, tokens, title, *AXES, mask=allowed, height=640))
+    width = min(ZOOM_WIDTH, MAX_ZOOM_WIDTH, *probs.shape)
+    sent(zoom_figure(probs, tokens, tokens, 0, 0, width, *AXES, mask=allowed))
 
 
 class LayerTimer:
@@ -122,7 +140,7 @@ def bench(label: str, ours, hf, timer: LayerTimer, n: int, repeats: int) -> dict
     cfg = ours.config
     layer = cfg.n_layer // 2
     ids = torch.randint(1, cfg.vocab_size, (1, n), generator=torch.Generator().manual_seed(1))
-    labels = index_labels([str(i) for i in ids[0].tolist()])
+    tokens = [str(i) for i in ids[0].tolist()]
     kept_bytes = 4 * cfg.n_layer * cfg.n_head * n * n
     keep = kept_bytes <= MAX_HF_KEPT
     state: dict = {}
@@ -132,10 +150,9 @@ def bench(label: str, ours, hf, timer: LayerTimer, n: int, repeats: int) -> dict
         ours.model(ids)
 
     @torch.no_grad()
-    def first_view():
-        out = ours.model(ids, capture=LAZY, unrotated=False)
-        maps = AttentionMaps(readout(decoder_self=out.attentions)["decoder_self"])
-        figures(maps.head(layer, 0), labels)
+    def first_view():  # the page's default layer and head: 0, 0
+        maps = lazy_maps(ours, ids[0].tolist())
+        head_view(maps, 0, 0, tokens)
         state["maps"] = maps
 
     @torch.no_grad()
@@ -150,7 +167,7 @@ def bench(label: str, ours, hf, timer: LayerTimer, n: int, repeats: int) -> dict
     @torch.no_grad()
     def head_switch():
         state["switch"] = state.get("switch", 0) % (cfg.n_head - 1) + 1  # another head each time
-        figures(AttentionMaps(state["maps"].family).head(layer, state["switch"]), labels)
+        head_view(AttentionMaps(state["maps"].family), 0, state["switch"], tokens)
 
     steps = {"fast": fast, "hf": hf_eager, "first_view": first_view, "layer": layer_on_demand}
     steps["switch"] = head_switch

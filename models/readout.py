@@ -58,16 +58,21 @@ class Family:
         scores = self.q[layer, head] @ self.k[layer, head].transpose(-2, -1)  # (Tq, Tk) QK^T
         scores.mul_(self.scale)
         mask = self.head_mask(layer, head)
-        if mask is not None:
-            scores.masked_fill_(~mask, float("-inf"))  # after scaling, before the softmax
-        return scores
+        if mask is None:
+            return scores
+        if scores.requires_grad:  # out= has no gradient
+            return scores.masked_fill_(~mask, float("-inf"))  # after scaling, before the softmax
+        return torch.where(mask, scores, scores.new_tensor(float("-inf")), out=scores)  # no (Tq, Tk) ~mask
 
     def weights(self, layer: int, head: int | slice) -> Tensor:
         """(Tq, Tk) the attention probabilities of one head ((h, Tq, Tk) for a slice): kept ones, or
         computed from q and k."""
         if self.probs is not None:
             return self.probs[layer, head]
-        return self.scores(layer, head).softmax(dim=-1)
+        scores = self.scores(layer, head)
+        if scores.requires_grad:
+            return scores.softmax(dim=-1)
+        return torch.softmax(scores, dim=-1, out=scores)  # in place: one (Tq, Tk) buffer, not two
 
     @property
     def nbytes(self) -> int:

@@ -95,14 +95,28 @@ def gqa_table(model: TextLlama) -> None:
     st.dataframe(table)
 
 
+def lazy_maps(model: TextLlama, ids: list[int]) -> AttentionMaps:
+    """Every head on `ids` from one LAZY forward (q, k and v kept); maps are computed when read."""
+    records = model.run(ids, capture=LAZY, unrotated=False).attentions
+    return AttentionMaps(readout(decoder_self=records)["decoder_self"])
+
+
 def run(model: TextLlama, ids: list[int]) -> AttentionMaps:
-    """Every head on `ids` from one LAZY forward, kept once per process; maps are computed when read."""
+    """`lazy_maps`, kept once per process."""
+    key = digest("llama_maps", *model_key(model), ids)
+    return computed(key, lambda: lazy_maps(model, ids), spinner="Running the model…")
 
-    def compute() -> AttentionMaps:
-        records = model.run(ids, capture=LAZY, unrotated=False).attentions
-        return AttentionMaps(readout(decoder_self=records)["decoder_self"])
 
-    return computed(digest("llama_maps", *model_key(model), ids), compute, spinner="Running the model…")
+def head_map(maps: AttentionMaps, layer: int, head: int | str) -> tuple[np.ndarray, np.ndarray | None]:
+    """The head view's (T, T) map and its mask ((T, T) bool, True = may attend; None for a reduction over
+    heads or a map without one). The mask is drawn grey by the figures, not copied into the map as NaN:
+    at 4,096 tokens that copy cost as much as the softmax."""
+    probs = maps.head(layer, head)
+    if not isinstance(head, (int, np.integer)):
+        return probs, None
+    with torch.no_grad():
+        allowed = maps.family.head_mask(layer, head)
+    return probs, None if allowed is None else allowed.cpu().numpy()
 
 
 def head_scores(model: TextLlama, ids: list[int]) -> dict[str, np.ndarray]:
@@ -150,15 +164,12 @@ def head_view(model: TextLlama, ids: list[int], tokens: list[str]) -> None:
     st.header("2 · One head on your text")
     maps = run(model, ids)
     layer, head = gqa_head_picker(model, key="cdl", reductions=True)
-    probs = maps.head(layer, head)
+    probs, allowed = head_map(maps, layer, head)
     if isinstance(head, (int, np.integer)):
-        with torch.no_grad():
-            allowed = maps.family.head_mask(layer, head)
-        if allowed is not None:  # NaN is drawn grey by the cells, the raster and its zoom window alike
-            probs = np.where(allowed.cpu().numpy(), probs, np.nan)
         g = model.model.kv_head(head)
         st.caption(f"Head {head} reads K/V head {g}, which it shares with query heads {model.kv_groups[g]}.")
-    matrix_view(probs, tokens, tokens, key="cdl_text", title=f"layer {layer}, {head_name(head)}")
+    title = f"layer {layer}, {head_name(head)}"
+    matrix_view(probs, tokens, tokens, key="cdl_text", title=title, mask=allowed)
     st.caption(
         "Grey cells are masked (the future, and keys older than the sliding window where the layer has "
         "one): their weight is exactly 0."

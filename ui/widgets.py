@@ -10,8 +10,8 @@ import streamlit as st
 
 from models.maps import REDUCTIONS
 from ui.export import chart
-from viz.export import matrix_figure
-from viz.heatmap import CELL_BUDGET, heatmap, index_labels
+from viz.export import matrix_figure, zoom_figure
+from viz.heatmap import CELL_BUDGET
 
 MEAN, MAX = REDUCTIONS  # the head picker's two sentinels: "mean" and "max" over heads
 ZOOM_WIDTH = 128  # tokens a side of the zoom window, by default
@@ -133,9 +133,14 @@ def matrix_view(
     a raster of the whole plus a zoom window (start row, start column, width) drawn with hover.
 
     Each figure's Export holds the matrix it draws and its tokens (ui.export.chart), with `view` (the page's
-    view config) and `whole` (a callable giving the whole input's arrays) when the page gives them."""
+    view config) and `whole` (a callable giving the whole input's arrays) when the page gives them. A `mask`
+    in style ((Tq, Tk) bool, True = shown) draws the other cells grey, as NaN cells are, without a masked
+    copy of the matrix; the Export then holds it beside the matrix."""
     n_rows, n_cols = matrix.shape
     arrays = {"matrix": matrix, "row_tokens": list(row_tokens), "col_tokens": list(col_tokens)}
+    mask = style.get("mask")
+    if mask is not None:
+        arrays["mask"] = np.broadcast_to(np.asarray(mask, dtype=bool), matrix.shape)
     export = {"view": view, "whole": whole}
     if n_rows * n_cols <= CELL_BUDGET:
         fig = matrix_figure(matrix, row_tokens, col_tokens, title, row_title, col_title, **style)
@@ -152,15 +157,11 @@ def matrix_view(
         q0 = clamped_int("First query", f"{key}_zq", 0, n_rows - width, 0, c1)
         k0 = clamped_int("First key", f"{key}_zk", 0, n_cols - width, 0, c2)
         window = matrix[q0 : q0 + width, k0 : k0 + width]
-        chart(
-            heatmap(
-                window, index_labels(row_tokens[q0 : q0 + width], q0),
-                index_labels(col_tokens[k0 : k0 + width], k0),
-                title=f"Zoom: queries {q0}–{q0 + width - 1}, keys {k0}–{k0 + width - 1}",
-                row_title=row_title, col_title=col_title, height=560, **style,
-            ),
-            key=f"{key}_zoom",
-            arrays={"matrix": window, "row_tokens": list(row_tokens[q0 : q0 + width]),
-                    "col_tokens": list(col_tokens[k0 : k0 + width]), "first_query": q0, "first_key": k0},
-            **export,
-        )  # fmt: skip
+        zoomed = {
+            "matrix": window, "row_tokens": list(row_tokens[q0 : q0 + width]),
+            "col_tokens": list(col_tokens[k0 : k0 + width]), "first_query": q0, "first_key": k0,
+        }  # fmt: skip
+        if mask is not None:
+            zoomed["mask"] = arrays["mask"][q0 : q0 + width, k0 : k0 + width]
+        fig = zoom_figure(matrix, row_tokens, col_tokens, q0, k0, width, row_title, col_title, **style)
+        chart(fig, key=f"{key}_zoom", arrays=zoomed, **export)

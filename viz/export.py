@@ -174,8 +174,23 @@ def matrix_figure(matrix, row_tokens, col_tokens, title: str, row_title: str, co
     rows, cols = index_labels(row_tokens), index_labels(col_tokens)
     if matrix.size <= CELL_BUDGET:
         return heatmap(matrix, rows, cols, title=title, row_title=row_title, col_title=col_title, **style)
-    kept = {k: v for k, v in style.items() if k in ("colorscale", "zmin", "zmax", "zmid", "height")}
+    kept = {k: v for k, v in style.items() if k in ("colorscale", "zmin", "zmax", "zmid", "height", "mask")}
     return raster(matrix, rows, cols, title=title, row_title=row_title, col_title=col_title, **kept)
+
+
+def zoom_figure(
+    matrix, row_tokens, col_tokens, q0: int, k0: int, width: int, row_title: str, col_title: str, **style
+):
+    """The zoom window beside a raster (ui.widgets.matrix_view): rows q0.. and columns k0.. of an (R, C)
+    matrix, `width` a side, as cells with hover. A `mask` in style is the whole matrix's, (R, C)."""
+    rows, cols = slice(q0, q0 + width), slice(k0, k0 + width)
+    if style.get("mask") is not None:
+        style["mask"] = np.broadcast_to(np.asarray(style["mask"], dtype=bool), matrix.shape)[rows, cols]
+    return heatmap(
+        matrix[rows, cols], index_labels(row_tokens[rows], q0), index_labels(col_tokens[cols], k0),
+        title=f"Zoom: queries {q0}–{q0 + width - 1}, keys {k0}–{k0 + width - 1}",
+        row_title=row_title, col_title=col_title, **{"height": 560} | style,
+    )  # fmt: skip
 
 
 def write_static(jobs, progress=None) -> None:
