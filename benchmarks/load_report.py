@@ -14,7 +14,8 @@ from benchmarks.timing import machine
 
 
 def server_runs(log: Path, phase: dict) -> list[dict]:
-    """The server's script runs of this phase's sessions, each with the page its session was on."""
+    """The server's script runs of this phase's sessions, each with the page its session was on and the
+    step ("open", "input"; "" between steps)."""
     by_session = {s.session_id: s for s in phase["sessions"]}
     runs = []
     for line in log.read_text().splitlines() if log.exists() else []:
@@ -22,9 +23,9 @@ def server_runs(log: Path, phase: dict) -> list[dict]:
         session = by_session.get(row["session"])
         if session is None:
             continue
-        row["page"] = next(
-            (t for t, _, start, end, *_ in session.steps if start - 0.05 <= row["start"] <= end + 0.05),
-            "(between steps)",
+        row["page"], row["step"] = next(
+            ((t, w) for t, w, start, end, *_ in session.steps if start - 0.05 <= row["start"] <= end + 0.05),
+            ("(between steps)", ""),
         )
         runs.append(row)
     return runs
@@ -39,11 +40,13 @@ def visits_by_page(phase: dict) -> Counter:
     return Counter(title for s in phase["sessions"] for title, what, *_ in s.steps if what == "open")
 
 
-def script_cpu_per_visit(runs: list[dict], visits: Counter) -> dict[str, float]:
-    """Per page, the script threads' CPU seconds of its runs over its visits."""
+def script_cpu_per_visit(runs: list[dict], visits: Counter, step: str | None = None) -> dict[str, float]:
+    """Per page, the script threads' CPU seconds of its runs (those of `step` only, if given) over its
+    visits."""
     cpu = Counter()
     for r in runs:
-        cpu[r["page"]] += r["cpu"]
+        if step is None or r["step"] == step:
+            cpu[r["page"]] += r["cpu"]
     return {page: cpu[page] / n for page, n in visits.items()}
 
 
@@ -78,7 +81,7 @@ def phase_report(phase: dict, log: Path) -> dict:
         print(f"{title:<32} {what:<6} {len(times):>3} {statistics.median(times):>9.2f} {max(times):>7.2f}")
     runs = server_runs(log, phase)
     visits = visits_by_page(phase)
-    per_visit = script_cpu_per_visit(runs, visits)
+    per_visit, opening = script_cpu_per_visit(runs, visits), script_cpu_per_visit(runs, visits, "open")
     script_cpu = sum(r["cpu"] for r in runs)
     if runs:
         walls, cpus = [r["wall"] for r in runs], [r["cpu"] for r in runs]
@@ -91,11 +94,15 @@ def phase_report(phase: dict, log: Path) -> dict:
         walls_by_page = {}
         for r in runs:
             walls_by_page.setdefault(r["page"], []).append(r["wall"])
-        print(f"  {'page':<32} {'visits':>6} {'runs':>5} {'wall/run ms':>12} {'script CPU/visit s':>19}")
+        print(
+            f"  {'page':<32} {'visits':>6} {'runs':>5} {'wall/run ms':>12} {'script CPU/visit s':>19} "
+            f"{'of which opening':>16}"
+        )
         for page, page_walls in walls_by_page.items():
             print(
                 f"  {page:<32} {visits.get(page, 0):>6} {len(page_walls):>5} "
-                f"{statistics.median(page_walls) * 1000:>12.0f} {per_visit.get(page, float('nan')):>19.3f}"
+                f"{statistics.median(page_walls) * 1000:>12.0f} {per_visit.get(page, float('nan')):>19.3f} "
+                f"{opening.get(page, float('nan')):>16.3f}"
             )
     n = max(phase["visits"], 1)
     other = phase["cpu"] - script_cpu - phase["main cpu"]
@@ -109,7 +116,7 @@ def phase_report(phase: dict, log: Path) -> dict:
         in_steps = sum(cpu1 - cpu0 for s in sessions for *_, cpu0, cpu1 in s.steps)
         between = phase["cpu"] - in_steps
         print(f"  of which during steps {in_steps:.1f} s, between them (think time) {between:.1f} s")
-    return {"runs": runs, "per visit": per_visit, "visits": visits}
+    return {"runs": runs, "per visit": per_visit, "opening": opening, "visits": visits}
 
 
 def ratio(a: float, b: float) -> str:
@@ -139,10 +146,12 @@ def comparison(one: dict, one_figures: dict, many: dict, many_figures: dict) -> 
         f"{ratio(many['cpu'] / vn, one['cpu'] / v1)}; the same steps cost one session alone "
         f"{alone / vn:.2f} s per visit (steps only, no think time): {ratio(many['cpu'], alone)} of that"
     )
-    print(f"  {'page':<32} {'script CPU/visit s: one':>24} {'N':>7} {'ratio':>6}")
+    header = f"{'script CPU/visit s: one':>24} {'N':>7} {'ratio':>6} {'opening: one':>13} {'N':>7}"
+    print(f"  {'page':<32} {header}")
     for page in many_figures["visits"]:
         c1, cn = one_figures["per visit"].get(page, 0.0), many_figures["per visit"].get(page, 0.0)
-        print(f"  {page:<32} {c1:>24.3f} {cn:>7.3f} {ratio(cn, c1):>6}")
+        o1, on = one_figures["opening"].get(page, 0.0), many_figures["opening"].get(page, 0.0)
+        print(f"  {page:<32} {c1:>24.3f} {cn:>7.3f} {ratio(cn, c1):>6} {o1:>13.3f} {on:>7.3f}")
 
 
 def report(phases: list[dict], log: Path, rss_start: int, peak: int, gone: str) -> None:
