@@ -20,6 +20,7 @@ from models.readout import Family
 REDUCTIONS = ("mean", "max")  # what a view may ask for instead of one head
 MEMO_BYTES = 192 * 2**20  # maps memoised per input; at least two maps are always kept
 CHUNK_CELLS = 2**25  # summaries take this many map cells at once (128 MiB in float32), at least one head
+BAND_ROWS = 256  # a head's map is computed this many query rows at a time
 
 STATISTICS = {
     "entropy": "entropy (bits): mean over queries of -Σ p log2 p; low = focused, log2(T) = uniform",
@@ -102,7 +103,28 @@ class AttentionMaps:
         self._check(layer, head)
         if head in REDUCTIONS:
             return self._memoised((layer, head), lambda: self._reduce(layer, head))
-        return self._memoised((layer, head), lambda: self.family.weights(layer, head).float().cpu().numpy())
+        return self._memoised((layer, head), lambda: self._weights(layer, head))
+
+    def _weights(self, layer: int, head: int) -> np.ndarray:
+        """(Tq, Tk) one head's weights. Under a mask on the CPU, a band of query rows at a time over the
+        keys that some row of the band may attend: the keys a causal or sliding-window mask hides from
+        the whole band are neither multiplied nor exponentiated, and the result's pages they cover are
+        never written (np.zeros maps them lazily). At 4,096 tokens a causal map then costs about half."""
+        family = self.family
+        if family.probs is not None or family.mask is None or family.q.device.type != "cpu":
+            return family.weights(layer, head).float().cpu().numpy()
+        out = np.zeros(self.shape, dtype=np.float32)
+        written = torch.from_numpy(out)
+        mask = family.head_mask(layer, head).numpy()  # (Tq, Tk); numpy's any is 20x torch's on bool
+        for r0 in range(0, self.shape[0], BAND_ROWS):
+            rows = slice(r0, r0 + BAND_ROWS)
+            band = mask[rows]
+            seen = np.flatnonzero(band.any(0))
+            whole = len(seen) == 0 or not band.any(1).all()  # a row that sees no key: NaN, as the forward
+            keys = slice(None) if whole else slice(int(seen[0]), int(seen[-1]) + 1)
+            scores = family.scores(layer, head, rows, keys)
+            written[rows, keys] = torch.softmax(scores, dim=-1, out=scores)
+        return out
 
     @torch.no_grad()
     def _reduce(self, layer: int, how: str) -> np.ndarray:

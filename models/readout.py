@@ -52,14 +52,18 @@ class Family:
             return None
         return self.mask.expand(self.n_layers, self.n_heads, *self.shape)[layer, head]
 
-    def scores(self, layer: int, head: int | slice) -> Tensor:
+    def scores(
+        self, layer: int, head: int | slice, queries: slice = slice(None), keys: slice = slice(None)
+    ) -> Tensor:
         """(Tq, Tk) the scaled, masked scores of one head ((h, Tq, Tk) for a slice of heads), as the
-        forward computed them."""
-        scores = self.q[layer, head] @ self.k[layer, head].transpose(-2, -1)  # (Tq, Tk) QK^T
+        forward computed them; `queries` and `keys` take a block of them."""
+        q, k = self.q[layer, head, ..., queries, :], self.k[layer, head, ..., keys, :]
+        scores = q @ k.transpose(-2, -1)  # (Tq, Tk) QK^T
         scores.mul_(self.scale)
         mask = self.head_mask(layer, head)
         if mask is None:
             return scores
+        mask = mask[..., queries, keys]
         if scores.requires_grad:  # out= has no gradient
             return scores.masked_fill_(~mask, float("-inf"))  # after scaling, before the softmax
         return torch.where(mask, scores, scores.new_tensor(float("-inf")), out=scores)  # no (Tq, Tk) ~mask

@@ -100,3 +100,24 @@ def test_the_head_map_and_its_mask_on_a_causal_llama():
     np.testing.assert_allclose(probs, kept.numpy(), atol=1e-6, rtol=0)
     assert (probs[~allowed] == 0).all()
     assert head_map(maps, 1, "mean")[1] is None
+
+
+@pytest.mark.parametrize("kind", ["causal", "window", "a row sees nothing"])
+def test_a_banded_head_map_equals_the_whole_softmax(kind, monkeypatch):
+    monkeypatch.setattr("models.maps.BAND_ROWS", 4)  # several bands, the last one ragged
+    t = 11
+    g = torch.Generator().manual_seed(1)
+    q, k, v = (torch.randn(1, 2, t, 4, generator=g) for _ in range(3))
+    i, j = torch.arange(t)[:, None], torch.arange(t)[None, :]
+    mask = j <= i if kind == "causal" else (j <= i) & (j > i - 3)
+    if kind == "a row sees nothing":
+        mask[5] = False
+    fam = Family("decoder_self", q, k, v, scale=0.5, mask=mask[None, None], probs=None)
+    for head in (0, 1):
+        expected = fam.weights(0, head).numpy()
+        got = AttentionMaps(fam).head(0, head)
+        np.testing.assert_allclose(got, expected, atol=1e-7, rtol=0)
+        assert (np.isnan(got) == np.isnan(expected)).all()
+        hidden = got[~mask.numpy()]
+        assert ((hidden == 0) | np.isnan(hidden)).all()
+        assert np.isnan(got[5]).all() == (kind == "a row sees nothing")  # as the forward's softmax
