@@ -191,8 +191,9 @@ def pool_max(matrix: np.ndarray, max_side: int = RASTER_SIDE, mask=None) -> tupl
     False ignored; a block with nothing left is NaN), with f the smallest whole factor that brings both
     sides to max_side or below. Returns (pooled, f).
 
-    Rows are pooled a band at a time, masked in one reused buffer: a masked copy of the whole matrix (64 MiB
-    at 4,096 tokens) cost more in fresh pages than the pooling itself."""
+    Rows are pooled a band at a time, masked in one reused buffer (a masked copy of the whole matrix, 64
+    MiB at 4,096 tokens, cost more in fresh pages than the pooling itself), over the columns some row of
+    the band shows: a causal mask's future is not read."""
     matrix = np.asarray(matrix, dtype=np.float32)
     if mask is not None:
         mask = np.broadcast_to(np.asarray(mask, dtype=bool), matrix.shape)
@@ -201,19 +202,27 @@ def pool_max(matrix: np.ndarray, max_side: int = RASTER_SIDE, mask=None) -> tupl
         return (matrix if mask is None else np.where(mask, matrix, np.nan)), 1
     n_rows, n_cols = matrix.shape
     band = f * max(1, POOL_BAND_BYTES // (4 * f * n_cols))  # rows at once, whole blocks
-    pooled = torch.empty((-(-n_rows // f), -(-n_cols // f)))
+    pooled = torch.full((-(-n_rows // f), -(-n_cols // f)), -torch.inf)
     lowest = torch.tensor(-torch.inf)
-    buffer = torch.empty((min(band, n_rows), n_cols)) if mask is not None else None
+    buffer = torch.empty(min(band, n_rows) * n_cols) if mask is not None else None
     with warnings.catch_warnings():  # maps shared between sessions are read-only; nothing here writes
         warnings.simplefilter("ignore", UserWarning)
         for r0 in range(0, n_rows, band):
-            t = torch.from_numpy(matrix[r0 : r0 + band])
+            rows, cols = slice(r0, r0 + band), slice(0, n_cols)
             if mask is not None:
-                t = torch.where(torch.from_numpy(mask[r0 : r0 + band]), t, lowest, out=buffer[: len(t)])
+                seen = np.flatnonzero(mask[rows].any(0))
+                if len(seen) == 0:
+                    continue  # every block of the band stays -inf: NaN
+                cols = slice(seen[0] // f * f, -(-(seen[-1] + 1) // f) * f)  # whole blocks
+            t = torch.from_numpy(matrix[rows, cols])
+            if mask is not None:
+                shown = torch.from_numpy(mask[rows, cols])
+                t = torch.where(shown, t, lowest, out=buffer[: t.numel()].view(t.shape))
             block = block_max(t, f)
             if block.isnan().any():  # NaN cells in the band: pooled again without them
                 block = block_max(t.nan_to_num(nan=-torch.inf, neginf=-torch.inf), f)
-            pooled[r0 // f : (r0 + band) // f] = block
+            top, left = r0 // f, cols.start // f
+            pooled[top : top + block.shape[0], left : left + block.shape[1]] = block
     return pooled.masked_fill_(pooled == -torch.inf, torch.nan).numpy(), f
 
 
