@@ -241,7 +241,7 @@ def lower_the_browsers(nice: int, server_pid: int, stop: threading.Event) -> Non
 def run_phase(url: str, pid: int, phase: str, ks: list[int], seconds: float, rounds: int) -> dict:
     titles = list(PAGES)
     rss_before, cpu_before, t0 = rss(pid), cpu_seconds(pid), time.perf_counter()
-    main_before = main_thread_cpu(pid)
+    main_before, load_before = main_thread_cpu(pid), os.getloadavg()[0]
     sessions = [
         Session(k, url, titles[i:] + titles[:i], t0 + seconds, rounds * len(titles), phase, pid)
         for i, k in enumerate(ks)
@@ -260,6 +260,7 @@ def run_phase(url: str, pid: int, phase: str, ks: list[int], seconds: float, rou
         "main cpu": main_thread_cpu(pid) - main_before,
         "visits": visits,
         "rss": (rss_before, rss(pid)),
+        "load": (load_before, os.getloadavg()[0]),
     }
 
 
@@ -350,7 +351,12 @@ def main() -> None:
             gone = gone_session(url, log)
             peak = peak_rss(server.pid)
             stop.set()
-            report(phases, log, rss_start, peak, gone)
+            settings = (
+                f"think time {args.think:g} s on average after each step (0.5x to 1.5x, seeded per session); "
+                f"browsers at nice {args.browser_nice}; {n} sessions for {args.seconds:g} s, at most "
+                f"{args.rounds} rounds"
+            )
+            report(phases, log, rss_start, peak, gone, settings)
 
 
 if __name__ == "__main__":

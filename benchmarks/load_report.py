@@ -6,6 +6,7 @@ visits and resident memory. The log is load_server's: one JSON line per script r
 """
 
 import json
+import os
 import statistics
 from collections import Counter
 from pathlib import Path
@@ -63,7 +64,11 @@ def step_cpu(phase: dict) -> dict[tuple[str, str], float]:
 def phase_report(phase: dict, log: Path) -> dict:
     """Prints one phase; returns its runs and per-page figures for the comparison."""
     sessions = phase["sessions"]
-    print(f"\n== {phase['phase']}: {len(sessions)} session(s), {phase['end'] - phase['start']:.0f} s")
+    load = phase["load"]
+    print(
+        f"\n== {phase['phase']}: {len(sessions)} session(s), {phase['end'] - phase['start']:.0f} s; "
+        f"machine load average (1 min) {load[0]:.2f} at the start, {load[1]:.2f} at the end"
+    )
     errors = [e for s in sessions for e in s.errors]
     foreign = [f"session {s.k}: {f}" for s in sessions for f in s.foreign]
     missing = [f"session {s.k}: {m}" for s in sessions for m in s.own_missing]
@@ -154,9 +159,10 @@ def comparison(one: dict, one_figures: dict, many: dict, many_figures: dict) -> 
         print(f"  {page:<32} {c1:>24.3f} {cn:>7.3f} {ratio(cn, c1):>6} {o1:>13.3f} {on:>7.3f}")
 
 
-def report(phases: list[dict], log: Path, rss_start: int, peak: int, gone: str) -> None:
+def report(phases: list[dict], log: Path, rss_start: int, peak: int, gone: str, settings: str) -> None:
     """Every phase, then the last (N sessions) against the second (one session, warm, new input)."""
-    print(f"machine: {machine()}")
+    print(f"machine: {machine()}, {os.cpu_count()} cores")
+    print(settings)
     print(f"server memory: {rss_start / 2**20:.0f} MiB resident after start, peak {peak / 2**20:.0f} MiB")
     figures = [phase_report(phase, log) for phase in phases]
     comparison(phases[1], figures[1], phases[-1], figures[-1])
