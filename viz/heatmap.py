@@ -249,15 +249,19 @@ def colour_lut(colorscale="Viridis", n: int = 256) -> np.ndarray:
 LEVELS = 255  # palette indices 0..254 are the colour scale; 255 is the mask grey
 
 
-def quantise(matrix: np.ndarray, zmin: float, zmax: float) -> np.ndarray:
-    """Values -> palette indices 0..LEVELS-1 over [zmin, zmax] (clipped); NaN -> LEVELS (masked)."""
+def quantise(matrix: np.ndarray, zmin: float, zmax: float, mask=None) -> np.ndarray:
+    """Values -> palette indices 0..LEVELS-1 over [zmin, zmax] (clipped); NaN, and cells where `mask` is
+    False, -> LEVELS (masked)."""
     span = zmax - zmin if zmax > zmin else 1.0
     x = np.subtract(matrix, zmin)  # one temporary, worked on in place; NaN stays NaN
     x /= span
     x *= LEVELS - 1
     np.clip(np.rint(x, out=x), 0, LEVELS - 1, out=x)
     x[np.isnan(x)] = LEVELS
-    return x.astype(np.uint8)
+    indices = x.astype(np.uint8)
+    if mask is not None:
+        np.copyto(indices, LEVELS, where=~np.asarray(mask, dtype=bool))
+    return indices
 
 
 @functools.lru_cache(maxsize=16)
@@ -319,9 +323,12 @@ def raster(
     matrix = check_matrix(matrix, row_labels, col_labels)
     if mask is not None:
         mask = np.broadcast_to(np.asarray(mask, dtype=bool), matrix.shape)
-    pooled, f = pool_max(matrix, max_side, mask)
+    if mask is not None and max(matrix.shape) <= max_side:  # a pixel a cell: quantise reads the mask
+        pooled, f, shown = matrix, 1, mask
+    else:
+        (pooled, f), shown = pool_max(matrix, max_side, mask), None
     if zmax is None and mask is not None:  # the pooled maxima hold the maximum: one pass over the cells less
-        zmax = float(np.fmax.reduce(pooled, None, initial=-np.inf))
+        zmax = float(np.fmax.reduce(pooled, None, initial=-np.inf, where=True if shown is None else shown))
         zmax = None if np.isinf(zmax) else zmax
     lo, hi = value_range(matrix, zmin, zmax, zmid, mask)
     n_rows, n_cols = matrix.shape
@@ -329,7 +336,7 @@ def raster(
     x_range, y_range = [-0.5, n_cols - 0.5], [n_rows - 0.5, -0.5]
     image = {  # a dict, validated once by the figure
         "type": "image",
-        "source": png_data_uri(quantise(pooled, lo, hi), colorscale),
+        "source": png_data_uri(quantise(pooled, lo, hi, shown), colorscale),
         "x0": (f - 1) / 2,
         "dx": f,
         "y0": (f - 1) / 2,
