@@ -14,9 +14,10 @@ A visit clicks the page in the navigation and waits for it to be idle, then give
 `script_finished` of the server has arrived, no rerun is pending, the running indicator is hidden and
 nothing has arrived for half a second. After every step the session reads what it sees for a while (think
 time, every phase): a pause drawn uniformly from 0.5x to 1.5x of `--think` (4 s by default: 2-6 s) by a
-random generator seeded with the session's number, so every run pauses alike. Real users read a view for
-seconds before the next click; with `--think 0` the sessions click back to back, and on 2 cores 8 reruns
-then queue behind each other, so the wall time per run measures the queue more than the server's work.
+random generator seeded with the session's number, so every run pauses alike (never past the phase's
+end). Real users read a view for seconds before the next click; with `--think 0` the sessions click back
+to back, and on 2 cores 8 reruns then queue behind each other, so the wall time per run measures the
+queue more than the server's work.
 
 Reported: errors (exception boxes, the app's unexpected-error fallback, error messages), per page and
 step the time to idle (median, max) per phase, per script run (timed inside the server) its wall seconds
@@ -24,7 +25,7 @@ and its script thread's CPU seconds, per page the script thread's CPU per visit,
 per visit (/proc) split into script threads, the main thread (the event loop: websockets, serialising
 messages) and the other threads (torch's workers), its resident memory before and after each phase and
 its peak, and cross-talk: every page each session sees is searched for the other sessions' words (and the
-session's own word must show on the pages that print tokens). Last, the N-session phase against the warm
+session's own word must show on the pages that print tokens). Then the N-session phase against the warm
 single session: the script thread's CPU per run is the server's own work for a run, the measure the target
 "time per rerun within 2x one session's" compares; the wall time per run adds the waiting for a core (the
 browsers share the machine's cores) and for Python's lock, which the sessions of one process share. The
