@@ -9,6 +9,7 @@ map is 64 MiB; a 6 × 12 model's maps would be 4.6 GiB).
 """
 
 import math
+import mmap
 import threading
 from collections import OrderedDict
 
@@ -21,6 +22,7 @@ REDUCTIONS = ("mean", "max")  # what a view may ask for instead of one head
 MEMO_BYTES = 192 * 2**20  # maps memoised per input; at least two maps are always kept
 CHUNK_CELLS = 2**25  # summaries take this many map cells at once (128 MiB in float32), at least one head
 BAND_ROWS = 256  # a head's map is computed this many query rows at a time
+LAZY_ZEROS_BYTES = 32 * 2**20  # maps this big are written into an anonymous mapping (`lazy_zeros`)
 
 STATISTICS = {
     "entropy": "entropy (bits): mean over queries of -Σ p log2 p; low = focused, log2(T) = uniform",
@@ -47,6 +49,17 @@ def head_statistics(weights: torch.Tensor) -> dict[str, torch.Tensor]:
         "last_share": w[..., -1].double().mean(-1),
         "max_weight": w.amax(-1).double().mean(-1),
     }
+
+
+def lazy_zeros(shape: tuple[int, int]) -> np.ndarray:
+    """float32 zeros whose pages are mapped when first written. Above LAZY_ZEROS_BYTES, an anonymous
+    mapping of 4 KiB pages: np.zeros asks the kernel for 2 MiB pages there, and on the 2-core VM a 64 MiB
+    map written half (a causal 4,096-token head) then took 140 ms instead of 8 whenever the host had not
+    backed those pages yet (every new input, in bench_llama), against a steady 25-35 ms with small pages.
+    Below it, np.zeros reuses memory that malloc keeps."""
+    if 4 * shape[0] * shape[1] < LAZY_ZEROS_BYTES:
+        return np.zeros(shape, dtype=np.float32)
+    return np.frombuffer(mmap.mmap(-1, 4 * shape[0] * shape[1]), dtype=np.float32).reshape(shape)
 
 
 def pool_mean(matrix: torch.Tensor, size: int) -> torch.Tensor:
@@ -109,11 +122,11 @@ class AttentionMaps:
         """(Tq, Tk) one head's weights. Under a mask on the CPU, a band of query rows at a time over the
         keys that some row of the band may attend: the keys a causal or sliding-window mask hides from
         the whole band are neither multiplied nor exponentiated, and the result's pages they cover are
-        never written (np.zeros maps them lazily). At 4,096 tokens a causal map then costs about half."""
+        never written (`lazy_zeros`). At 4,096 tokens a causal map then costs about half."""
         family = self.family
         if family.probs is not None or family.mask is None or family.q.device.type != "cpu":
             return family.weights(layer, head).float().cpu().numpy()
-        out = np.zeros(self.shape, dtype=np.float32)
+        out = lazy_zeros(self.shape)
         written = torch.from_numpy(out)
         mask = family.head_mask(layer, head).numpy()  # (Tq, Tk); numpy's any is 20x torch's on bool
         for r0 in range(0, self.shape[0], BAND_ROWS):
