@@ -50,7 +50,7 @@ PRESETS: dict[str, LlamaConfig] = {
     # the embedded long-context default trained by scripts/train_llama.py on the standard library's source
     "llama-stdlib": LlamaConfig(
         vocab_size=2048, n_layer=3, n_head=4, n_kv_head=2, d_model=128, d_head=32, d_mlp=384,
-        max_positions=4096, rope_theta=100000.0,
+        max_positions=4096, rope_theta=100000.0, tie_weights=True,
     ),
     # HuggingFaceTB/SmolLM2-135M's shape with random weights, for the long-context benchmarks
     "smollm2-135m-shape": LlamaConfig(

@@ -7,30 +7,24 @@
 The text is every .py file of the standard library of the Python running this script (sorted paths, tests
 and idlelib left out); one file in 20 is held out. A byte-level BPE of 2,048 ids is trained on the
 training files with `tokenizers`. The model (the llama-stdlib preset) has 3 layers of 4 query heads
-sharing 2 K/V heads, d = 128, RoPE θ = 1e5, context 4,096. Training runs in phases of growing context
-(most steps at 256 tokens, where a step is cheap; the last at 4,096, so that every position the pages show
-was trained); every window starts with <s>. P_TILED of the windows are one block of random ids repeated to
-fill the window (the pattern models.long_heads probes), the block's period log-uniform from 16 to half the
-window and its ids drawn from an alphabet of 32 ids up to the whole vocabulary; the first copy's targets are
-ignored, every later one is predictable only by a head that finds the previous copy. P_COPY of the windows
-are text with a span (random ids or its own text) written again up to half a window later. The rest is
-plain text.
+sharing 2 K/V heads, d = 128, RoPE θ = 1e5, context 4,096, and its output head is the embedding matrix
+(tied). Training runs in phases of growing context (most steps at 256 tokens, where a step is cheap; the
+last at 4,096, so that every position the pages show was trained); every window starts with <s>. From
+step TILED_FROM on, P_TILED of the windows are one block of random ids repeated to fill the window (the
+pattern models.long_heads probes), the block's period log-uniform from 16 to half the window and its ids
+drawn from an alphabet of 32 ids up to the whole vocabulary; the first copy's targets are ignored, every
+later one is predictable only by a head that finds the previous copy. P_COPY of the windows are text with
+a span (random ids or its own text) written again up to half a window later. The rest is plain text.
 
-What it takes: the first recipe (a 16-64-id random block written twice in half of the windows, 4 layers)
-formed previous-token heads but no induction head in 40 minutes. With tiled windows of ids from the whole
-vocabulary the copy loss stayed at log(2048) (no head found the earlier copy) for the first 1,150 steps at
-256 tokens; some 350 steps after blocks from small alphabets were added, layer 2 head 0 scored 0.16 on the
-256-token probe (step 1,522) and 0.955 at step 1,957. The shipped
-run (28 CPU minutes of training on one thread, resumed in six parts whose schedule changed: README, "Our
-trained models") measured held-out 3.39 nats a token (1.61 bits a character), and at 4,096 tokens a
-previous-token head (0.875), an induction head whose score falls with the distance to the first copy
-(0.79 at 512 tokens, 0.36 at 1,024, 0.068 at 2,048; uniform attention 0.0003) and no attention sink (at most
-0.011 of a head's attention on <s>). The command from scratch
-(these defaults throughout) does not reproduce that head: one run (27.8 min) measured held-out 3.78 nats a
-token, a previous-token head (0.46) and no induction head at 4,096 tokens, so the shipped weights are not yet
-reproducible with one command (README). Fixed seed. A checkpoint is written
-every few minutes and a rerun of the same command continues from it. The output is a Hugging Face Llama
-directory (models.llama_io), which transformers can load too.
+What it takes (README "Our trained models"): with an untied output head (copying a random id then needs
+the output row of each of 2,048 ids learned on its own), no induction head had formed at 256 tokens after
+2,000 steps with tiled windows from step 0, nor 460 steps into the tiled windows after a text-only start.
+With the output head tied to the embeddings and the same text-only start (a previous-token head forms
+there), the tiled windows' copy was learned and an induction head scored 0.96 on the 256-token probe 460
+steps later.
+Fixed seed; a rerun gives the same weights. A checkpoint is written every few minutes and a rerun of the
+same command continues from it. The output is a Hugging Face Llama directory (models.llama_io), which
+transformers can load too.
 """
 
 import argparse
@@ -65,6 +59,7 @@ SPECIALS = ["<s>"]  # id 0: the start of every window and of every input (the to
 PHASES = ((256, 16, 2000), (1024, 4, 250), (4096, 1, 200))
 P_TILED = 0.6  # share of windows that are one random block repeated to fill the window (the probe's pattern)
 P_COPY = 0.3  # share of windows of text with a span (random ids or its own text) written again later
+TILED_FROM = 1000  # tiled windows start at this step: a previous-token head forms on text first
 IGNORE = -100  # target of a position whose next token nothing can predict (the first copy of a random block)
 MEASURE_LENGTH = 4096  # the README's numbers are measured at this many tokens
 LONG_GAP = 1000  # the induction probe repeats its random block at least this many tokens later
@@ -185,6 +180,7 @@ def train(
     device: str,
     p_copy: float = 0.5,
     p_tiled: float = 0.0,
+    tiled_from: int = 0,
     seed: int = 0,
     checkpoint: Path | None = None,
     checkpoint_every: float = 300.0,
@@ -227,7 +223,8 @@ def train(
         t, batch = steps[step]
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, len(steps), lr)
-        x, y = get_batch(data, batch, t, config.vocab_size, p_copy, g, p_tiled)
+        tiled = p_tiled if step >= tiled_from else 0.0
+        x, y = get_batch(data, batch, t, config.vocab_size, p_copy, g, tiled)
         logits = model(x.to(device)).logits  # (B, T, V)
         loss = F.cross_entropy(logits.flatten(0, 1), y.to(device).flatten(), ignore_index=IGNORE)
         optimizer.zero_grad(set_to_none=True)
@@ -359,6 +356,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--p-tiled", type=float, default=P_TILED, help="share of tiled random windows")
     parser.add_argument("--p-copy", type=float, default=P_COPY, help="share of windows with a copied span")
+    parser.add_argument("--tiled-from", type=int, default=TILED_FROM, help="the step tiled windows start at")
     parser.add_argument("--measure", action="store_true", help="only measure the model in --out")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -393,6 +391,7 @@ def main() -> None:
         device,
         p_copy=args.p_copy,
         p_tiled=args.p_tiled,
+        tiled_from=args.tiled_from,
         seed=args.seed,
         checkpoint=checkpoint,
         clock=clock,
@@ -427,6 +426,7 @@ def main() -> None:
         "training_cpu_minutes": round(clock["cpu_s"] / 60, 1),
         "p_tiled": args.p_tiled,
         "p_copy": args.p_copy,
+        "tiled_from": args.tiled_from,
         "hardware": f"{device}, {args.threads} thread(s), {platform.processor() or platform.machine()}",
         "corpus": f"{len(files)} files of the Python {platform.python_version()} stdlib, sha256 {digest}",
     }
