@@ -92,7 +92,7 @@ class Unrotated:
 class LlamaOutput:
     """B batch, T tokens, d = d_model, V = vocab_size, L = n_layer, H = n_head."""
 
-    logits: Tensor  # (B, T, V) next-token logits
+    logits: Tensor | None  # (B, T, V) next-token logits; None when the forward was asked for none
     last_hidden_state: Tensor  # (B, T, d) after the final RMSNorm
     hidden_states: list[Tensor]  # L + 1 tensors (B, T, d): embeddings, then each block's output
     attentions: list[AttentionRecord] | None  # one per layer when captured; q and k after RoPE, k and v
@@ -262,10 +262,12 @@ class Llama(nn.Module):
         unrotated: bool = True,
         head_gates: Tensor | None = None,
         gate_fill: str = ZERO,
+        logits: bool = True,
     ) -> LlamaOutput:
         """input_ids (B, T) long. capture: False, True or LAZY (models.attention); with it, `unrotated`
         also keeps each layer's q and k before RoPE. head_gates (L, H) or (L, B, H), one gate per layer and
-        query head (`models.attention.gate_heads`), None for the plain model."""
+        query head (`models.attention.gate_heads`), None for the plain model. logits=False skips the output
+        head (logits None): a view that shows attention only does not pay for the (T, V) logits."""
         _, t = input_ids.shape
         x = self.embed_tokens(input_ids)  # (B, T, d)
         positions = torch.arange(t, device=input_ids.device)
@@ -279,7 +281,7 @@ class Llama(nn.Module):
             before.append(kept)
         x = self.norm(x)
         return LlamaOutput(
-            logits=self.lm_head(x),
+            logits=self.lm_head(x) if logits else None,
             last_hidden_state=x,
             hidden_states=hidden_states,
             attentions=records if capture else None,

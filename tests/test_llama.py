@@ -327,6 +327,18 @@ def test_capture_paths_agree_and_gradients_reach_the_weights():
     assert model(ids, capture=True, unrotated=False).unrotated is None
 
 
+def test_a_forward_without_logits_keeps_the_same_attention_and_hidden_states():
+    torch.manual_seed(0)
+    model = build_llama(PRESETS["llama-nano"]).eval()
+    ids = torch.randint(0, 256, (1, 40))
+    with torch.no_grad():
+        full, bare = model(ids, capture=LAZY), model(ids, capture=LAZY, logits=False)
+    assert full.logits.shape == (1, 40, 256) and bare.logits is None
+    for a, b in zip(full.attentions, bare.attentions):
+        assert torch.equal(a.q, b.q) and torch.equal(a.k, b.k) and torch.equal(a.v, b.v)
+    assert torch.equal(full.last_hidden_state, bare.last_hidden_state)
+
+
 def base_raw(**change) -> dict:
     raw = hf_config("llama").to_dict() | {"model_type": "llama"}
     return raw | change
