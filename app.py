@@ -9,8 +9,8 @@ import os
 
 # Before torch loads OpenMP: its idle workers then sleep at once instead of spinning for about 300,000
 # rounds after every parallel region, CPU that the other sessions' scripts and the browsers' cores lose
-# (README, Performance: a 13-token MiniLM forward took 0.2-0.5 s of CPU on the loaded 2-core VM, 15-19 ms
-# with this). Set OMP_WAIT_POLICY in the environment to choose otherwise.
+# (README, Running it for a group: a 13-token MiniLM forward took 0.2-0.5 s of CPU on the loaded 2-core VM,
+# 12-19 ms with this). Set OMP_WAIT_POLICY in the environment to choose otherwise.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import logging
