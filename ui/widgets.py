@@ -11,7 +11,7 @@ import streamlit as st
 from models.maps import REDUCTIONS
 from ui.export import chart
 from viz.export import matrix_figure, zoom_figure
-from viz.heatmap import CELL_BUDGET
+from viz.heatmap import CELL_BUDGET, mask_of
 
 MEAN, MAX = REDUCTIONS  # the head picker's two sentinels: "mean" and "max" over heads
 ZOOM_WIDTH = 128  # tokens a side of the zoom window, by default
@@ -138,9 +138,9 @@ def matrix_view(
     copy of the matrix; the Export then holds it beside the matrix."""
     n_rows, n_cols = matrix.shape
     arrays = {"matrix": matrix, "row_tokens": list(row_tokens), "col_tokens": list(col_tokens)}
-    mask = style.get("mask")
+    mask = mask_of(style.get("mask"), matrix.shape)
     if mask is not None:
-        arrays["mask"] = np.broadcast_to(np.asarray(mask, dtype=bool), matrix.shape)
+        arrays["mask"] = mask
     export = {"view": view, "whole": whole}
     if n_rows * n_cols <= CELL_BUDGET:
         fig = matrix_figure(matrix, row_tokens, col_tokens, title, row_title, col_title, **style)

@@ -21,6 +21,7 @@ from viz.heatmap import (
     colour_lut,
     heatmap,
     index_labels,
+    mask_of,
     quantise,
     raster,
     value_range,
@@ -185,7 +186,7 @@ def zoom_figure(
     matrix, `width` a side, as cells with hover. A `mask` in style is the whole matrix's, (R, C)."""
     rows, cols = slice(q0, q0 + width), slice(k0, k0 + width)
     if style.get("mask") is not None:
-        style["mask"] = np.broadcast_to(np.asarray(style["mask"], dtype=bool), matrix.shape)[rows, cols]
+        style["mask"] = mask_of(style["mask"], matrix.shape)[rows, cols]
     return heatmap(
         matrix[rows, cols], index_labels(row_tokens[rows], q0), index_labels(col_tokens[cols], k0),
         title=f"Zoom: queries {q0}–{q0 + width - 1}, keys {k0}–{k0 + width - 1}",

@@ -43,6 +43,11 @@ def check_matrix(matrix, row_labels=None, col_labels=None, name: str = "matrix")
     return matrix
 
 
+def mask_of(mask, shape: tuple[int, int]) -> np.ndarray | None:
+    """A figure's `mask` (None, or bool broadcastable to `shape`, True = shown) as a (R, C) bool view."""
+    return None if mask is None else np.broadcast_to(np.asarray(mask, dtype=bool), shape)
+
+
 def index_labels(tokens, start: int = 0) -> list[str]:
     """'12 the' for token 12: unique labels for hover and ticks, as tokens repeat."""
     return [f"{start + i} {t}" for i, t in enumerate(tokens)]
@@ -96,8 +101,8 @@ def heatmap(
             matrix, row_labels, col_labels, title=title, row_title=row_title, col_title=col_title,
             colorscale=colorscale, zmin=zmin, zmax=zmax, zmid=zmid, height=height, mask=mask,
         )  # fmt: skip
+    mask = mask_of(mask, matrix.shape)
     if mask is not None:
-        mask = np.broadcast_to(np.asarray(mask, dtype=bool), matrix.shape)
         matrix = np.where(mask, matrix, np.nan)
     n_rows, n_cols = matrix.shape
     # With labels the axes are categories named by them (unique, e.g. "12 the"): hover reads a cell's
@@ -195,8 +200,7 @@ def pool_max(matrix: np.ndarray, max_side: int = RASTER_SIDE, mask=None) -> tupl
     MiB at 4,096 tokens, cost more in fresh pages than the pooling itself), over the columns some row of
     the band shows: a causal mask's future is not read."""
     matrix = np.asarray(matrix, dtype=np.float32)
-    if mask is not None:
-        mask = np.broadcast_to(np.asarray(mask, dtype=bool), matrix.shape)
+    mask = mask_of(mask, matrix.shape)
     f = max(1, int(np.ceil(max(matrix.shape) / max_side)))
     if f == 1:
         return (matrix if mask is None else np.where(mask, matrix, np.nan)), 1
@@ -321,8 +325,7 @@ def raster(
     at the cells' positions so that ticks, zoom and hover coordinates are rows and columns. mask (R, C)
     bool, True = shown: False cells are drawn as masked, as NaN cells are (without a masked copy)."""
     matrix = check_matrix(matrix, row_labels, col_labels)
-    if mask is not None:
-        mask = np.broadcast_to(np.asarray(mask, dtype=bool), matrix.shape)
+    mask = mask_of(mask, matrix.shape)
     if mask is not None and max(matrix.shape) <= max_side:  # a pixel a cell: quantise reads the mask
         pooled, f, shown = matrix, 1, mask
     else:

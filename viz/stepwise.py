@@ -8,7 +8,7 @@ way (grey, no hover), and matrices past its cell budget become rasters.
 import numpy as np
 import plotly.graph_objects as go
 
-from viz.heatmap import check_matrix, heatmap, index_labels
+from viz.heatmap import check_matrix, heatmap, index_labels, mask_of
 
 
 def char_labels(tokens: list[str]) -> list[str]:
@@ -41,7 +41,7 @@ def labelled_heatmap(
     `decimals` prints each value on its cell, rounded.
     """
     matrix = check_matrix(matrix, row_labels, col_labels)
-    shown = matrix if mask is None else matrix[np.broadcast_to(np.asarray(mask, dtype=bool), matrix.shape)]
+    shown = matrix if mask is None else matrix[mask_of(mask, matrix.shape)]
     finite = shown[np.isfinite(shown)]
     if zmid is not None and finite.size and zmin is None and zmax is None:
         bound = float(np.abs(finite - zmid).max()) or 1.0
