@@ -118,13 +118,19 @@ class AttentionMaps:
             return self._memoised((layer, head), lambda: self._reduce(layer, head))
         return self._memoised((layer, head), lambda: self._weights(layer, head))
 
+    @property
+    def _read_as_weights(self) -> bool:
+        """A head's map is read whole from `Family.weights`: the weights were kept, or q and k are on a
+        GPU. Otherwise (q and k on the CPU) the softmax is written straight into the result."""
+        return self.family.probs is not None or self.family.q.device.type != "cpu"
+
     def _weights(self, layer: int, head: int) -> np.ndarray:
         """(Tq, Tk) one head's weights. Under a mask on the CPU, a band of query rows at a time over the
         keys that some row of the band may attend: the keys a causal or sliding-window mask hides from
         the whole band are neither multiplied nor exponentiated, and the result's pages they cover are
         never written (`lazy_zeros`). At 4,096 tokens a causal map then costs about half."""
         family = self.family
-        if family.probs is not None or family.mask is None or family.q.device.type != "cpu":
+        if self._read_as_weights or family.mask is None:
             return family.weights(layer, head).float().cpu().numpy()
         out = lazy_zeros(self.shape)
         written = torch.from_numpy(out)
@@ -169,8 +175,8 @@ class AttentionMaps:
                 kept = self._memo.get((layer, h))
             if kept is not None:
                 out[h] = torch.from_numpy(kept.copy())
-            elif self.family.probs is not None or self.family.q.device.type != "cpu":
-                out[h] = self.family.weights(layer, h).float().cpu()  # kept weights, or from a GPU
+            elif self._read_as_weights:
+                out[h] = self.family.weights(layer, h).float().cpu()
             else:
                 torch.softmax(self.family.scores(layer, h).float(), dim=-1, out=out[h])
         return out.numpy()
