@@ -11,7 +11,7 @@ the same numbers. Per model, length and thread count, every timing in the same p
 
 - fast: our forward, capture off (fused attention);
 - first view: the causal page's first head view, through the page's own functions without Streamlit
-  (`head_view` below): one forward with capture=LAZY and the readout (`ui.llama_causal.lazy_maps`), layer 0
+  (`head_view` below): one forward with capture=LAZY and the readout (`models.long_heads.llama_maps`), layer 0
   head 0's (T × T) map from q and k and its mask (`head_map`), the figures `ui.widgets.matrix_view` draws
   (`matrix_figure`: cells, or a raster of the whole map beside a 128 × 128 `zoom_figure`), and each figure
   turned into JSON as st.plotly_chart does (`sent`);
@@ -44,15 +44,13 @@ import plotly.tools
 import torch
 
 from benchmarks.timing import machine
-from models.attention import LAZY
 from models.errors import ModelLoadError
 from models.llama import PRESETS, build_llama
 from models.llama_io import load_llama, save_llama
-from models.long_heads import long_head_scores, repeated_block
+from models.long_heads import llama_maps, long_head_scores, repeated_block
 from models.maps import AttentionMaps
-from models.readout import readout
 from models.registry import load_model, names
-from ui.llama_causal import head_map, lazy_maps
+from ui.llama_causal import head_map
 from ui.widgets import MAX_ZOOM_WIDTH, ZOOM_WIDTH
 from viz.export import matrix_figure, zoom_figure
 from viz.heatmap import CELL_BUDGET
@@ -153,7 +151,7 @@ def bench(label: str, ours, hf, timer: LayerTimer, n: int, repeats: int) -> dict
 
     @torch.no_grad()
     def first_view():  # the page's default layer and head: 0, 0
-        maps = lazy_maps(ours, ids[0].tolist())
+        maps = llama_maps(ours.model, ids[0].tolist())
         head_view(maps, 0, 0, tokens)
         state["maps"] = maps
 
@@ -193,9 +191,7 @@ def bench(label: str, ours, hf, timer: LayerTimer, n: int, repeats: int) -> dict
     @torch.no_grad()
     def head_scores():
         probe, period = repeated_block(n, 1, cfg.vocab_size, bos=int(ids[0, 0]))
-        out = ours.model(probe[None], capture=LAZY, unrotated=False)
-        on_probe = AttentionMaps(readout(decoder_self=out.attentions)["decoder_self"])
-        long_head_scores(AttentionMaps(maps.family), on_probe, period)
+        long_head_scores(AttentionMaps(maps.family), llama_maps(ours.model, probe.tolist()), period)
 
     start = time.perf_counter()
     head_scores()

@@ -14,14 +14,25 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from models.attention import LAZY
 from models.head_scores import induction_score, previous_token_score
 from models.maps import AttentionMaps
+from models.readout import readout
 
 SCORES = {
     "sink": "share of attention on the first token (<s>), mean over queries",
     "previous_token": "mean weight on the previous token",
     "induction": "mean weight on the token after the first copy, on a random block repeated far later",
 }
+
+
+@torch.no_grad()
+def llama_maps(model, ids: list[int]) -> AttentionMaps:
+    """Every head's map on `ids` from one LAZY forward of a `models.llama.Llama` (q, k and v kept; no
+    logits, which no map needs); each map is computed when read."""
+    ids = torch.tensor([ids], device=next(model.parameters()).device)
+    records = model(ids, capture=LAZY, unrotated=False, logits=False).attentions
+    return AttentionMaps(readout(decoder_self=records)["decoder_self"])
 
 
 def repeated_block(length: int, low: int, high: int, bos: int, seed: int = 0) -> tuple[Tensor, int]:

@@ -42,14 +42,11 @@ import torch
 import torch.nn.functional as F
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
-from models.attention import LAZY
 from models.device import default_device
 from models.head_scores import induction_score
 from models.llama import PRESETS, Llama, LlamaConfig, build_llama
 from models.llama_io import save_llama
-from models.long_heads import long_head_scores, repeated_block
-from models.maps import AttentionMaps
-from models.readout import readout
+from models.long_heads import llama_maps, long_head_scores, repeated_block
 from scripts.train_gpt import SKIPPED_DIRS, lr_at, progress
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -264,13 +261,7 @@ def measure_heads(model: Llama, val_data: torch.Tensor, vocab: int, seed: int = 
     probe, period = repeated_block(MEASURE_LENGTH, len(SPECIALS), vocab, bos=0, seed=seed)
     if period < LONG_GAP:
         raise ValueError(f"the probe repeats its block {period} tokens later, under {LONG_GAP}")
-    device = next(model.parameters()).device
-
-    def maps(ids: list[int]) -> AttentionMaps:
-        records = model(torch.tensor([ids], device=device), capture=LAZY, unrotated=False).attentions
-        return AttentionMaps(readout(decoder_self=records)["decoder_self"])
-
-    return long_head_scores(maps(text), maps(probe.tolist()), period)
+    return long_head_scores(llama_maps(model, text), llama_maps(model, probe.tolist()), period)
 
 
 def uniform_scores(length: int = MEASURE_LENGTH) -> dict[str, float]:
@@ -336,8 +327,7 @@ def measure(directory: Path, seed: int = 0) -> None:
     print(f"induction of L{layer}.H{head} by length (random block repeated half the length later):")
     for length in (256, 1024, 2048, MEASURE_LENGTH):
         probe, period = repeated_block(length, len(SPECIALS), loaded.config.vocab_size, bos=0, seed=seed)
-        records = loaded.model(probe[None], capture=LAZY, unrotated=False).attentions
-        w = AttentionMaps(readout(decoder_self=records)["decoder_self"]).head(layer, head)
+        w = llama_maps(loaded.model, probe.tolist()).head(layer, head)
         score = float(induction_score(torch.from_numpy(w.copy())[1:, 1:], period))
         level = uniform_scores(length)["induction"]
         print(f"  {length} tokens, repeated {period} later: {score:.3f} (uniform attention {level:.4f})")

@@ -16,13 +16,11 @@ import pandas as pd
 import streamlit as st
 import torch
 
-from models.attention import LAZY
 from models.gpt_io import TextGPT
 from models.hf_generic import HFModel
 from models.llama_io import TextLlama
-from models.long_heads import SCORES, long_head_scores, repeated_block
+from models.long_heads import SCORES, llama_maps, long_head_scores, repeated_block
 from models.maps import AttentionMaps
-from models.readout import readout
 from models.registry import names
 from ui.export import chart
 from ui.hf_causal import hf_sections
@@ -95,18 +93,12 @@ def gqa_table(model: TextLlama) -> None:
     st.dataframe(table)
 
 
-def lazy_maps(model: TextLlama, ids: list[int]) -> AttentionMaps:
-    """Every head on `ids` from one LAZY forward (q, k and v kept); maps are computed when read. The
-    forward skips the output head: no view of this page reads its logits (at 1,024 tokens the output head
-    is a third of llama-stdlib's forward)."""
-    records = model.run(ids, capture=LAZY, unrotated=False, logits=False).attentions
-    return AttentionMaps(readout(decoder_self=records)["decoder_self"])
-
-
 def run(model: TextLlama, ids: list[int]) -> AttentionMaps:
-    """`lazy_maps`, kept once per process."""
+    """Every head on `ids` (`models.long_heads.llama_maps`: one LAZY forward without the output head, whose
+    logits no view of this page reads; at 1,024 tokens that is a third of llama-stdlib's forward), kept
+    once per process."""
     key = digest("llama_maps", *model_key(model), ids)
-    return computed(key, lambda: lazy_maps(model, ids), spinner="Running the model…")
+    return computed(key, lambda: llama_maps(model.model, ids), spinner="Running the model…")
 
 
 def head_map(maps: AttentionMaps, layer: int, head: int | str) -> tuple[np.ndarray, np.ndarray | None]:
