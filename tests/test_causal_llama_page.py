@@ -12,6 +12,7 @@ import models.llama
 from models.llama import sliding_window_mask
 from tests.conftest import count_calls
 from tests.test_causal_page import figure, z
+from tests.test_gpt import save_random_gpt2
 from tests.test_llama import TOKENIZER
 from ui.llama_causal import LOCAL
 
@@ -81,21 +82,15 @@ def test_an_empty_path_and_a_wrong_directory_get_messages(tmp_path):
 
 @pytest.fixture(scope="module")
 def gpt2_dir(tmp_path_factory):
-    torch.manual_seed(0)
-    config = transformers.GPT2Config(
-        vocab_size=TOKENIZER.get_vocab_size(),
-        n_positions=256,
-        n_embd=32,
-        n_layer=2,
-        n_head=4,
-        attn_implementation="eager",
-    )
-    model = transformers.GPT2LMHeadModel(config).eval()
-    with torch.no_grad():  # GPT-2 initialises biases and LayerNorms trivially; perturb them so the test bites
-        for p in model.parameters():
-            p.add_(0.05 * torch.randn_like(p))
     directory = tmp_path_factory.mktemp("gpt2")
-    model.save_pretrained(directory)
+    config = {
+        "vocab_size": TOKENIZER.get_vocab_size(),
+        "n_positions": 256,
+        "n_embd": 32,
+        "n_layer": 2,
+        "n_head": 4,
+    }
+    model = save_random_gpt2(directory, transformers.GPT2LMHeadModel, **config)
     TOKENIZER.save(str(directory / "tokenizer.json"))
     return directory, model
 

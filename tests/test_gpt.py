@@ -10,20 +10,25 @@ from models.gpt import PRESETS, build_gpt, generate
 from models.gpt_io import ALPHABET, UNKNOWN, CharTokenizer, load_gpt, save_gpt
 
 
+def save_random_gpt2(directory, model_class, **config):
+    """A transformers GPT-2 (`model_class`, e.g. GPT2Model) of `config` with random weights, eager
+    attention, saved to `directory`; returns it (eval mode)."""
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    model = model_class(transformers.GPT2Config(**config, attn_implementation="eager")).eval()
+    with torch.no_grad():  # GPT-2 initialises biases and LayerNorms trivially; perturb them so the test bites
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    model.save_pretrained(directory)
+    return model
+
+
 @pytest.fixture(scope="module")
 def gpt2_dir(tmp_path_factory):
     transformers = pytest.importorskip("transformers")
-    torch.manual_seed(0)
-    config = transformers.GPT2Config(
-        vocab_size=101, n_positions=40, n_embd=48, n_layer=3, n_head=4, attn_implementation="eager"
-    )
-    reference = transformers.GPT2Model(config).eval()
-    with torch.no_grad():  # GPT-2 initialises biases and LayerNorms trivially; perturb them so the test bites
-        for p in reference.parameters():
-            p.add_(0.05 * torch.randn_like(p))
     directory = tmp_path_factory.mktemp("gpt2")
-    reference.save_pretrained(directory)
-    return directory, reference
+    config = {"vocab_size": 101, "n_positions": 40, "n_embd": 48, "n_layer": 3, "n_head": 4}
+    return directory, save_random_gpt2(directory, transformers.GPT2Model, **config)
 
 
 def test_gpt2_parity_hidden_states_and_attention(gpt2_dir):
