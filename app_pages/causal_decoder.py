@@ -91,9 +91,10 @@ def short_head(head) -> str:
 def intro() -> None:
     st.title("Causal decoder")
     st.caption(
-        "A small character-level GPT that we train ourselves (`python -m scripts.train_gpt`) on the "
-        "docstrings of Python's standard library. Masked attention only attends to what has already been "
-        "produced (S12)."
+        "Masked attention only attends to what has already been produced (S12). The models: gpt-stdlib, a "
+        "small character-level GPT, and llama-stdlib, a long-context Llama, both trained by us on Python's "
+        "standard library (`python -m scripts.train_gpt`, `python -m scripts.train_llama`), or a GPT-2, "
+        "Llama, Mistral or Qwen2 by name or directory."
     )
 
 
