@@ -39,9 +39,9 @@ EXAMPLES = {
     "causal": "Return the number of items in the list. Return the",
     "seq2seq": "Twenty-sixth of November 2026",
 }
-AUTO_FLOW_EDGES = 2**18  # flow runs on its own up to this many edges (MiniLM: about 200 tokens)
-SECONDS_PER_FLOW = 0.015  # one maximum flow through AUTO_FLOW_EDGES edges, measured on one CPU core
-FLOW_FIRST = 32  # past AUTO_FLOW_EDGES, flow first runs for this many inputs: those with the most rollout
+AUTO_FLOW_EDGES = 2**20  # flow runs on its own up to this many edges (MiniLM: about 420 tokens)
+POOL_EDGES = 2**18  # past this many edges the flows spread over every core (below, a worker costs more)
+SECONDS_PER_EDGE = 1.5e-6  # one output token's flows, per edge of the graph, on one CPU core (MiniLM, 512)
 FAMILY_NAMES = {
     "encoder": "encoder self-attention",
     "decoder_self": "decoder masked self-attention",
@@ -65,9 +65,11 @@ reach the output rather than how much of it they make up (a row of flows does no
 Zuidema rescale rows to 1 for their plots). On long inputs the narrowest cut is often the input token's
 own edges into the first layer, and flow then says more about that layer than about the output token.
 Exact maximum flow (scipy, Dinic), one per input token, with capacities scaled by 2²⁴ and rounded to
-integers, spread over the machine's cores: past about 200 tokens it takes seconds to a minute per output
-token, so it runs when asked, first to the 32 input tokens with the most rollout (each value exact, the
-others left grey) and to every input token on a second request.
+integers, spread over the machine's cores. Each runs on a small part of the graph (every token's 16
+strongest edges in and out, and all of the input token's own) and is kept only when it equals the capacity
+of a cut of the whole graph, which proves no larger flow exists; otherwise the cut's missing edges join the
+small graph and the flow runs again. About 2 s per output token at MiniLM's 512 tokens on two cores;
+larger graphs wait to be asked for.
 """
 CROSS_GRAPH = """
 For the encoder–decoder the graph joins the source characters and the decoder's own inputs (marked →):
@@ -187,59 +189,43 @@ def rolled_of(key: str, captured: Captured, head: str) -> Rolled:
     return computed(digest(key, "rollout", head), run, spinner="Rolling out every layer…")
 
 
-def flow_of(key: str, rolled: Rolled, head: str, output: int, inputs: list[int] | None = None) -> np.ndarray:
-    """One output token's flow to every input token (or to `inputs` only, NaN elsewhere), with a progress
-    bar while the maximum flows run."""
+def flow_of(key: str, rolled: Rolled, head: str, output: int) -> np.ndarray:
+    """One output token's flow to every input token, with a progress bar while the maximum flows run."""
     graph = rolled.graph
 
     def run() -> np.ndarray:
         bar = st.progress(0.0, text="Maximum flow to each input token…")
-        step = max(1, (graph.n_nodes if inputs is None else len(inputs)) // 50)
+        step = max(1, graph.n_nodes // 50)
 
         def progress(done: int, total: int) -> None:
             if done % step == 0 or done == total:
                 bar.progress(done / total, text=f"Maximum flow to input token {done} of {total}…")
 
         output_node = graph.outputs.start + output
-        workers = flow_workers(graph)
-        flows = attention_flow(
-            graph.transitions, output_node, progress=progress, workers=workers, inputs=inputs
-        )
+        flows = attention_flow(graph.transitions, output_node, progress=progress, workers=flow_workers(graph))
         bar.empty()
         return flows
 
-    return computed(digest(key, "flow", head, output, inputs), run)
+    return computed(digest(key, "flow", head, output), run)
 
 
 def flow_workers(graph: LayerGraph) -> int:
-    """Processes for one output token's flows: every core once the flows take seconds, else this one (a
-    worker process costs more to start than a small graph's flows)."""
-    return default_workers() if len(graph.transitions) * graph.n_nodes**2 > AUTO_FLOW_EDGES else 1
+    """Processes for one output token's flows: every core past POOL_EDGES, else this one."""
+    return default_workers() if len(graph.transitions) * graph.n_nodes**2 > POOL_EDGES else 1
 
 
-def flow_wanted(graph: LayerGraph) -> str | None:
-    """Which inputs flow runs for: "all" on its own for small graphs; above AUTO_FLOW_EDGES, when the user
-    asks, "first" (the FLOW_FIRST inputs with the most rollout), then "all" on a second request; None
-    while not asked."""
+def flow_wanted(graph: LayerGraph) -> bool:
+    """Whether flow runs: on its own up to AUTO_FLOW_EDGES, past that when the user asks."""
     edges = len(graph.transitions) * graph.n_nodes**2
     if edges <= AUTO_FLOW_EDGES:
-        return "all"
+        return True
     workers = flow_workers(graph)
-    seconds = edges / AUTO_FLOW_EDGES * SECONDS_PER_FLOW / workers  # one maximum flow
     cores = f" on {workers} cores" if workers > 1 else ""
-    first = min(FLOW_FIRST, graph.n_nodes)
-    if not st.toggle(
-        f"Compute attention flow to the {first} input tokens with the most rollout (maximum flows through "
-        f"up to {edges:,} edges{cores}, roughly {first * seconds:.0f} s)",
+    return st.toggle(
+        f"Compute attention flow ({graph.n_nodes} exact maximum flows through a graph of {edges:,} edges"
+        f"{cores}, roughly {edges * SECONDS_PER_EDGE / workers:.0f} s for each output token)",
         key="rf_flow_on",
-    ):
-        return None
-    every = st.toggle(
-        f"… and to every input token ({graph.n_nodes} maximum flows, roughly {graph.n_nodes * seconds:.0f} s "
-        "for each output token)",
-        key="rf_flow_all",
     )
-    return "all" if every else "first"
 
 
 def side_by_side(n_cells: int):
@@ -304,17 +290,10 @@ def rollout_view(key: str, captured: Captured) -> None:
             key="rf_strip_raw",
         )
     chart(token_strip(rolled.rows[output], cols, "rollout", "Rollout", token_mask), key="rf_strip_rollout")
-    scope = flow_wanted(rolled.graph)
-    if scope is None:
-        return
-    title = "Attention flow (maximum flow to each input token)"
-    inputs = None
-    if scope == "first":  # the inputs this output's rollout draws on most; the others wait to be asked for
-        inputs = [int(j) for j in np.argsort(-rolled.rows[output], kind="stable")[:FLOW_FIRST]]
-        title = f"Attention flow to the {len(inputs)} inputs with the most rollout (grey: not computed)"
-    flows = flow_of(key, rolled, head, output, inputs)
-    drawn = token_mask if inputs is None else ~np.isnan(flows) & (True if token_mask is None else token_mask)
-    chart(token_strip(np.nan_to_num(flows), cols, "flow", title, drawn), key="rf_strip_flow")
+    if flow_wanted(rolled.graph):
+        flows = flow_of(key, rolled, head, output)
+        title = "Attention flow (maximum flow to each input token)"
+        chart(token_strip(flows, cols, "flow", title, token_mask), key="rf_strip_flow")
 
 
 @dataclass

@@ -98,19 +98,12 @@ def test_a_local_directory_is_read_by_its_kind():
 
 def test_flow_of_a_long_input_waits_to_be_asked_for(monkeypatch):
     calls = count_calls(monkeypatch, (models.bert.BertModel, "forward"))
-    text = " ".join(["word"] * 213)  # 215 wordpieces with [CLS] and [SEP]: 6 × 215² edges, past 2^18
+    text = " ".join(["word"] * 428)  # 430 wordpieces with [CLS] and [SEP]: 6 × 430² edges, past 2^20
     at = run_page("all-MiniLM-L6-v2 (encoder)", rf_text_encoder=text)
     assert not at.exception and not at.error
-    assert z(at, "rf_rollout_map").shape == (215, 215)
+    assert z(at, "rf_strip_rollout")[0].shape == (430,)  # the map itself is a raster at this size
     assert not [c for c in at.get("plotly_chart") if "rf_strip_flow" in c.proto.id]
     at.toggle(key="rf_flow_on").set_value(True).run()
-    first = z(at, "rf_strip_flow")[0]  # the 32 inputs with the most rollout; the others masked
-    rollout = z(at, "rf_strip_rollout")[0]
-    shown = ~np.isnan(first)
-    assert first.shape == (215,) and shown.sum() == 32
-    assert rollout[shown].min() >= rollout[~shown].max()
-    at.toggle(key="rf_flow_all").set_value(True).run()
     flows = z(at, "rf_strip_flow")[0]
-    assert flows.shape == (215,) and not np.isnan(flows).any() and 0.1 < flows.max() <= 1 + 1e-6
-    np.testing.assert_array_equal(flows[shown], first[shown])  # the same exact flows, not estimates
+    assert flows.shape == (430,) and not np.isnan(flows).any() and 0.1 < flows.max() <= 1 + 1e-6
     assert len(calls) == 1

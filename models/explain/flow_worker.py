@@ -1,20 +1,18 @@
 """The worker side of `models.explain.flow`'s parallel maximum flows: numpy and scipy only.
 
-A worker keeps one output token's `SinkGraphs` (set by `start`, the pool's initializer; a forked worker
-inherits them) and answers chunks of input tokens with their integer maximum flows.
+A worker keeps one output token's `OutputFlows` (set by `start`, the pool's initializer; a forked worker
+inherits it) and answers chunks of input tokens with their integer maximum flows.
 """
 
-from scipy.sparse.csgraph import maximum_flow
-
-_GRAPHS = None
+_FLOWS = None
 
 
-def start(graphs) -> None:
-    """Keep the graphs (`models.explain.flow.SinkGraphs`) that this worker's flows run on."""
-    global _GRAPHS
-    _GRAPHS = graphs
+def start(flows) -> None:
+    """Keep the output token's flows (`models.explain.flow.OutputFlows`) that this worker answers from."""
+    global _FLOWS
+    _FLOWS = flows
 
 
 def flows(inputs: list[int]) -> list[int]:
     """The integer maximum flow from the output token to each of these input tokens."""
-    return [int(maximum_flow(_GRAPHS.graph(j), 0, _GRAPHS.sink, method="dinic").flow_value) for j in inputs]
+    return [_FLOWS.flow(j) for j in inputs]
