@@ -10,6 +10,7 @@ import torch
 
 from models.attention import LAZY
 from models.errors import ModelLoadError
+from models.explain.capture import attention_modules
 from models.gpt import generate
 from models.gpt_io import TextGPT
 from models.head_scores import (
@@ -26,6 +27,7 @@ from ui.links import explain_link
 from ui.llama_causal import llama_page, model_choice
 from ui.models import get_model
 from ui.results import computed, digest
+from ui.value_norms import Attentions, value_norms_section
 from ui.widgets import clamped_int, device, head_name, layer_head_picker
 from viz.attention import attention_heatmap, head_statistic_heatmap
 from viz.causal import generation_rows, mark_targets, overlay_causal_mask
@@ -47,17 +49,24 @@ def head_scores(_gpt: TextGPT, model_key: tuple) -> dict[str, np.ndarray]:
     return {name: values.numpy() for name, values in measure_heads(_gpt.model, ids, PERIOD).items()}
 
 
+def family_of(model) -> str:
+    return "decoder_self" if isinstance(model, TextGPT) else "encoder"
+
+
+def maps_key(model, ids: list[int]) -> str:
+    """The digest that keeps `attention_of(model, ids)` and what is derived from it."""
+    return digest("causal_decoder", family_of(model), *model_key(model), ids)
+
+
 def attention_of(model, ids: list[int]) -> AttentionMaps:
     """Every head of a GPT (decoder_self) or a BERT (encoder) on `ids`, from one forward per input."""
-    family = "decoder_self" if isinstance(model, TextGPT) else "encoder"
+    family = family_of(model)
 
     def run() -> AttentionMaps:
         records = model.run(list(ids), capture=LAZY).attentions
         return AttentionMaps(readout(**{family: records})[family])
 
-    return computed(
-        digest("causal_decoder", family, *model_key(model), ids), run, spinner="Running the model…"
-    )
+    return computed(maps_key(model, ids), run, spinner="Running the model…")
 
 
 def generation_of(gpt: TextGPT, ids: list[int], n_new: int, temperature: float):
@@ -140,11 +149,11 @@ def heads_section(gpt: TextGPT) -> tuple[int, int]:
 def text_choice() -> tuple[str, bool]:
     st.session_state.setdefault("cd_text", EXAMPLE)
     st.text_input(
-        "Your text (for sections 2, 3 and 5)", key="cd_text", persist_state="session", max_chars=1000,
+        "Your text (for sections 2, 3, 5 and 6)", key="cd_text", persist_state="session", max_chars=1000,
         bind="query-params",
     )  # fmt: skip
     repeat = st.checkbox(
-        "Repeat it twice in sections 2 and 3", value=True, key="cd_repeat", bind="query-params"
+        "Repeat it twice in sections 2, 3 and 6", value=True, key="cd_repeat", bind="query-params"
     )
     return st.session_state.cd_text, repeat
 
@@ -298,6 +307,15 @@ def encoder_vs_decoder_section(gpt: TextGPT, text: str, best: tuple[int, int]) -
         decoder_side(gpt, text, best)
 
 
+def value_section(gpt: TextGPT, text: str, repeat: bool) -> None:
+    """Section 6: Kobayashi et al.'s value-weighted norms on the text of sections 2 and 3."""
+    ids, labels = encode(gpt, text * 2 if repeat else text, quiet=True)
+    family, modules = attention_of(gpt, ids).family, attention_modules(gpt)["decoder_self"]
+    attentions = {"decoder_self": Attentions(family, modules, labels, labels)}
+    title = "6 · What each head moves: value-weighted norms (S11)"
+    value_norms_section(title, maps_key(gpt, ids), attentions, "cd")
+
+
 def gpt_stdlib() -> TextGPT | None:
     try:
         return get_model("gpt-stdlib", device(), kind="causal")
@@ -323,6 +341,7 @@ def main() -> None:
     chosen_head_view(gpt, text, repeat, best)
     if text.strip():
         encoder_vs_decoder_section(gpt, text, best)
+        value_section(gpt, text, repeat)
     explain_link()
 
 

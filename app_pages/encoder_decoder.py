@@ -23,6 +23,7 @@ from models.date_task import (
     validate,
 )
 from models.errors import ModelLoadError
+from models.explain.capture import attention_modules
 from models.maps import AttentionMaps
 from models.readout import readout
 from models.seq2seq import Seq2Seq, Seq2SeqConfig, decode_step_by_step
@@ -30,6 +31,8 @@ from ui.export import chart
 from ui.links import explain_link
 from ui.models import get_model
 from ui.results import computed, digest
+from ui.value_norms import EXPLANATION as VALUE_NORMS
+from ui.value_norms import Attentions, value_norms_view
 from ui.widgets import device, head_name, layer_head_picker
 from viz.attention import attention_heatmap, head_statistic_heatmap
 from viz.seq2seq import head_rows_heatmap, masked_attention_heatmap, next_token_bar
@@ -68,6 +71,7 @@ class Decoding:
     dec_out: list[str]  # what it writes at each step
     step_probs: np.ndarray  # (steps, V) next-token probabilities at each step
     maps: dict[str, AttentionMaps]  # "encoder" (Ts, Ts), "decoder_self" (Tt, Tt), "cross" (Tt, Ts)
+    key: str  # the digest of (model, text) that keeps this decoding
 
     @property
     def rows(self) -> list[str]:
@@ -99,6 +103,7 @@ def decoding_of(model: Seq2Seq, config: Seq2SeqConfig, text: str) -> Decoding:
             dec_out=[TGT_VOCAB.tokens[t] for t in run.tokens],
             step_probs=np.stack([s.probs.float().cpu().numpy() for s in run.steps]),
             maps={name: AttentionMaps(f, memo_bytes=MAPS_MEMO_BYTES) for name, f in families.items()},
+            key=key,
         )
 
     key = digest("seq2seq", id(model), str(next(model.parameters()).device), text)
@@ -255,11 +260,26 @@ def encoder_view(result: Decoding) -> None:
     )
 
 
-def full_view(result: Decoding, text: str) -> None:
-    """The whole decoding at once: cross-attention, masked self-attention and encoder self-attention."""
-    cross_tab, self_tab, enc_tab = st.tabs(
-        ["Cross-attention (target × source)", "Decoder masked self-attention", "Encoder self-attention"]
-    )
+def value_view(result: Decoding, modules: dict[str, list]) -> None:
+    """Kobayashi et al.'s value-weighted norms of each kind of attention, beside α."""
+    with st.expander("What the value norms compute"):
+        st.markdown(VALUE_NORMS)
+    labels = {
+        "cross": (result.rows, result.src_labels),
+        "decoder_self": (result.rows, result.dec_in),
+        "encoder": (result.src_labels, result.src_labels),
+    }
+    attentions = {name: Attentions(result.maps[name].family, modules[name], *labels[name]) for name in labels}
+    value_norms_view(result.key, attentions, "s2s")
+
+
+def full_view(result: Decoding, text: str, modules: dict[str, list]) -> None:
+    """The whole decoding at once: cross-attention, masked self-attention and encoder self-attention, and
+    what each head moves (`modules`: each family's attention modules, for W_O)."""
+    cross_tab, self_tab, enc_tab, value_tab = st.tabs(
+        ["Cross-attention (target × source)", "Decoder masked self-attention", "Encoder self-attention",
+         "Value-weighted norms"]
+    )  # fmt: skip
     with cross_tab:
         cross_view(result)
         alignment_view(result, text)
@@ -267,6 +287,8 @@ def full_view(result: Decoding, text: str) -> None:
         decoder_self_view(result)
     with enc_tab:
         encoder_view(result)
+    with value_tab:
+        value_view(result, modules)
 
 
 def main() -> None:
@@ -277,10 +299,11 @@ def main() -> None:
         "attention over the encoder output (S10)."
     )
     try:
-        model, config, meta = get_model("seq2seq-dates", device(), kind="seq2seq")
+        loaded = get_model("seq2seq-dates", device(), kind="seq2seq")
     except ModelLoadError as err:
         st.error(f"Cannot load the encoder-decoder: {err}")
         return
+    model, config, meta = loaded
     text = input_ui()
     if text is None:
         return
@@ -291,7 +314,7 @@ def main() -> None:
     st.subheader("Greedy decoding, step by step")
     step_view(result)
     st.subheader("Every attention of the whole decoding")
-    full_view(result, text)
+    full_view(result, text, attention_modules(loaded))
     explain_link()
 
 

@@ -6,6 +6,7 @@ and one layer's value-weighted norms are computed when first shown and kept the 
 reduction, attention, layer and head controls live in fragments and never rerun the model.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,9 +24,10 @@ from ui.export import chart
 from ui.hub import SUGGESTIONS, model_field, offer_download
 from ui.models import get_model
 from ui.results import computed, digest
-from ui.widgets import device, head_name, layer_head_picker, matrix_view
+from ui.value_norms import EXPLANATION as VALUE_NORMS
+from ui.value_norms import FAMILY_NAMES, Attentions, masked, side_by_side, value_norms_view
+from ui.widgets import device, matrix_view
 from viz.explain import token_strip
-from viz.heatmap import CELL_BUDGET
 from viz.stepwise import char_labels
 
 MODELS = {  # what the picker offers -> (embedded name, kind)
@@ -42,11 +44,6 @@ EXAMPLES = {
 AUTO_FLOW_EDGES = 2**20  # flow runs on its own up to this many edges (MiniLM: about 420 tokens)
 POOL_EDGES = 2**18  # past this many edges the flows spread over every core (below, a worker costs more)
 SECONDS_PER_EDGE = 1.5e-6  # one output token's flows, per edge of the graph, on one CPU core (MiniLM, 512)
-FAMILY_NAMES = {
-    "encoder": "encoder self-attention",
-    "decoder_self": "decoder masked self-attention",
-    "cross": "cross-attention",
-}
 
 ROLLOUT = """
 **Attention rollout** — Abnar & Zuidema (2020), *Quantifying Attention Flow in Transformers*, ACL.
@@ -71,21 +68,13 @@ of a cut of the whole graph, which proves no larger flow exists; otherwise the c
 small graph and the flow runs again. About 2 s per output token at MiniLM's 512 tokens on two cores;
 larger graphs wait to be asked for.
 """
+CHECKED = "The check under the maps measures that on this input.\n"
 CROSS_GRAPH = """
 For the encoder–decoder the graph joins the source characters and the decoder's own inputs (marked →):
 each decoder self-attention mixes the decoder's tokens, and each cross-attention keeps ½ of a decoder
 token (the residual) and takes ½ from the encoder's output, which itself rolls out through the encoder —
 the attention-only reading of Chefer et al. (2021), *Generic Attention-model Explainability for
 Interpreting Bi-Modal and Encoder-Decoder Transformers*, ICCV.
-"""
-VALUE_NORMS = """
-**Value-weighted norms** — Kobayashi, Kuribayashi, Yokoi & Inui (2020), *Attention is Not Only a Weight:
-Analyzing Transformers with Vector Norms*, EMNLP. What token j adds to token i through a head is
-α_ij f(x_j), where f(x_j) is j's value vector passed through that head's part of the output projection.
-A large weight on a token whose f(x_j) is tiny moves almost nothing — much of BERT's attention on [CLS]
-and [SEP] is of that kind — so read the length ‖α_ij f(x_j)‖ instead of α_ij, per head (S11), and
-‖Σ_h α_ij f_h(x_j)‖ for the whole layer. These terms, summed over keys and heads with the output bias,
-are exactly the attention sublayer's output: the check under the maps measures it on this input.
 """
 
 
@@ -228,11 +217,6 @@ def flow_wanted(graph: LayerGraph) -> bool:
     )
 
 
-def side_by_side(n_cells: int):
-    """Two columns for two maps, or two rows when a map is a raster with its own zoom columns."""
-    return st.columns(2) if n_cells <= CELL_BUDGET else (st.container(), st.container())
-
-
 def reach_mask(captured: Captured, shape: tuple[int, int]) -> np.ndarray | None:
     """(outputs, N) True where an output token can reach an input token: a decoder's own inputs up to
     itself, and every source token; None for an encoder (every token reaches every token)."""
@@ -241,11 +225,6 @@ def reach_mask(captured: Captured, shape: tuple[int, int]) -> np.ndarray | None:
     rows, n = shape
     own = np.arange(rows)[None, :] <= np.arange(rows)[:, None]  # (rows, rows) lower triangle
     return np.hstack([np.ones((rows, n - rows), dtype=bool), own])
-
-
-def masked(matrix: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
-    """NaN where `mask` is False: the heatmap core draws NaN grey, as cells or in a raster."""
-    return matrix if mask is None else np.where(mask, matrix, np.nan).astype(np.float32)
 
 
 def raw_family(captured: Captured) -> str:
@@ -296,74 +275,25 @@ def rollout_view(key: str, captured: Captured) -> None:
         chart(token_strip(flows, cols, "flow", title, token_mask), key="rf_strip_flow")
 
 
-@dataclass
-class LayerNorms:
-    """One layer's ‖Σ_h α f‖ and how closely its terms rebuild the sublayer's output."""
-
-    summed: np.ndarray  # (Tq, Tk)
-    mean_alpha: np.ndarray  # (Tq, Tk)
-    error: float  # max |Σ_j Σ_h α_ij f_h(x_j) + b_O − output|, over queries and channels
-
-    @property
-    def nbytes(self) -> int:
-        return self.summed.nbytes + self.mean_alpha.nbytes
+def attentions_of(captured: Captured) -> dict[str, Attentions]:
+    """Each family of the captured forward as the value-norm section reads it."""
+    return {
+        name: Attentions(family, captured.modules[name], *axis_labels(captured, name))
+        for name, family in captured.families.items()
+    }
 
 
-def layer_norms_of(key: str, captured: Captured, name: str, layer: int) -> LayerNorms:
-    def run() -> LayerNorms:
-        family, module = captured.families[name], captured.modules[name][layer]
-        norms = ValueNorms(family, captured.modules[name])
-        heads = captured.heads_out[name][layer]  # (H, Tq, dh): the kernel's A·V
+def kernel_check(captured: Captured) -> Callable[[ValueNorms, int], float]:
+    """How closely a layer's value terms rebuild the output of the fused kernel's own A·V, merged by W_O."""
+
+    def check(norms: ValueNorms, layer: int) -> float:
+        heads = captured.heads_out[norms.family.name][layer]  # (H, Tq, dh): the kernel's A·V
         with torch.no_grad():
-            output = module.out_proj(heads.transpose(0, 1).reshape(heads.shape[1], -1)).double()
-            error = float((norms.reconstruct(layer) - output).abs().max())
-            mean_alpha = family.weights(layer, slice(None)).mean(0).float().cpu().numpy()
-        return LayerNorms(norms.summed(layer), mean_alpha, error)
+            merged = heads.transpose(0, 1).reshape(heads.shape[1], -1)
+            output = captured.modules[norms.family.name][layer].out_proj(merged).double()
+            return float((norms.reconstruct(layer) - output).abs().max())
 
-    return computed(digest(key, "value_norms", name, layer), run, spinner="Summing the heads' vectors…")
-
-
-@st.fragment
-def value_view(key: str, captured: Captured) -> None:
-    names = list(captured.families)
-    name = names[0]
-    if len(names) > 1:
-        name = st.radio("Attention", names, format_func=FAMILY_NAMES.get, horizontal=True, key="rf_vn_family")
-    family = captured.families[name]
-    layer, head = layer_head_picker(family.n_layers, family.n_heads, key=f"rf_vn_{name}", reductions=False)
-    norms = ValueNorms(family, captured.modules[name])
-    rows, cols = axis_labels(captured, name)
-    mask = family.head_mask(layer, head)
-    mask = None if mask is None else mask.cpu().numpy()
-    with torch.no_grad():
-        alpha = family.weights(layer, head).float().cpu().numpy()
-    where = f"{FAMILY_NAMES[name]}, layer {layer}" if len(names) > 1 else f"layer {layer}"
-    first, second = side_by_side(alpha.size)
-    with first:
-        matrix_view(masked(alpha, mask), rows, cols, "rf_alpha", f"α: {where}, {head_name(head)}", zmin=0.0)
-    with second:
-        matrix_view(
-            masked(norms.weighted(layer, head), mask), rows, cols, "rf_weighted",
-            f"‖α f(x)‖: {where}, {head_name(head)}", zmin=0.0, value_name="norm",
-        )  # fmt: skip
-    chart(
-        token_strip(norms.norms(layer)[head], cols, "‖f(x_j)‖", f"‖f(x_j)‖ of each key, {head_name(head)}"),
-        key="rf_value_lengths",
-    )
-    summed = layer_norms_of(key, captured, name, layer)
-    first, second = side_by_side(alpha.size)
-    with first:
-        title = f"α: {where}, mean over heads"
-        matrix_view(masked(summed.mean_alpha, mask), rows, cols, "rf_alpha_mean", title, zmin=0.0)
-    with second:
-        matrix_view(
-            masked(summed.summed, mask), rows, cols, "rf_summed",
-            f"‖Σ_h α_h f_h(x)‖: {where}, all heads", zmin=0.0, value_name="norm",
-        )  # fmt: skip
-    st.caption(
-        f"Check: Σ_j Σ_h α_ij f_h(x_j) + b_O rebuilds this sublayer's output (from the fused kernel) within "
-        f"{summed.error:.1e}, the largest difference over every query and channel."
-    )
+    return check
 
 
 def kind_label(kind: str) -> str:
@@ -403,8 +333,8 @@ def main() -> None:
     rollout_view(key, captured)
     st.header("Value-weighted norms")
     with st.expander("What the value norms compute", expanded=True):
-        st.markdown(VALUE_NORMS)
-    value_view(key, captured)
+        st.markdown(VALUE_NORMS + CHECKED)
+    value_norms_view(key, attentions_of(captured), "rf", kernel_check(captured))
 
 
 main()

@@ -1,8 +1,9 @@
 """Text attention: every layer and head of a real pretrained encoder, on the user's text, at any length.
 
 The model runs once per (model, text) on its fast path, keeping q and k (`capture=LAZY`); a head's map is
-computed when it is shown. Layer, head and zoom changes rerun only the head view's fragment; the overview
-and the statistics, which need every map, are computed when their tab is opened.
+computed when it is shown. Layer, head and zoom changes rerun only the head view's fragment; the overview,
+the statistics and the value-weighted norms, which need every map of a layer or more, are computed when
+their tab is opened.
 """
 
 from dataclasses import dataclass
@@ -13,6 +14,8 @@ import streamlit as st
 
 from models.attention import LAZY
 from models.bert import ModelLoadError, TextModel
+from models.explain.capture import attention_modules
+from models.explain.value_norms import Attention
 from models.hf_generic import HFModel
 from models.maps import STATISTICS, AttentionMaps
 from models.readout import readout
@@ -23,6 +26,8 @@ from ui.models import get_text_model
 from ui.results import computed, digest
 from ui.share import seed_text, share_param, share_text, text_digest, url_once, view_state
 from ui.uploads import UPLOAD_MB, UploadError, decode_text
+from ui.value_norms import EXPLANATION as VALUE_NORMS
+from ui.value_norms import Attentions, value_norms_view
 from ui.widgets import clicked, device, head_name, layer_head_picker, matrix_view
 from viz.attention import head_overview, head_statistic_heatmap, token_strip_html
 
@@ -43,6 +48,8 @@ class TextAttention:
     tokens: list[str]
     n_dropped: int  # wordpieces cut because the text was longer than the model's positions
     maps: AttentionMaps
+    key: str  # the digest of (model, text) that keeps this result
+    modules: list[Attention] | None  # the model's attention layers (W_O, b_O); None for a transformers model
 
     @property
     def nbytes(self) -> int:
@@ -56,7 +63,8 @@ def attention_of(model: TextModel, text: str) -> TextAttention:
         encoding = model.encode(text)
         output = model.run(encoding.ids, capture=LAZY)
         family = readout(encoder=output.attentions)["encoder"]
-        return TextAttention(encoding.tokens, encoding.n_dropped, AttentionMaps(family))
+        modules = attention_modules(model)["encoder"] if isinstance(model, TextModel) else None
+        return TextAttention(encoding.tokens, encoding.n_dropped, AttentionMaps(family), key, modules)
 
     key = digest("text", model.name, str(model.device), id(model.model), text)
     return computed(key, run, spinner="Running the model…")
@@ -223,7 +231,27 @@ def statistics_view(result: TextAttention) -> None:
     st.dataframe(stats_table(stats), hide_index=True, height=300)
 
 
-TABS = {HEADS: head_view, "Every layer × head": overview, "Per-head statistics": statistics_view}
+def value_view(result: TextAttention) -> None:
+    """Kobayashi et al.'s value-weighted norms of a layer and head, beside α."""
+    with st.expander("What the value norms compute"):
+        st.markdown(VALUE_NORMS)
+    if result.modules is None:
+        st.info(
+            "This model runs through transformers, which hands back only the attention weights; the value "
+            "norms need each head's values and the output projection, which the app reads from models it "
+            "runs itself (the embedded MiniLM, or a BERT-format checkpoint by name or path)."
+        )
+        return
+    attentions = Attentions(result.maps.family, result.modules, result.tokens, result.tokens)
+    value_norms_view(result.key, {"encoder": attentions}, "ta")
+
+
+TABS = {
+    HEADS: head_view,
+    "Every layer × head": overview,
+    "Per-head statistics": statistics_view,
+    "Value-weighted norms": value_view,
+}
 
 
 def main() -> None:

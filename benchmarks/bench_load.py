@@ -80,7 +80,7 @@ def sentence(k: int, r: int = 0) -> str:
 PAGES = {
     "Text attention": lambda page, k, r: fill(page, "Text (any language)", sentence(k, r), "Control+Enter"),
     "Step by step": lambda page, k, r: fill(page, "Text", sentence(k, r), "Control+Enter"),
-    "Causal decoder": lambda page, k, r: fill(page, "Your text (for sections 2, 3 and 5)", sentence(k, r)),
+    "Causal decoder": lambda page, k, r: fill(page, "Your text (for sections 2, 3, 5 and 6)", sentence(k, r)),
     "Encoder–decoder": lambda page, k, r: fill(
         page, "A date written in English", f"{k + 1} March {1990 + k + 20 * r}"
     ),

@@ -24,7 +24,7 @@ from models.errors import ModelLoadError
 NOTICE = (
     "This model is read through transformers (attn_implementation='eager', output_attentions=True): its "
     "attention maps are its own, but its queries, keys and values are not exposed, so the step-by-step "
-    "stages and head ablation are not available for it."
+    "stages, the value-weighted norms and head ablation are not available for it."
 )
 CAUSAL_ENDINGS = ("ForCausalLM", "LMHeadModel")
 

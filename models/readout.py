@@ -68,12 +68,12 @@ class Family:
             return scores.masked_fill_(~mask, float("-inf"))  # after scaling, before the softmax
         return torch.where(mask, scores, scores.new_tensor(float("-inf")), out=scores)  # no (Tq, Tk) ~mask
 
-    def weights(self, layer: int, head: int | slice) -> Tensor:
+    def weights(self, layer: int, head: int | slice, queries: slice = slice(None)) -> Tensor:
         """(Tq, Tk) the attention probabilities of one head ((h, Tq, Tk) for a slice): kept ones, or
-        computed from q and k."""
+        computed from q and k; `queries` takes a block of rows."""
         if self.probs is not None:
-            return self.probs[layer, head]
-        scores = self.scores(layer, head)
+            return self.probs[layer, head, ..., queries, :]
+        scores = self.scores(layer, head, queries)
         if scores.requires_grad:
             return scores.softmax(dim=-1)
         return torch.softmax(scores, dim=-1, out=scores)  # in place: one (Tq, Tk) buffer, not two

@@ -120,7 +120,7 @@ def test_links_reopen_the_causal_and_detr_views(browser, app_url, path, query, s
         if path == "detr":
             expect(page.get_by_label("Scene seed")).to_have_value("7", timeout=90_000)
         else:
-            expect(page.get_by_label("Your text (for sections 2, 3 and 5)")).to_have_value(
+            expect(page.get_by_label("Your text (for sections 2, 3, 5 and 6)")).to_have_value(
                 "abcabc xyz", timeout=90_000
             )
         assert not page.get_by_test_id("stException").count()

@@ -70,6 +70,13 @@ def test_a_local_mistral_shows_its_groups_scores_and_window(mistral_dir, monkeyp
     layer = at.session_state["cdl_layer"]
     assert figure(at, "cdl_text_map")["layout"]["title"]["text"] == f"layer {layer}, head 3"
     assert len(forwards) == 2  # a head change computes a map from q and k, never a forward
+    at.toggle(key="cdl_vn_on").set_value(True).run()  # value norms: f of head 3 from K/V head 1's values
+    at.selectbox(key="cdl_vn_decoder_self_head").set_value(3).run()
+    assert not at.exception and not at.error
+    alpha, weighted = z(at, "cdl_alpha_map"), z(at, "cdl_weighted_map")
+    assert np.isnan(alpha[~allowed]).all() and np.isnan(z(at, "cdl_summed_map")[~allowed]).all()
+    np.testing.assert_allclose(weighted, alpha * z(at, "cdl_value_lengths")[0][None, :], rtol=1e-5, atol=1e-6)
+    assert len(forwards) == 2
 
 
 def test_an_empty_path_and_a_wrong_directory_get_messages(tmp_path):

@@ -118,3 +118,23 @@ def test_head_choices_never_rerun_a_model(forward_calls):
     assert "Layer 0, head 3" in figure(at, "generation")["layout"]["title"]["text"]
     assert figure(at, "vs_encoder")["layout"]["title"]["text"] == "MiniLM L5 mean over heads"
     assert len(forward_calls) == n_forwards
+
+
+def test_value_norms_of_the_head_on_the_text_of_sections_2_and_3(default_page):
+    """Section 6 (opened by its toggle): α of the chosen head is section 2's map, masked grey above the
+    diagonal, and ‖α f(x)‖ is α scaled by each key's ‖f(x_j)‖."""
+    at = default_page
+    at.toggle(key="cd_vn_on").set_value(True).run()
+    assert not at.exception and not at.error
+    layer, head = at.session_state["cd_layer"], at.session_state["cd_head"]
+    at.selectbox(key="cd_vn_decoder_self_layer").set_value(layer).run()
+    at.selectbox(key="cd_vn_decoder_self_head").set_value(head).run()
+    alpha, weighted = z(at, "cd_alpha_map"), z(at, "cd_weighted_map")
+    t = 2 * len("Quick zebras jump. ")
+    above = np.triu_indices(t, 1)
+    assert alpha.shape == (t, t) and np.isnan(alpha[above]).all() and np.isnan(weighted[above]).all()
+    np.testing.assert_allclose(np.nan_to_num(alpha), z(at, "own_text"), atol=1e-6)
+    lengths = z(at, "cd_value_lengths")[0]
+    np.testing.assert_allclose(weighted, alpha * lengths[None, :], rtol=1e-5, atol=1e-6)
+    summed = z(at, "cd_summed_map")
+    assert summed.shape == (t, t) and np.isnan(summed[above]).all() and (summed[np.tril_indices(t)] > 0).all()

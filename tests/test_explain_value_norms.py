@@ -1,15 +1,20 @@
 """Value-weighted norms (Kobayashi et al. 2020): the terms α^h_ij f^h(x_j), summed over keys and heads with
 the output bias, give back each attention sublayer's output (read by a forward hook) within 1e-4, on
-MiniLM, gpt-stdlib and every attention of the encoder-decoder; the norms equal their definitions."""
+MiniLM, gpt-stdlib, every attention of the encoder-decoder and a grouped-query Llama; the norms equal their
+definitions."""
 
 import numpy as np
 import pytest
 import torch
 
+from models.attention import LAZY
 from models.bert import load_bert
+from models.explain import value_norms
 from models.explain.capture import InputError, attention_modules, capture_text
 from models.explain.value_norms import ValueNorms, summed_norms, transformed_values
 from models.gpt_io import load_gpt
+from models.llama import LlamaConfig, build_llama
+from models.readout import readout
 from models.registry import load_model
 
 
@@ -91,3 +96,35 @@ def test_inputs_the_models_cannot_read():
         capture_text(load_gpt(), "  ")
     with pytest.raises(InputError, match="does not know"):
         capture_text(load_model("seq2seq-dates"), "26/11/2026")
+
+
+@torch.no_grad()
+def test_grouped_query_attention_adds_up_too():
+    """A Llama with 4 query heads sharing 2 K/V heads and an output bias: each head's f^h uses the values of
+    the K/V head it shares, and the terms rebuild every layer's attention output (hooked on o_proj's
+    GroupedQueryAttention)."""
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=50, n_layer=2, n_head=4, n_kv_head=2, d_model=32, d_head=8, d_mlp=64,
+                         out_bias=True)  # fmt: skip
+    model = build_llama(config).eval()
+    outputs = {}
+    for layer, block in enumerate(model.layers):
+        block.self_attn.register_forward_hook(lambda m, a, out, layer=layer: outputs.update({layer: out[0]}))
+    out = model(torch.randint(0, 50, (1, 12)), capture=LAZY, unrotated=False)
+    family = readout(decoder_self=out.attentions)["decoder_self"]
+    norms = ValueNorms(family, [block.self_attn for block in model.layers])
+    for layer in range(2):
+        torch.testing.assert_close(norms.reconstruct(layer), outputs[layer][0].double(), atol=1e-5, rtol=0)
+    kv = model.layers[1].self_attn.v_proj(model.layers[1].input_layernorm(out.hidden_states[1]))[0]
+    v_of_head_3 = kv.view(12, 2, 8)[:, 1]  # (T, dh): head 3 shares K/V head 1
+    w_o = model.layers[1].self_attn.o_proj.weight[:, 3 * 8 : 4 * 8]  # (d, dh)
+    np.testing.assert_allclose(norms.norms(1)[3], (v_of_head_3 @ w_o.T).norm(dim=-1).numpy(), rtol=1e-5)
+
+
+def test_the_summed_norms_in_blocks_of_queries_equal_one_block(monkeypatch):
+    captured = capture_text(load_bert(), "The animal didn't cross the street because it was too tired.")
+    family = captured.families["encoder"]
+    norms = ValueNorms(family, captured.modules["encoder"])
+    whole = norms.summed(3)
+    monkeypatch.setattr(value_norms, "BLOCK_BYTES", 8 * family.n_heads * family.shape[1] * 3)  # 3 rows
+    np.testing.assert_allclose(norms.summed(3), whole, rtol=1e-5)  # float32 scores of other shapes

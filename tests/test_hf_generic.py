@@ -118,6 +118,9 @@ def test_the_text_page_shows_it_with_a_notice(roberta_dir):
     assert any("step-by-step stages" in i.value for i in at.info)
     expected = reference(roberta_dir, load_model(str(roberta_dir)).encode(TEXT).ids)[0][0, 0].numpy()
     np.testing.assert_allclose(z(at, "head"), expected, atol=1e-6)
+    at.session_state["ta_tab"] = "Value-weighted norms"
+    at.run()
+    assert not at.exception and any("only the attention weights" in i.value for i in at.info)
 
 
 def test_the_causal_page_shows_it_with_a_notice(opt_dir):

@@ -35,7 +35,7 @@ from models.seq2seq import (
     save_seq2seq,
 )
 from scripts.train_seq2seq import exact_match, task_config, train
-from tests.conftest import count_calls, figure
+from tests.conftest import count_calls, figure, z
 from viz.heatmap import MASK_GREY, masked_colour
 from viz.seq2seq import head_rows_heatmap, masked_attention_heatmap, next_token_bar
 
@@ -345,8 +345,9 @@ def test_page_decodes_the_default_example():
     at = run_page()
     assert not at.error
     assert any("Model output: **`2026-11-26`** · correct" in m.value for m in at.markdown)
-    # step: cross row, self row, next token; whole: cross, 3 field alignments, masked self, encoder
-    assert len(at.get("plotly_chart")) == 9
+    # step: cross row, self row, next token; whole: cross, 3 field alignments, masked self, encoder, and
+    # the value norms: α, ‖α f‖, ‖f(x_j)‖, the head mean of α, ‖Σ_h α f‖
+    assert len(at.get("plotly_chart")) == 14
 
 
 def test_page_widgets_change_the_view_without_decoding_again(forward_calls):
@@ -367,14 +368,23 @@ def test_page_widgets_change_the_view_without_decoding_again(forward_calls):
     assert masked["layout"]["title"]["text"] == "Decoder layer 0, head 3"
     at.selectbox(key="s2s_enc_layer").set_value(1).run()
     assert figure(at, "s2s_enc_map")["layout"]["title"]["text"] == "Encoder layer 1, head 0"
-    assert not at.exception and len(at.get("plotly_chart")) == 9
+    assert not at.exception and len(at.get("plotly_chart")) == 14
+    at.radio(key="s2s_vn_family").set_value("cross").run()
+    at.selectbox(key="s2s_vn_cross_layer").set_value(1).run()
+    at.selectbox(key="s2s_vn_cross_head").set_value(2).run()
+    at.selectbox(key="s2s_cross_head").set_value(2).run()
+    alpha, weighted = z(at, "s2s_alpha_map"), z(at, "s2s_weighted_map")
+    np.testing.assert_allclose(alpha, z(at, "s2s_cross_map"), atol=1e-6)  # layer 1, head 2 of the tab
+    lengths = z(at, "s2s_value_lengths")[0]  # ‖f(x_j)‖ of each source character, head 2
+    np.testing.assert_allclose(weighted, alpha * lengths[None, :], rtol=1e-5, atol=1e-6)
+    assert z(at, "s2s_summed_map").shape == alpha.shape and alpha.shape[1] == len("the 3rd of sept 1999")
     assert len(forward_calls) == 1  # no control reruns the model
 
 
 def test_page_without_a_readable_date_skips_the_alignment():
     at = run_page("november 2026")  # no day: the model still answers, but nothing to align with
     assert not at.error and any("no single valid date" in m.value for m in at.markdown)
-    assert len(at.get("plotly_chart")) == 6
+    assert len(at.get("plotly_chart")) == 11
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 import models.bert
-from tests.conftest import count_calls, figure
+from tests.conftest import count_calls, figure, z
 
 PAGE = str(Path(__file__).parents[1] / "app_pages" / "text_attention.py")
 
@@ -43,12 +43,21 @@ def test_default_text_shows_every_head_without_rerunning_the_model(forward_calls
     at.session_state["ta_tab"] = "Per-head statistics"
     at.run()
     assert len(at.dataframe[0].value) == 72
+    at.session_state["ta_tab"] = "Value-weighted norms"
+    at.run()
+    at.selectbox(key="ta_vn_encoder_layer").set_value(4).run()
+    at.selectbox(key="ta_vn_encoder_head").set_value(7).run()
+    alpha, weighted = z(at, "ta_alpha_map"), z(at, "ta_weighted_map")
+    lengths = z(at, "ta_value_lengths")[0]  # ‖f(x_j)‖ of head 7: the weighted map is α scaled per key
+    np.testing.assert_allclose(weighted, alpha * lengths[None, :], rtol=1e-5, atol=1e-6)
+    assert z(at, "ta_summed_map").shape == (n_tokens, n_tokens)
     at.session_state["ta_tab"] = "Heads"
     at.run()
     at.selectbox(key="ta_layer").set_value(4).run()
     at.selectbox(key="ta_head").set_value(7).run()
     assert not at.exception
     assert figure(at, "head_map")["layout"]["title"]["text"] == "Layer 4, head 7"
+    np.testing.assert_allclose(z(at, "head_map"), alpha, atol=1e-6)  # the value tab's α is this head's map
     at.selectbox(key="ta_head").set_value("mean").run()
     assert "mean over heads" in figure(at, "head_map")["layout"]["title"]["text"]
     assert len(forward_calls) == 1  # a head change never reruns the model

@@ -27,6 +27,7 @@ from ui.hf_causal import hf_sections
 from ui.hub import SUGGESTIONS, model_field, named_model
 from ui.llama_models import gqa_head_picker
 from ui.results import computed, digest
+from ui.value_norms import Attentions, value_norms_section
 from ui.widgets import head_name, matrix_view
 from viz.attention import head_statistic_heatmap
 
@@ -93,12 +94,16 @@ def gqa_table(model: TextLlama) -> None:
     st.dataframe(table)
 
 
+def maps_key(model: TextLlama, ids: list[int]) -> str:
+    """The digest that keeps `run(model, ids)` and what is derived from it."""
+    return digest("llama_maps", *model_key(model), ids)
+
+
 def run(model: TextLlama, ids: list[int]) -> AttentionMaps:
     """Every head on `ids` (`models.long_heads.llama_maps`: one LAZY forward without the output head, whose
     logits no view of this page reads; at 1,024 tokens that is a third of llama-stdlib's forward), kept
     once per process."""
-    key = digest("llama_maps", *model_key(model), ids)
-    return computed(key, lambda: llama_maps(model.model, ids), spinner="Running the model…")
+    return computed(maps_key(model, ids), lambda: llama_maps(model.model, ids), spinner="Running the model…")
 
 
 def head_map(maps: AttentionMaps, layer: int, head: int | str) -> tuple[np.ndarray, np.ndarray | None]:
@@ -202,6 +207,10 @@ def llama_sections(model: TextLlama) -> None:
     ids, tokens = chosen
     head_view(model, ids, tokens)
     heads_section(model, ids)
+    modules = [layer.self_attn for layer in model.model.layers]
+    attentions = {"decoder_self": Attentions(run(model, ids).family, modules, tokens, tokens)}
+    title = "4 · What each head moves: value-weighted norms (S11)"
+    value_norms_section(title, maps_key(model, ids), attentions, "cdl")
 
 
 def llama_page(name_or_path: str) -> TextGPT | None:

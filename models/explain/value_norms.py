@@ -14,48 +14,64 @@ The attention sublayer's output decomposes exactly into these terms:
 `ValueNorms.reconstruct` computes and the tests check against the module's output.
 
 Everything is read from a captured forward: α from the family's q and k, the values v (after their bias)
-from the record, and W_O, b_O from the layer's `MultiHeadAttention.out_proj`.
+from the record, and W_O, b_O from the layer's output projection: `MultiHeadAttention.out_proj`, or
+`o_proj` of a Llama-family `GroupedQueryAttention`, whose record holds each query head's shared K/V head's
+values, so that f^h uses the values head h attends over.
 """
 
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from models.attention import MultiHeadAttention
+from models.llama import GroupedQueryAttention
 from models.readout import Family
 
+Attention = MultiHeadAttention | GroupedQueryAttention
+BLOCK_BYTES = 2**26  # the float64 weights of every head for one block of queries in `ValueNorms.summed`
 
-def head_projections(module: MultiHeadAttention) -> Tensor:
+
+def output_projection(module: Attention) -> nn.Linear:
+    """The layer's W_O and b_O: our MultiHeadAttention's `out_proj`, a GroupedQueryAttention's `o_proj`."""
+    return module.out_proj if isinstance(module, MultiHeadAttention) else module.o_proj
+
+
+def head_projections(module: Attention) -> Tensor:
     """(H, dh, d): W_O^h, the rows of the output projection that head h's output goes through."""
-    weight = module.out_proj.weight  # (d, H*dh), nn.Linear computes merged @ weight.T
-    return weight.T.reshape(module.n_heads, module.d_head, -1)
+    weight = output_projection(module).weight  # (d, H*dh), nn.Linear computes merged @ weight.T
+    return weight.T.reshape(-1, module.d_head, weight.shape[0])
 
 
-def transformed_values(v: Tensor, module: MultiHeadAttention) -> Tensor:
+def transformed_values(v: Tensor, module: Attention) -> Tensor:
     """v (H, Tk, dh) per-head values (bias included) -> f (H, Tk, d), f^h(x_j) = v^h_j W_O^h."""
     return v @ head_projections(module).to(v.dtype)
 
 
-def summed_norms(weights: Tensor, f: Tensor) -> Tensor:
+def value_grams(f: Tensor) -> Tensor:
+    """f (H, Tk, d) -> (Tk, H, H): each key's Gram matrix of its head vectors, in float64."""
+    f = f.double()
+    return torch.einsum("hjd,gjd->jhg", f, f)
+
+
+def summed_norms(weights: Tensor, f: Tensor, grams: Tensor | None = None) -> Tensor:
     """weights (H, Tq, Tk), f (H, Tk, d) -> (Tq, Tk) ‖Σ_h α^h_ij f^h(x_j)‖, in float64.
 
     Through each key's (H, H) Gram matrix of its head vectors, ‖Σ_h a_h f^h‖² = aᵀ G_j a, so that no
-    (Tq, Tk, d) tensor is built."""
-    f = f.double()
-    gram = torch.einsum("hjd,gjd->jhg", f, f)  # (Tk, H, H)
+    (Tq, Tk, d) tensor is built. `grams`: `value_grams(f)` when the caller has them already."""
+    grams = value_grams(f) if grams is None else grams
     a = weights.double()
-    squared = torch.einsum("hij,jhg,gij->ij", a, gram, a)
+    squared = torch.einsum("hij,jhg,gij->ij", a, grams, a)
     return squared.clamp_min(0).sqrt()
 
 
 class ValueNorms:
     """Value-weighted attention of one family on one input, one layer at a time, on demand.
 
-    family: the readout family (q, k, v of every layer); modules: the family's MultiHeadAttention per
-    layer (for W_O and b_O). Results are float32 numpy arrays.
+    family: the readout family (q, k, v of every layer); modules: the family's attention module per layer
+    (for W_O and b_O). Results are float32 numpy arrays.
     """
 
-    def __init__(self, family: Family, modules: list[MultiHeadAttention]):
+    def __init__(self, family: Family, modules: list[Attention]):
         if len(modules) != family.n_layers:
             raise ValueError(
                 f"{family.name} has {family.n_layers} layers but {len(modules)} attention modules"
@@ -84,13 +100,20 @@ class ValueNorms:
     @torch.no_grad()
     def summed(self, layer: int) -> np.ndarray:
         """(Tq, Tk) ‖Σ_h α^h_ij f^h(x_j)‖: what key j adds to query i through the whole layer."""
-        alpha = self.family.weights(layer, slice(None))
-        return summed_norms(alpha, self.values(layer)).float().cpu().numpy()
+        values = self.values(layer)
+        grams = value_grams(values)
+        n_queries, n_keys = self.family.shape
+        rows = max(1, BLOCK_BYTES // (8 * self.n_heads * n_keys))  # a block of queries at a time
+        blocks = [
+            summed_norms(self.family.weights(layer, slice(None), slice(start, start + rows)), values, grams)
+            for start in range(0, n_queries, rows)
+        ]
+        return torch.cat(blocks).float().cpu().numpy()
 
     @torch.no_grad()
     def reconstruct(self, layer: int) -> Tensor:
         """(Tq, d) Σ_j Σ_h α^h_ij f^h(x_j) + b_O: the attention sublayer's output rebuilt from its terms."""
         alpha = self.family.weights(layer, slice(None)).double()  # (H, Tq, Tk)
         out = torch.einsum("hij,hjd->id", alpha, self.values(layer).double())
-        bias = self.modules[layer].out_proj.bias
+        bias = output_projection(self.modules[layer]).bias
         return out if bias is None else out + bias.double()

@@ -1,0 +1,142 @@
+"""Value-weighted norms (Kobayashi et al. 2020) as a page section, on any page's own forward: one head's α
+beside ‖α f(x)‖, each key's ‖f(x_j)‖, and the whole layer's ‖Σ_h α f‖ beside the head mean of α. The text,
+causal and encoder-decoder pages and the rollout page draw it; `models.explain.value_norms` computes it."""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import streamlit as st
+import torch
+
+from models.explain.value_norms import Attention, ValueNorms
+from models.readout import Family
+from ui.export import chart
+from ui.results import computed, digest
+from ui.widgets import head_name, layer_head_picker, matrix_view
+from viz.explain import token_strip
+from viz.heatmap import CELL_BUDGET
+
+FAMILY_NAMES = {
+    "encoder": "encoder self-attention",
+    "decoder_self": "decoder masked self-attention",
+    "cross": "cross-attention",
+}
+
+EXPLANATION = """
+**Value-weighted norms** — Kobayashi, Kuribayashi, Yokoi & Inui (2020), *Attention is Not Only a Weight:
+Analyzing Transformers with Vector Norms*, EMNLP. What token j adds to token i through a head is
+α_ij f(x_j), where f(x_j) is j's value vector passed through that head's part of the output projection.
+A large weight on a token whose f(x_j) is tiny moves almost nothing — much of BERT's attention on [CLS]
+and [SEP] is of that kind — so read the length ‖α_ij f(x_j)‖ instead of α_ij, per head (S11), and
+‖Σ_h α_ij f_h(x_j)‖ for the whole layer. These terms, summed over keys and heads with the output bias,
+are exactly the attention sublayer's output.
+"""
+
+
+@dataclass
+class Attentions:
+    """What the section reads of one kind of attention: the family, its modules and its axis labels."""
+
+    family: Family
+    modules: list[Attention]  # one per layer, for W_O and b_O
+    rows: list[str]  # query tokens
+    cols: list[str]  # key tokens
+
+
+@dataclass
+class LayerNorms:
+    """One layer's ‖Σ_h α f‖ and the head mean of α, and (where the page can check it) how closely the
+    terms rebuild the sublayer's output."""
+
+    summed: np.ndarray  # (Tq, Tk)
+    mean_alpha: np.ndarray  # (Tq, Tk)
+    error: float | None  # max |Σ_j Σ_h α_ij f_h(x_j) + b_O − output| over queries and channels
+
+    @property
+    def nbytes(self) -> int:
+        return self.summed.nbytes + self.mean_alpha.nbytes
+
+
+def side_by_side(n_cells: int):
+    """Two columns for two maps, or two rows when a map is a raster with its own zoom columns."""
+    return st.columns(2) if n_cells <= CELL_BUDGET else (st.container(), st.container())
+
+
+def masked(matrix: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+    """NaN where `mask` is False: the heatmap core draws NaN grey, as cells or in a raster."""
+    return matrix if mask is None else np.where(mask, matrix, np.nan).astype(np.float32)
+
+
+def layer_norms_of(key: str, norms: ValueNorms, layer: int, check: Callable | None) -> LayerNorms:
+    """One layer's summed norms, computed once per (input, family, layer) and kept like the forward."""
+
+    def run() -> LayerNorms:
+        with torch.no_grad():
+            mean_alpha = norms.family.weights(layer, slice(None)).mean(0).float().cpu().numpy()
+        error = None if check is None else check(norms, layer)
+        return LayerNorms(norms.summed(layer), mean_alpha, error)
+
+    return computed(digest(key, "value_norms", norms.family.name, layer), run, spinner="Summing the heads…")
+
+
+@st.fragment
+def value_norms_view(key: str, attentions: dict[str, Attentions], prefix: str, check: Callable | None = None):
+    """The section: a family radio (when there are several), a layer and head, and the four maps. `key`
+    names the input (the forward's digest); `check(norms, layer)`, where given, measures how closely the
+    terms rebuild the sublayer's output, shown under the maps."""
+    names = list(attentions)
+    name = names[0]
+    if len(names) > 1:
+        name = st.radio(
+            "Attention", names, format_func=FAMILY_NAMES.get, horizontal=True, key=f"{prefix}_vn_family"
+        )
+    family, rows, cols = attentions[name].family, attentions[name].rows, attentions[name].cols
+    layer, head = layer_head_picker(
+        family.n_layers, family.n_heads, key=f"{prefix}_vn_{name}", reductions=False
+    )
+    norms = ValueNorms(family, attentions[name].modules)
+    mask = family.head_mask(layer, head)
+    mask = None if mask is None else mask.cpu().numpy()
+    with torch.no_grad():
+        alpha = family.weights(layer, head).float().cpu().numpy()
+    where = f"{FAMILY_NAMES[name]}, layer {layer}" if len(names) > 1 else f"layer {layer}"
+    first, second = side_by_side(alpha.size)
+    with first:
+        matrix_view(
+            masked(alpha, mask), rows, cols, f"{prefix}_alpha", f"α: {where}, {head_name(head)}", zmin=0.0
+        )
+    with second:
+        matrix_view(
+            masked(norms.weighted(layer, head), mask), rows, cols, f"{prefix}_weighted",
+            f"‖α f(x)‖: {where}, {head_name(head)}", zmin=0.0, value_name="norm",
+        )  # fmt: skip
+    chart(
+        token_strip(norms.norms(layer)[head], cols, "‖f(x_j)‖", f"‖f(x_j)‖ of each key, {head_name(head)}"),
+        key=f"{prefix}_value_lengths",
+    )
+    summed = layer_norms_of(key, norms, layer, check)
+    first, second = side_by_side(alpha.size)
+    with first:
+        title = f"α: {where}, mean over heads"
+        matrix_view(masked(summed.mean_alpha, mask), rows, cols, f"{prefix}_alpha_mean", title, zmin=0.0)
+    with second:
+        matrix_view(
+            masked(summed.summed, mask), rows, cols, f"{prefix}_summed",
+            f"‖Σ_h α_h f_h(x)‖: {where}, all heads", zmin=0.0, value_name="norm",
+        )  # fmt: skip
+    if summed.error is not None:
+        st.caption(
+            f"Check: Σ_j Σ_h α_ij f_h(x_j) + b_O rebuilds this sublayer's output (from the fused kernel) "
+            f"within {summed.error:.1e}, the largest difference over every query and channel."
+        )
+
+
+def value_norms_section(title: str, key: str, attentions: dict[str, Attentions], prefix: str) -> None:
+    """The section of a page with many sections: its header and explanation, and the maps once the user
+    opens them (their first view computes a whole layer)."""
+    st.header(title)
+    with st.expander("What the value norms compute"):
+        st.markdown(EXPLANATION)
+    if st.toggle("Show the value-weighted norms", key=f"{prefix}_vn_on"):
+        value_norms_view(key, attentions, prefix)
