@@ -282,8 +282,12 @@ class TextLlama:
         return TokenEncoding(enc.ids[dropped:], tokens[dropped:], dropped)
 
     @torch.no_grad()
-    def run(self, ids: list[int], capture: bool | str = True, unrotated: bool = True) -> LlamaOutput:
-        return self.model(torch.tensor([ids], device=self.device), capture=capture, unrotated=unrotated)
+    def run(
+        self, ids: list[int], capture: bool | str = True, unrotated: bool = True, logits: bool = True
+    ) -> LlamaOutput:
+        """One forward of `ids` (`models.llama.Llama.forward`; logits=False skips the output head)."""
+        ids = torch.tensor([ids], device=self.device)
+        return self.model(ids, capture=capture, unrotated=unrotated, logits=logits)
 
 
 def _tokenizer(path: Path) -> Tokenizer | None:

@@ -44,7 +44,7 @@ class Steps:
 
 def steps_of(model: TextLlama, ids: list[int]) -> Steps:
     def compute() -> Steps:
-        out = model.run(ids, capture=True, unrotated=True)
+        out = model.run(ids, capture=True, unrotated=True, logits=False)  # no view reads logits
         records = out.attentions
         t = len(ids)
         arrays = {

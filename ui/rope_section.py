@@ -47,7 +47,7 @@ class RopeRun:
 
 def rope_run(model: TextLlama, ids: list[int]) -> RopeRun:
     def compute() -> RopeRun:
-        out = model.run(ids, capture=LAZY, unrotated=True)
+        out = model.run(ids, capture=LAZY, unrotated=True, logits=False)  # no view reads logits
         maps = AttentionMaps(readout(decoder_self=out.attentions)["decoder_self"])
         q = torch.stack([u.q[0] for u in out.unrotated]).float().cpu()  # (L, H, T, dh)
         k = torch.stack([u.k[0] for u in out.unrotated]).float().cpu()  # (L, Hkv, T, dh)
