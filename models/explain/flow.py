@@ -88,13 +88,13 @@ class OutputFlows:
     A flow through a subgraph (the same capacities, fewer edges) is a flow of the whole graph, so it is at
     most the maximum; the capacity of any cut of the whole graph is at least the maximum. Input token j's
     flow first runs on its candidate graph: each node's KEEP strongest edges out and in (`kept`), every
-    edge out of and into token j at each level, and all of the output's and level 1's edges. Its value is
-    the maximum when it equals a cut's capacity in the whole graph: first the two cuts every such graph
-    has (`bound`: the output's own edges, or the edges into j), else the candidate's minimum cut, the nodes
-    its residual graph reaches from the output, whose capacity in the whole graph adds the edges across it
-    that the candidate lacks. While some lack, they join `kept` (for j and every later input: the flows to
-    different inputs need much the same edges) and the flow runs again; after ROUNDS, j's whole graph
-    decides. `certified` counts which of the three settled each flow.
+    edge out of and into token j at each level, the output's row and each level-1 node's edge into j.
+    Its value is the maximum when it equals a cut's capacity in the whole graph: first the two cuts every
+    such graph has (`bound`: the output's own edges, or the edges into j), else the candidate's minimum
+    cut, the nodes its residual graph reaches from the output, whose capacity in the whole graph adds the
+    edges across it that the candidate lacks. While some lack, they join `kept` (for j and every later
+    input: the flows to different inputs need much the same edges) and the flow runs again; after ROUNDS,
+    j's whole graph decides. `certified` counts which of the three settled each flow.
 
     Nodes: 0 is the output (level K); token t at level s (1 ≤ s < K) is 1 + (K - 1 - s)·N + t; the last
     node is the sink, input token j. Step s's capacities (`caps[s - 1]`) join level s to level s - 1.
