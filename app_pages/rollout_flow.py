@@ -6,6 +6,7 @@ and one layer's value-weighted norms are computed when first shown and kept the 
 reduction, attention, layer and head controls live in fragments and never rerun the model.
 """
 
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -178,11 +179,12 @@ def rolled_of(key: str, captured: Captured, head: str) -> Rolled:
     return computed(digest(key, "rollout", head), run, spinner="Rolling out every layer…")
 
 
-def flow_of(key: str, rolled: Rolled, head: str, output: int) -> np.ndarray:
-    """One output token's flow to every input token, with a progress bar while the maximum flows run."""
+def flow_of(key: str, rolled: Rolled, head: str, output: int) -> tuple[np.ndarray, dict[str, int]]:
+    """One output token's flow to every input token and how each was certified, with a progress bar while
+    the maximum flows run."""
     graph = rolled.graph
 
-    def run() -> np.ndarray:
+    def run() -> tuple[np.ndarray, dict[str, int]]:
         bar = st.progress(0.0, text="Maximum flow to each input token…")
         step = max(1, graph.n_nodes // 50)
 
@@ -191,9 +193,12 @@ def flow_of(key: str, rolled: Rolled, head: str, output: int) -> np.ndarray:
                 bar.progress(done / total, text=f"Maximum flow to input token {done} of {total}…")
 
         output_node = graph.outputs.start + output
-        flows = attention_flow(graph.transitions, output_node, progress=progress, workers=flow_workers(graph))
+        certified, workers = Counter(), flow_workers(graph)
+        flows = attention_flow(
+            graph.transitions, output_node, progress=progress, workers=workers, certified=certified
+        )
         bar.empty()
-        return flows
+        return flows, dict(certified)
 
     return computed(digest(key, "flow", head, output), run)
 
@@ -270,9 +275,22 @@ def rollout_view(key: str, captured: Captured) -> None:
         )
     chart(token_strip(rolled.rows[output], cols, "rollout", "Rollout", token_mask), key="rf_strip_rollout")
     if flow_wanted(rolled.graph):
-        flows = flow_of(key, rolled, head, output)
+        flows, certified = flow_of(key, rolled, head, output)
         title = "Attention flow (maximum flow to each input token)"
         chart(token_strip(flows, cols, "flow", title, token_mask), key="rf_strip_flow")
+        st.caption(certificates(certified))
+
+
+def certificates(certified: dict[str, int]) -> str:
+    """How the flows were proven maximal, in words (`models.explain.flow.OutputFlows`)."""
+    ways = {
+        "bound": "equal the capacity of the output token's own edges or of the input token's edges into the "
+        "first layer",
+        "cut": "equal the capacity in the whole graph of the minimum cut of the small graph they ran on",
+        "whole": "ran on the whole graph",
+    }
+    said = "; ".join(f"{certified[way]} {text}" for way, text in ways.items() if certified.get(way))
+    return f"Every value is an exact maximum flow, proven by a cut of the whole graph: {said}."
 
 
 def attentions_of(captured: Captured) -> dict[str, Attentions]:

@@ -104,10 +104,13 @@ def test_the_fast_path_equals_the_plain_path():
         plain = plain_flow(transitions, output)
         np.testing.assert_array_equal(attention_flow(transitions, output), plain)
         seen: list[int] = []
+        certified = Counter()
         pooled = attention_flow(
-            transitions, output, workers=2, progress=lambda done, _, seen=seen: seen.append(done)
-        )
+            transitions, output, workers=2, progress=lambda done, _, seen=seen: seen.append(done),
+            certified=certified,
+        )  # fmt: skip
         np.testing.assert_array_equal(pooled, plain)
+        assert sum(certified.values()) == reachable  # each input's certificate, counted by the workers
         assert plain.max() > 0.2 and seen[-1] == 30 and seen == sorted(seen)
         assert len(seen) == -(-reachable // CHUNK)  # chunk by chunk from the workers, not one by one here
         assert (plain[reachable:] == 0).all() and (plain[:reachable] > 0).all()

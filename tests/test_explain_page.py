@@ -106,4 +106,6 @@ def test_flow_of_a_long_input_waits_to_be_asked_for(monkeypatch):
     at.toggle(key="rf_flow_on").set_value(True).run()
     flows = z(at, "rf_strip_flow")[0]
     assert flows.shape == (430,) and not np.isnan(flows).any() and 0.1 < flows.max() <= 1 + 1e-6
+    proof = next(c.value for c in at.caption if c.value.startswith("Every value is an exact maximum flow"))
+    assert sum(int(n) for n in re.findall(r"(\d+) (?:equal|ran)", proof)) == 430  # one certificate each
     assert len(calls) == 1

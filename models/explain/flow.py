@@ -14,8 +14,8 @@ reaches tokens 0..o only).
 
 Every flow is exact, and most run on a small graph (`OutputFlows`): for MiniLM at 512 wordpieces an input
 token's whole graph has over a million edges and Dinic on it costs 41 to 64 ms of CPU, two thirds of that
-scipy copying the graph, while a maximum flow uses only 8 to 10 thousand edges. On small graphs of about 91
-thousand edges a flow costs 5 ms, and one output token's 512 flows 2.6 s of CPU
+scipy copying the graph, while a maximum flow uses only 8 to 10 thousand edges. On small graphs of 48 to 91
+thousand edges a flow costs about 5 ms, and one output token's 512 flows 2.4 to 2.6 s of CPU
 (`benchmarks/bench_explain.py`). `workers` spreads the flows over processes (scipy's Dinic holds the GIL,
 so threads would not help).
 """
@@ -224,12 +224,15 @@ def attention_flow(
     scale: int = SCALE,
     progress: Callable[[int, int], None] | None = None,
     workers: int = 1,
+    certified: Counter | None = None,
 ) -> np.ndarray:
     """(N,) float64: the maximum flow from output token `output` after the last step to each input token
     before the first, in units of attention (0 where the output cannot reach the input). One exact maximum
     flow per input token (`OutputFlows`), in this process or, with `workers` > 1, spread over that many
-    worker processes (the same integer flows). `progress(done, N)` is called as they finish."""
+    worker processes (the same integer flows). `progress(done, N)` is called as they finish; `certified`,
+    where given, gains how each reachable input's flow was certified (`OutputFlows.certified`)."""
     flows = OutputFlows(capacities(transitions, scale), output)
+    certified = Counter() if certified is None else certified
     values = np.zeros(flows.n)
     todo = list(np.flatnonzero(flows.reach[0]))
     done = flows.n - len(todo)  # unreachable inputs: flow 0, nothing to run
@@ -246,19 +249,22 @@ def attention_flow(
     if workers > 1 and len(todo) > CHUNK:
         left = set(todo)
         try:
-            for chunk, found in _in_pool(flows, todo, workers):
+            for chunk, found, how in _in_pool(flows, todo, workers):
                 finished(chunk, found)
+                certified.update(how)
                 left.difference_update(chunk)
         except (OSError, RuntimeError, BrokenProcessPool):  # no worker processes here: go on in this one
             pass
         todo = [j for j in todo if j in left]
     for j in todo:
         finished([j], [flows.flow(j)])
+    certified.update(flows.certified)
     return values
 
 
 def _in_pool(flows: OutputFlows, todo: list[int], workers: int):
-    """Yield (input tokens, their integer flows) chunk by chunk as worker processes finish them.
+    """Yield (input tokens, their integer flows, how they were certified) chunk by chunk as worker processes
+    finish them.
 
     The workers are forked: they inherit the capacities without a copy through a pipe and import nothing
     (a forkserver or spawned worker re-imports the main module, the Streamlit CLI or a script with torch:
@@ -269,4 +275,4 @@ def _in_pool(flows: OutputFlows, todo: list[int], workers: int):
         chunks = [todo[i : i + CHUNK] for i in range(0, len(todo), CHUNK)]
         tasks = {pool.submit(flow_worker.flows, chunk): chunk for chunk in chunks}
         for task in as_completed(tasks):
-            yield tasks[task], task.result()
+            yield tasks[task], *task.result()
