@@ -66,8 +66,8 @@ Exact maximum flow (scipy, Dinic), one per input token, with capacities scaled b
 integers, spread over the machine's cores. Each runs on a small part of the graph (every token's 16
 strongest edges in and out, and all of the input token's own) and is kept only when it equals the capacity
 of a cut of the whole graph, which proves no larger flow exists; otherwise the cut's missing edges join the
-small graph and the flow runs again. One to four seconds per output token at 512 tokens of MiniLM on two cores;
-larger graphs wait to be asked for.
+small graph and the flow runs again. One to four seconds per output token at 512 tokens of MiniLM on two
+cores; larger graphs wait to be asked for.
 """
 CHECKED = "The check under the maps measures that on this input.\n"
 CROSS_GRAPH = """
