@@ -310,8 +310,8 @@ def encoder_vs_decoder_section(gpt: TextGPT, text: str, best: tuple[int, int]) -
 def value_section(gpt: TextGPT, text: str, repeat: bool) -> None:
     """Section 6: Kobayashi et al.'s value-weighted norms on the text of sections 2 and 3."""
     ids, labels = encode(gpt, text * 2 if repeat else text, quiet=True)
-    family, modules = attention_of(gpt, ids).family, attention_modules(gpt)["decoder_self"]
-    attentions = {"decoder_self": Attentions(family, modules, labels, labels)}
+    modules = attention_modules(gpt)["decoder_self"]
+    attentions = {"decoder_self": Attentions(attention_of(gpt, ids), modules, labels, labels)}
     title = "6 · What each head moves: value-weighted norms (S11)"
     value_norms_section(title, maps_key(gpt, ids), attentions, "cd")
 

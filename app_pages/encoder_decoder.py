@@ -269,7 +269,7 @@ def value_view(result: Decoding, modules: dict[str, list]) -> None:
         "decoder_self": (result.rows, result.dec_in),
         "encoder": (result.src_labels, result.src_labels),
     }
-    attentions = {name: Attentions(result.maps[name].family, modules[name], *labels[name]) for name in labels}
+    attentions = {name: Attentions(result.maps[name], modules[name], *labels[name]) for name in labels}
     value_norms_view(result.key, attentions, "s2s")
 
 

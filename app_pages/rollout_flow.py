@@ -20,13 +20,14 @@ from models.explain.flow import attention_flow, default_workers
 from models.explain.rollout import LayerGraph, layer_graph, reduce_heads
 from models.explain.value_norms import ValueNorms
 from models.hub import NotDownloaded
+from models.maps import AttentionMaps
 from models.registry import KINDS, kind_of
 from ui.export import chart
 from ui.hub import SUGGESTIONS, model_field, offer_download
 from ui.models import get_model
 from ui.results import computed, digest
 from ui.value_norms import EXPLANATION as VALUE_NORMS
-from ui.value_norms import FAMILY_NAMES, Attentions, masked, side_by_side, value_norms_view
+from ui.value_norms import FAMILY_NAMES, Attentions, side_by_side, value_norms_view
 from ui.widgets import device, matrix_view
 from viz.explain import token_strip
 from viz.stepwise import char_labels
@@ -257,14 +258,14 @@ def rollout_view(key: str, captured: Captured) -> None:
     first, second = side_by_side(rolled.rows.size)
     with first:
         matrix_view(
-            masked(rolled.raw, raw_mask), raw_rows, raw_cols, "rf_raw",
-            f"Raw attention: {rolled.raw_name}, {head} over heads", zmin=0.0,
+            rolled.raw, raw_rows, raw_cols, "rf_raw",
+            f"Raw attention: {rolled.raw_name}, {head} over heads", zmin=0.0, mask=raw_mask,
         )  # fmt: skip
     with second:
         matrix_view(
-            masked(rolled.rows, mask), rows, cols, "rf_rollout",
+            rolled.rows, rows, cols, "rf_rollout",
             f"Rollout through every layer, {head} over heads", row_title="output token",
-            col_title="input token", zmin=0.0,
+            col_title="input token", zmin=0.0, mask=mask,
         )  # fmt: skip
     token_mask = None if mask is None else mask[output]
     st.markdown(f"**Output token {output} `{rows[output]}`**")
@@ -296,7 +297,7 @@ def certificates(certified: dict[str, int]) -> str:
 def attentions_of(captured: Captured) -> dict[str, Attentions]:
     """Each family of the captured forward as the value-norm section reads it."""
     return {
-        name: Attentions(family, captured.modules[name], *axis_labels(captured, name))
+        name: Attentions(AttentionMaps(family), captured.modules[name], *axis_labels(captured, name))
         for name, family in captured.families.items()
     }
 

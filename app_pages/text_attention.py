@@ -242,7 +242,7 @@ def value_view(result: TextAttention) -> None:
             "runs itself (the embedded MiniLM, or a BERT-format checkpoint by name or path)."
         )
         return
-    attentions = Attentions(result.maps.family, result.modules, result.tokens, result.tokens)
+    attentions = Attentions(result.maps, result.modules, result.tokens, result.tokens)
     value_norms_view(result.key, {"encoder": attentions}, "ta")
 
 

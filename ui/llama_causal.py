@@ -208,7 +208,7 @@ def llama_sections(model: TextLlama) -> None:
     head_view(model, ids, tokens)
     heads_section(model, ids)
     modules = [layer.self_attn for layer in model.model.layers]
-    attentions = {"decoder_self": Attentions(run(model, ids).family, modules, tokens, tokens)}
+    attentions = {"decoder_self": Attentions(run(model, ids), modules, tokens, tokens)}
     title = "4 · What each head moves: value-weighted norms (S11)"
     value_norms_section(title, maps_key(model, ids), attentions, "cdl")
 

@@ -10,7 +10,7 @@ import streamlit as st
 import torch
 
 from models.explain.value_norms import Attention, ValueNorms
-from models.readout import Family
+from models.maps import AttentionMaps
 from ui.export import chart
 from ui.results import computed, digest
 from ui.widgets import head_name, layer_head_picker, matrix_view
@@ -36,9 +36,10 @@ are exactly the attention sublayer's output.
 
 @dataclass
 class Attentions:
-    """What the section reads of one kind of attention: the family, its modules and its axis labels."""
+    """What the section reads of one kind of attention: its maps (the page's own, memoised), its modules
+    and its axis labels."""
 
-    family: Family
+    maps: AttentionMaps
     modules: list[Attention]  # one per layer, for W_O and b_O
     rows: list[str]  # query tokens
     cols: list[str]  # key tokens
@@ -63,19 +64,14 @@ def side_by_side(n_cells: int):
     return st.columns(2) if n_cells <= CELL_BUDGET else (st.container(), st.container())
 
 
-def masked(matrix: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
-    """NaN where `mask` is False: the heatmap core draws NaN grey, as cells or in a raster."""
-    return matrix if mask is None else np.where(mask, matrix, np.nan).astype(np.float32)
-
-
-def layer_norms_of(key: str, norms: ValueNorms, layer: int, check: Callable | None) -> LayerNorms:
+def layer_norms_of(
+    key: str, maps: AttentionMaps, norms: ValueNorms, layer: int, check: Callable | None
+) -> LayerNorms:
     """One layer's summed norms, computed once per (input, family, layer) and kept like the forward."""
 
     def run() -> LayerNorms:
-        with torch.no_grad():
-            mean_alpha = norms.family.weights(layer, slice(None)).mean(0).float().cpu().numpy()
         error = None if check is None else check(norms, layer)
-        return LayerNorms(norms.summed(layer), mean_alpha, error)
+        return LayerNorms(norms.summed(layer), maps.head(layer, "mean"), error)
 
     return computed(digest(key, "value_norms", norms.family.name, layer), run, spinner="Summing the heads…")
 
@@ -91,39 +87,36 @@ def value_norms_view(key: str, attentions: dict[str, Attentions], prefix: str, c
         name = st.radio(
             "Attention", names, format_func=FAMILY_NAMES.get, horizontal=True, key=f"{prefix}_vn_family"
         )
-    family, rows, cols = attentions[name].family, attentions[name].rows, attentions[name].cols
-    layer, head = layer_head_picker(
-        family.n_layers, family.n_heads, key=f"{prefix}_vn_{name}", reductions=False
-    )
-    norms = ValueNorms(family, attentions[name].modules)
-    mask = family.head_mask(layer, head)
-    mask = None if mask is None else mask.cpu().numpy()
+    maps, rows, cols = attentions[name].maps, attentions[name].rows, attentions[name].cols
+    layer, head = layer_head_picker(maps.n_layers, maps.n_heads, key=f"{prefix}_vn_{name}", reductions=False)
+    norms = ValueNorms(maps.family, attentions[name].modules)
     with torch.no_grad():
-        alpha = family.weights(layer, head).float().cpu().numpy()
+        mask = maps.family.head_mask(layer, head)  # drawn grey by the figures, not copied into the maps
+    mask = None if mask is None else mask.cpu().numpy()
+    alpha = maps.head(layer, head)
     where = f"{FAMILY_NAMES[name]}, layer {layer}" if len(names) > 1 else f"layer {layer}"
     first, second = side_by_side(alpha.size)
     with first:
-        matrix_view(
-            masked(alpha, mask), rows, cols, f"{prefix}_alpha", f"α: {where}, {head_name(head)}", zmin=0.0
-        )
+        title = f"α: {where}, {head_name(head)}"
+        matrix_view(alpha, rows, cols, f"{prefix}_alpha", title, zmin=0.0, mask=mask)
     with second:
         matrix_view(
-            masked(norms.weighted(layer, head), mask), rows, cols, f"{prefix}_weighted",
-            f"‖α f(x)‖: {where}, {head_name(head)}", zmin=0.0, value_name="norm",
+            norms.weighted(layer, head, alpha), rows, cols, f"{prefix}_weighted",
+            f"‖α f(x)‖: {where}, {head_name(head)}", zmin=0.0, value_name="norm", mask=mask,
         )  # fmt: skip
     chart(
         token_strip(norms.norms(layer)[head], cols, "‖f(x_j)‖", f"‖f(x_j)‖ of each key, {head_name(head)}"),
         key=f"{prefix}_value_lengths",
     )
-    summed = layer_norms_of(key, norms, layer, check)
+    summed = layer_norms_of(key, maps, norms, layer, check)
     first, second = side_by_side(alpha.size)
     with first:
         title = f"α: {where}, mean over heads"
-        matrix_view(masked(summed.mean_alpha, mask), rows, cols, f"{prefix}_alpha_mean", title, zmin=0.0)
+        matrix_view(summed.mean_alpha, rows, cols, f"{prefix}_alpha_mean", title, zmin=0.0, mask=mask)
     with second:
         matrix_view(
-            masked(summed.summed, mask), rows, cols, f"{prefix}_summed",
-            f"‖Σ_h α_h f_h(x)‖: {where}, all heads", zmin=0.0, value_name="norm",
+            summed.summed, rows, cols, f"{prefix}_summed", f"‖Σ_h α_h f_h(x)‖: {where}, all heads",
+            zmin=0.0, value_name="norm", mask=mask,
         )  # fmt: skip
     if summed.error is not None:
         st.caption(

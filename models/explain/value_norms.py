@@ -68,7 +68,8 @@ class ValueNorms:
     """Value-weighted attention of one family on one input, one layer at a time, on demand.
 
     family: the readout family (q, k, v of every layer); modules: the family's attention module per layer
-    (for W_O and b_O). Results are float32 numpy arrays.
+    (for W_O and b_O). Results are float32 numpy arrays. Each layer's f is computed once per instance: a
+    view reads it for the lengths, one head's map and the layer's sum.
     """
 
     def __init__(self, family: Family, modules: list[Attention]):
@@ -78,11 +79,14 @@ class ValueNorms:
             )
         self.family, self.modules = family, modules
         self.n_layers, self.n_heads = family.n_layers, family.n_heads
+        self._values: dict[int, Tensor] = {}
 
     @torch.no_grad()
     def values(self, layer: int) -> Tensor:
         """(H, Tk, d) f^h(x_j) of every head and key of `layer`."""
-        return transformed_values(self.family.v[layer].float(), self.modules[layer])
+        if layer not in self._values:
+            self._values[layer] = transformed_values(self.family.v[layer].float(), self.modules[layer])
+        return self._values[layer]
 
     @torch.no_grad()
     def norms(self, layer: int) -> np.ndarray:
@@ -90,12 +94,13 @@ class ValueNorms:
         return self.values(layer).norm(dim=-1).cpu().numpy()
 
     @torch.no_grad()
-    def weighted(self, layer: int, head: int | None = None) -> np.ndarray:
-        """(Tq, Tk) ‖α^h_ij f^h(x_j)‖ of one head, or (H, Tq, Tk) for every head when head is None."""
+    def weighted(self, layer: int, head: int | None = None, alpha: np.ndarray | None = None) -> np.ndarray:
+        """(Tq, Tk) ‖α^h_ij f^h(x_j)‖ of one head, or (H, Tq, Tk) for every head when head is None. `alpha`:
+        those weights (float32) when the caller has them already."""
         heads = slice(None) if head is None else head
-        alpha = self.family.weights(layer, heads).float()
-        norms = self.values(layer)[heads].norm(dim=-1)  # (Tk,) or (H, Tk)
-        return (alpha * norms[..., None, :]).cpu().numpy()
+        if alpha is None:
+            alpha = self.family.weights(layer, heads).float().cpu().numpy()
+        return alpha * self.norms(layer)[heads][..., None, :]  # ‖f‖ (Tk,) or (H, Tk) scales each key
 
     @torch.no_grad()
     def summed(self, layer: int) -> np.ndarray:
