@@ -11,6 +11,9 @@ system time over it (/proc), which the browser's drawing does not inflate. The b
 forward (fused attention, nothing kept) of the same input, timed in this process while the server is
 idle, so the ratio survives a slower machine. Peak memory is the server's VmHWM from /proc.
 
+On the text page's value-norm tab it also times opening the tab (one layer's sum over heads) and a head
+switch there.
+
 Targets (issue 11): a head or layer switch <= 100 ms at 512 tokens and <= 300 ms at 4,096; the first view
 of a new input <= 1.2 x fast forward + 100 ms; <= 0.5 MB a click at 512 tokens, <= 2 MB at 4,096; the
 server's peak memory at 4,096 tokens <= 2 GB for one session. 4,096 tokens use a random BERT with 4,096
@@ -36,6 +39,7 @@ from scripts.make_long_bert import make_long_bert
 from tests.app_server import running_app
 from tests.conftest import CHROMIUM, CHROMIUM_FLAGS, pick_option
 
+HEADS = "Heads"  # the text page's first tab (app_pages/text_attention.py)
 TEXT_512 = "The animal didn't cross the street because it was too tired, so it rested. " * 30
 
 
@@ -144,6 +148,13 @@ def text_page(page, wire: Wire, label: str, text: str, n_tokens: int, baseline: 
             field.press("Enter")
 
         rows.append((label, "zoom window move", *measure(page, wire, zoom, repeats=3), ""))
+    value_tab = page.get_by_role("tab", name="Value-weighted norms")
+    if value_tab.count():  # the value norms of one head and of its layer (a checkout before them has none)
+        rows.append((label, "value tab, first open", *measure(page, wire, lambda i: value_tab.click()), ""))
+        result = measure(page, wire, lambda i: pick_option(page, "Head", f"head {heads[i]}"), repeats=3)
+        rows.append((label, "value tab, head switch", *result, ""))
+        page.get_by_role("tab", name=HEADS).click()  # the next input opens on the head view again
+        settle(page)
 
 
 def open_page(browser, url: str, server_pid: int):

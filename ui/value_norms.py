@@ -13,7 +13,7 @@ from models.explain.value_norms import Attention, ValueNorms
 from models.maps import AttentionMaps
 from ui.export import chart
 from ui.results import computed, digest
-from ui.widgets import head_name, layer_head_picker, matrix_view
+from ui.widgets import head_name, head_picker, layer_picker, matrix_view
 from viz.explain import token_strip
 from viz.heatmap import CELL_BUDGET
 
@@ -78,23 +78,52 @@ def layer_norms_of(
 
 @st.fragment
 def value_norms_view(key: str, attentions: dict[str, Attentions], prefix: str, check: Callable | None = None):
-    """The section: a family radio (when there are several), a layer and head, and the four maps. `key`
-    names the input (the forward's digest); `check(norms, layer)`, where given, measures how closely the
-    terms rebuild the sublayer's output, shown under the maps."""
+    """The section: a family radio (when there are several), a layer, one head's maps (`head_maps`, a
+    fragment of its own: a head switch redraws only them) and the layer's two maps. `key` names the input
+    (the forward's digest); `check(norms, layer)`, where given, measures how closely the terms rebuild the
+    sublayer's output, shown under the maps."""
     names = list(attentions)
     name = names[0]
     if len(names) > 1:
         name = st.radio(
             "Attention", names, format_func=FAMILY_NAMES.get, horizontal=True, key=f"{prefix}_vn_family"
         )
-    maps, rows, cols = attentions[name].maps, attentions[name].rows, attentions[name].cols
-    layer, head = layer_head_picker(maps.n_layers, maps.n_heads, key=f"{prefix}_vn_{name}", reductions=False)
-    norms = ValueNorms(maps.family, attentions[name].modules)
+    attention, picker = attentions[name], f"{prefix}_vn_{name}"
+    maps = attention.maps
+    layer = layer_picker(maps.n_layers, picker, container=st.columns(2)[0])
+    norms = ValueNorms(maps.family, attention.modules)
+    where = f"{FAMILY_NAMES[name]}, layer {layer}" if len(names) > 1 else f"layer {layer}"
+    head_maps(attention, norms, layer, picker, prefix, where)
+    summed = layer_norms_of(key, maps, norms, layer, check)
+    with torch.no_grad():
+        masks = maps.family.head_mask(layer, slice(None))  # (H, Tq, Tk) or None
+    mask = None if masks is None else masks.any(0).cpu().numpy()  # the cells some head may attend
+    first, second = side_by_side(summed.summed.size)
+    with first:
+        title = f"α: {where}, mean over heads"
+        matrix_view(summed.mean_alpha, attention.rows, attention.cols, f"{prefix}_alpha_mean", title,
+                    zmin=0.0, mask=mask)  # fmt: skip
+    with second:
+        matrix_view(
+            summed.summed, attention.rows, attention.cols, f"{prefix}_summed",
+            f"‖Σ_h α_h f_h(x)‖: {where}, all heads", zmin=0.0, value_name="norm", mask=mask,
+        )  # fmt: skip
+    if summed.error is not None:
+        st.caption(
+            f"Check: Σ_j Σ_h α_ij f_h(x_j) + b_O rebuilds this sublayer's output (from the fused kernel) "
+            f"within {summed.error:.1e}, the largest difference over every query and channel."
+        )
+
+
+@st.fragment
+def head_maps(attention: Attentions, norms: ValueNorms, layer: int, picker: str, prefix: str, where: str):
+    """One head's α beside ‖α f(x)‖, and its keys' ‖f(x_j)‖: a head switch reruns this fragment only."""
+    maps, rows, cols = attention.maps, attention.rows, attention.cols
+    head = head_picker(maps.n_heads, picker, reductions=False, container=st.columns(2)[0])
     with torch.no_grad():
         mask = maps.family.head_mask(layer, head)  # drawn grey by the figures, not copied into the maps
     mask = None if mask is None else mask.cpu().numpy()
     alpha = maps.head(layer, head)
-    where = f"{FAMILY_NAMES[name]}, layer {layer}" if len(names) > 1 else f"layer {layer}"
     first, second = side_by_side(alpha.size)
     with first:
         title = f"α: {where}, {head_name(head)}"
@@ -108,21 +137,6 @@ def value_norms_view(key: str, attentions: dict[str, Attentions], prefix: str, c
         token_strip(norms.norms(layer)[head], cols, "‖f(x_j)‖", f"‖f(x_j)‖ of each key, {head_name(head)}"),
         key=f"{prefix}_value_lengths",
     )
-    summed = layer_norms_of(key, maps, norms, layer, check)
-    first, second = side_by_side(alpha.size)
-    with first:
-        title = f"α: {where}, mean over heads"
-        matrix_view(summed.mean_alpha, rows, cols, f"{prefix}_alpha_mean", title, zmin=0.0, mask=mask)
-    with second:
-        matrix_view(
-            summed.summed, rows, cols, f"{prefix}_summed", f"‖Σ_h α_h f_h(x)‖: {where}, all heads",
-            zmin=0.0, value_name="norm", mask=mask,
-        )  # fmt: skip
-    if summed.error is not None:
-        st.caption(
-            f"Check: Σ_j Σ_h α_ij f_h(x_j) + b_O rebuilds this sublayer's output (from the fused kernel) "
-            f"within {summed.error:.1e}, the largest difference over every query and channel."
-        )
 
 
 def value_norms_section(title: str, key: str, attentions: dict[str, Attentions], prefix: str) -> None:

@@ -61,23 +61,39 @@ def layer_head_picker(
     thumbnail) can set them before the widgets are drawn. With `bind`, both are in the page's URL
     (?{key}_layer=layer 3&{key}_head=head 5), so that a link reopens the same head."""
     left, right = (container or st).columns(2)
+    layer = layer_picker(n_layers, key, default[0], left, bind)
+    return layer, head_picker(n_heads, key, reductions, default[1], right, bind)
+
+
+def layer_picker(n_layers: int, key: str, default: int = 0, container=None, bind: bool = False) -> int:
+    """The layer select box of `layer_head_picker`, alone (its state under f"{key}_layer")."""
     layers = list(range(n_layers))
+    _keep_in(f"{key}_layer", layers, min(default, n_layers - 1))
+    return (container or st).selectbox(
+        "Layer", layers, key=f"{key}_layer", persist_state="session", format_func=lambda i: f"layer {i}",
+        **_url(bind),
+    )  # fmt: skip
+
+
+def head_picker(
+    n_heads: int,
+    key: str,
+    reductions: bool = True,
+    default: int | str = 0,
+    container=None,
+    bind: bool = False,
+) -> int | str:
+    """The head select box of `layer_head_picker`, alone (its state under f"{key}_head")."""
     heads = [*range(n_heads), *(REDUCTIONS if reductions else ())]
-    _keep_in(f"{key}_layer", layers, min(default[0], n_layers - 1))
-    _keep_in(f"{key}_head", heads, default[1] if default[1] in heads else 0)
-    url = {"bind": "query-params"} if bind else {}
-    layer = left.selectbox(
-        "Layer",
-        layers,
-        key=f"{key}_layer",
-        persist_state="session",
-        format_func=lambda i: f"layer {i}",
-        **url,
+    _keep_in(f"{key}_head", heads, default if default in heads else 0)
+    return (container or st).selectbox(
+        "Head", heads, key=f"{key}_head", persist_state="session", format_func=head_name, **_url(bind)
     )
-    head = right.selectbox(
-        "Head", heads, key=f"{key}_head", persist_state="session", format_func=head_name, **url
-    )
-    return layer, head
+
+
+def _url(bind: bool) -> dict:
+    """A widget's arguments that put its value in the page's URL, when `bind`."""
+    return {"bind": "query-params"} if bind else {}
 
 
 def clamped_int(
